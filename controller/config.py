@@ -1,0 +1,152 @@
+"""The controller's configuration: one YAML file, validated by a frozen, strict pydantic model.
+
+Its path comes from `--config` or `PROVENANCE_CONFIG`; without either, the defaults below apply.
+A bad file stops start-up with a message naming the bad field (`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from controller.errors import ConfigError
+
+CONFIG_ENV = "PROVENANCE_CONFIG"
+"""The environment variable naming the configuration file when `--config` is not given."""
+
+ANNOTATION_NAMES = (
+    "git-sha", "branch", "build-id", "build-timestamp", "pipeline-url", "deployed-by",
+    "environment",
+)
+"""Every provenance annotation the controller knows, without the prefix."""
+
+
+EnvironmentName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class AnnotationConfig(_Strict):
+    """Which annotations carry the provenance, and their limits."""
+
+    prefix: str = Field(default="provenance.dev/", pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?/$")
+    """Prefix of every provenance annotation key; a DNS subdomain followed by `/`."""
+    required: tuple[Literal[
+        "git-sha", "branch", "build-id", "build-timestamp", "pipeline-url", "deployed-by",
+        "environment",
+    ], ...] = ("git-sha", "build-id", "deployed-by")
+    """Annotations a Deployment must carry; the others are checked only when present."""
+    max_value_length: int = Field(default=2048, ge=64, le=65536)
+    """Upper bound on any provenance annotation value, in characters."""
+    max_build_id_length: int = Field(default=256, ge=1, le=2048)
+    """Upper bound on the build-id, which is an identifier, not a document."""
+    max_clock_skew_seconds: int = Field(default=300, ge=0, le=86400)
+    """How far in the future a build-timestamp may lie before it is rejected."""
+
+    def key(self, name: str) -> str:
+        """The full annotation key for a short name such as `git-sha`."""
+        return f"{self.prefix}{name}"
+
+
+class ActorConfig(_Strict):
+    """How the `deployed-by` annotation is checked against the authenticated user.
+
+    The authenticated user (`request.userInfo.username`) is always what is recorded; the annotation
+    is never trusted on its own.
+    """
+
+    rule: Literal["match-username", "ci-allowlist"] = "match-username"
+    """`match-username`: deployed-by must equal the authenticated username.
+    `ci-allowlist`: as `match-username`, except that a user in `ci_accounts` may deploy on behalf
+    of the person it names in deployed-by."""
+    ci_accounts: tuple[str, ...] = ()
+    """Authenticated usernames (for example `system:serviceaccount:ci:deployer`) allowed to deploy
+    on behalf of someone else under `ci-allowlist`."""
+
+
+class EnvironmentRule(_Strict):
+    """Who may deploy to one environment. Empty lists mean nobody may (fail closed)."""
+
+    namespaces: tuple[str, ...] = ()
+    """Namespaces that belong to this environment; the environment annotation must agree."""
+    users: tuple[str, ...] = ()
+    """Authenticated usernames allowed to deploy here."""
+    groups: tuple[str, ...] = ()
+    """Authenticated groups whose members may deploy here."""
+
+
+class Config(_Strict):
+    """The whole configuration file."""
+
+    mode: Literal["enforce", "audit"] = "enforce"
+    """`enforce` denies on any violation; `audit` admits and returns the violations as warnings."""
+    annotations: AnnotationConfig = AnnotationConfig()
+    """The provenance annotations."""
+    actor: ActorConfig = ActorConfig()
+    """The deploying-actor rule."""
+    environments: dict[EnvironmentName, EnvironmentRule] = {}
+    """Environments whose deployers are restricted (for example `production`). A Deployment whose
+    namespace or environment annotation names one of these must come from an authorised user."""
+    exempt_namespaces: tuple[str, ...] = ("kube-system",)
+    """Namespaces never judged. The webhook configuration excludes them by the immutable
+    `kubernetes.io/metadata.name` label; the controller re-checks, so a stale configuration
+    cannot exempt anything else."""
+
+    @field_validator("exempt_namespaces")
+    @classmethod
+    def _namespaces_are_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for ns in value:
+            if not ns or len(ns) > 63 or not ns.replace("-", "a").isalnum() or ns.lower() != ns:
+                raise ValueError(f"{ns!r} is not a namespace name")
+        return value
+
+    def environment_for_namespace(self, namespace: str) -> str | None:
+        """The environment a namespace belongs to, from the `environments` table."""
+        for name, rule in self.environments.items():
+            if namespace in rule.namespaces:
+                return name
+        return None
+
+
+def _format_validation_error(source: str, error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        problems.append(f"  {where}: {item['msg']}")
+    return f"invalid configuration in {source}:\n" + "\n".join(problems)
+
+
+def parse_config(text: str, *, source: str = "<config>") -> Config:
+    """Parse YAML text into a `Config`; raise `ConfigError` naming every bad field."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source} is not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} must hold a mapping at the top level")
+    try:
+        # The YAML is parsed in python mode so that lists become tuples where tuples are declared.
+        return Config.model_validate(data, strict=False)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(source, exc)) from exc
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load the configuration from `path`, else `$PROVENANCE_CONFIG`, else the defaults."""
+    chosen = path if path is not None else os.environ.get(CONFIG_ENV) or None
+    if chosen is None:
+        return Config()
+    file = Path(chosen)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {file}: {exc.strerror}") from exc
+    return parse_config(text, source=str(file))

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Provision the real binaries the tests and `make dev` drive: etcd, kube-apiserver, kubectl,
+# cosign, crane and helm. This machine reaches the Go module proxy but not GitHub release
+# downloads, so everything is built from Go modules at pinned versions. Builds are cached under
+# ~/.cache/provenance-controller/tools/<name>-<version>/ so a second run (or CI on a fresh clone of
+# the same machine) only copies files. bin/ is git-ignored.
+#
+# A user with internet access can skip the control-plane build entirely:
+#   export KUBEBUILDER_ASSETS="$(setup-envtest use -p path 1.34.x)"
+# and this script will take etcd and kube-apiserver from there.
+set -euo pipefail
+
+KUBE_VERSION="${KUBE_VERSION:-v1.34.4}"
+ETCD_VERSION="${ETCD_VERSION:-v3.5.21}"
+COSIGN_VERSION="${COSIGN_VERSION:-v3.1.1}"
+CRANE_VERSION="${CRANE_VERSION:-v0.20.7}"
+HELM_VERSION="${HELM_VERSION:-v3.21.4}"
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bin="${root}/bin"
+cache="${PROVENANCE_TOOLS_CACHE:-${HOME}/.cache/provenance-controller/tools}"
+mkdir -p "${bin}" "${cache}"
+
+log() { printf '[tools] %s\n' "$*" >&2; }
+
+# which=all|control-plane|cosign|crane|helm
+want="${1:-all}"
+wants() { [[ "${want}" == all || "${want}" == *"$1"* ]]; }
+
+# --- Go toolchain ----------------------------------------------------------------------------
+if ! command -v go >/dev/null 2>&1; then
+  log "go not found; installing golang-go from Debian"
+  apt-get update -qq && apt-get install -y -qq golang-go >/dev/null
+fi
+
+# install_cached NAME VERSION BUILD_FUNCTION: run BUILD_FUNCTION into the cache dir unless a
+# completed build (marked by .done) is already there, then copy the binaries into bin/.
+install_cached() {
+  local name="$1" version="$2" fn="$3"
+  local dir="${cache}/${name}-${version}"
+  if [[ ! -f "${dir}/.done" ]]; then
+    log "building ${name} ${version} (cold cache; this can take several minutes)"
+    rm -rf "${dir}" && mkdir -p "${dir}"
+    local start=$SECONDS
+    "${fn}" "${dir}" "${version}"
+    touch "${dir}/.done"
+    log "built ${name} ${version} in $((SECONDS - start))s"
+  fi
+  find "${dir}" -maxdepth 1 -type f -perm -u+x -exec cp -f {} "${bin}/" \;
+}
+
+# --- etcd and kube-apiserver -----------------------------------------------------------------
+build_etcd() {
+  local out="$1" version="$2" mod
+  mod="$(mktemp -d)"
+  cat >"${mod}/main.go" <<'EOF'
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+EOF
+  (cd "${mod}" && go mod init tools.local/etcd >/dev/null 2>&1 &&
+    go get "go.etcd.io/etcd/server/v3@${version}" >/dev/null 2>&1 &&
+    go mod tidy >/dev/null 2>&1 &&
+    CGO_ENABLED=0 go build -trimpath -o "${out}/etcd" .)
+  rm -rf "${mod}"
+}
+
+# k8s.io/kubernetes publishes its staging modules as v0.0.0 with replaces to ./staging, which a
+# dependent module cannot see. Rewrite each of them to the published v0.<minor>.<patch>.
+build_kube() {
+  local out="$1" version="$2" mod gomod staging
+  staging="v0.${version#v1.}"
+  mod="$(mktemp -d)"
+  gomod="$(cd "${mod}" && go mod download -json "k8s.io/kubernetes@${version}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
+  {
+    echo "module tools.local/kube"
+    echo
+    echo "go $(awk '/^go /{print $2; exit}' "${gomod}")"
+    echo
+    echo "require k8s.io/kubernetes ${version}"
+    echo
+    echo "replace ("
+    grep -Eo '^\s*k8s.io/[a-z0-9-]+ => ./staging/src/k8s.io/[a-z0-9-]+' "${gomod}" |
+      awk -v v="${staging}" '{print "\t" $1 " => " $1 " " v}'
+    echo ")"
+  } >"${mod}/go.mod"
+  cat >"${mod}/tools.go" <<'EOF'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+EOF
+  (cd "${mod}" && go mod tidy >/dev/null &&
+    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=${version}" \
+      -o "${out}/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl)
+  rm -rf "${mod}"
+}
+
+go_install_into() {
+  local out="$1" pkg="$2"
+  GOBIN="${out}" CGO_ENABLED=0 go install -trimpath "${pkg}"
+}
+build_cosign() { go_install_into "$1" "github.com/sigstore/cosign/v3/cmd/cosign@$2"; }
+build_crane() { go_install_into "$1" "github.com/google/go-containerregistry/cmd/crane@$2"; }
+build_helm() { go_install_into "$1" "helm.sh/helm/v3/cmd/helm@$2"; }
+
+if wants control-plane; then
+  if [[ -n "${KUBEBUILDER_ASSETS:-}" && -x "${KUBEBUILDER_ASSETS}/kube-apiserver" && -x "${KUBEBUILDER_ASSETS}/etcd" ]]; then
+    log "using etcd and kube-apiserver from KUBEBUILDER_ASSETS=${KUBEBUILDER_ASSETS}"
+    cp -f "${KUBEBUILDER_ASSETS}/etcd" "${KUBEBUILDER_ASSETS}/kube-apiserver" "${bin}/"
+    [[ -x "${KUBEBUILDER_ASSETS}/kubectl" ]] && cp -f "${KUBEBUILDER_ASSETS}/kubectl" "${bin}/"
+  else
+    install_cached etcd "${ETCD_VERSION}" build_etcd
+  fi
+  if [[ ! -x "${bin}/kube-apiserver" || ! -x "${bin}/kubectl" ]]; then
+    install_cached kube "${KUBE_VERSION}" build_kube
+  fi
+fi
+wants cosign && install_cached cosign "${COSIGN_VERSION}" build_cosign
+wants crane && install_cached crane "${CRANE_VERSION}" build_crane
+wants helm && install_cached helm "${HELM_VERSION}" build_helm
+
+log "tools ready in ${bin}: $(ls "${bin}" | tr '\n' ' ')"
