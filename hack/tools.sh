@@ -11,6 +11,8 @@
 set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-v1.34.4}"
+# Bumped when the set of binaries built from KUBE_VERSION changes, so stale caches rebuild.
+KUBE_BUILD_REV=2
 ETCD_VERSION="${ETCD_VERSION:-v3.5.21}"
 COSIGN_VERSION="${COSIGN_VERSION:-v3.1.1}"
 CRANE_VERSION="${CRANE_VERSION:-v0.20.7}"
@@ -75,6 +77,7 @@ EOF
 # dependent module cannot see. Rewrite each of them to the published v0.<minor>.<patch>.
 build_kube() {
   local out="$1" version="$2" mod gomod staging
+  version="${version%-r*}"
   staging="v0.${version#v1.}"
   mod="$(mktemp -d)"
   gomod="$(cd "${mod}" && go mod download -json "k8s.io/kubernetes@${version}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
@@ -97,12 +100,14 @@ package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 EOF
   (cd "${mod}" && go mod tidy >/dev/null &&
     CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=${version}" \
-      -o "${out}/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl)
+      -o "${out}/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kubectl)
   rm -rf "${mod}"
 }
 
@@ -122,8 +127,8 @@ if wants control-plane; then
   else
     install_cached etcd "${ETCD_VERSION}" build_etcd
   fi
-  if [[ ! -x "${bin}/kube-apiserver" || ! -x "${bin}/kubectl" ]]; then
-    install_cached kube "${KUBE_VERSION}" build_kube
+  if [[ ! -x "${bin}/kube-apiserver" || ! -x "${bin}/kubectl" || ! -x "${bin}/kube-controller-manager" ]]; then
+    install_cached kube "${KUBE_VERSION}-r${KUBE_BUILD_REV}" build_kube
   fi
 fi
 wants cosign && install_cached cosign "${COSIGN_VERSION}" build_cosign

@@ -1,0 +1,5 @@
+"""Fixture modules shared across the test tree; each lives in tests/fixtures/."""
+
+pytest_plugins = [
+    "tests.fixtures.cluster",
+]
