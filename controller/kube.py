@@ -56,10 +56,11 @@ def load_credentials(kubeconfig: str | None = None) -> Credentials:
 
     cfg = Configuration()
     if kubeconfig is None and (SA_DIR / "token").exists():
-        kconfig.load_incluster_config(client_configuration=cfg)
+        kconfig.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         return Credentials(
             server=cfg.host, ca_file=cfg.ssl_ca_cert, token_file=str(SA_DIR / "token"))
-    kconfig.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    kconfig.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=kubeconfig, client_configuration=cfg)
     auth = (cfg.api_key or {}).get("authorization")
     token = auth.removeprefix("Bearer ").strip() if isinstance(auth, str) else None
     return Credentials(
