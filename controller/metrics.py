@@ -1,0 +1,175 @@
+"""Prometheus metrics, in a registry of the controller's own.
+
+A dedicated `CollectorRegistry` keeps `/metrics` to what this project defines (no surprise
+collectors from imported libraries) and lets tests read exact values. Other modules call the small
+`record_*` functions or use the metric objects directly; label values are bounded sets (verdicts,
+`Reason` codes, registry operation names), never user input, so cardinality stays fixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from controller.policy.violations import Decision, Reason
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+"""Every metric below is registered here and only here."""
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+"""The Content-Type of what `exposition()` returns: text format 0.0.4, which every Prometheus
+version parses (the library's "latest", 1.0.0, is newer than many scrapers in the field)."""
+
+# Admission latency is dominated by policy checks (sub-millisecond) on cache hits and by registry
+# round trips on misses; the webhook timeout caps it at 30 s. Buckets start at 1 ms so a cached
+# admission is not lumped in with a slow one.
+ADMISSION_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)
+REGISTRY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+VERDICT_ALLOWED = "allowed"
+VERDICT_DENIED = "denied"
+VERDICT_AUDITED = "audited"
+"""Admitted in audit mode although violations were found."""
+VERDICT_EXEMPT = "exempt"
+VERDICT_ERROR = "error"
+"""The review itself was malformed (HTTP 400); no verdict was given."""
+VERDICTS = (VERDICT_ALLOWED, VERDICT_DENIED, VERDICT_AUDITED, VERDICT_EXEMPT, VERDICT_ERROR)
+
+NO_REASON = "none"
+"""The reason label of an admission without violations."""
+
+admissions_total = Counter(
+    "provenance_admissions",
+    "Admission reviews answered, by verdict and reason code. A request with several violations "
+    "counts once per distinct reason.",
+    ["verdict", "reason"],
+    registry=REGISTRY,
+)
+admission_duration_seconds = Histogram(
+    "provenance_admission_duration_seconds",
+    "Time from receiving an AdmissionReview to answering it, by verdict.",
+    ["verdict"],
+    buckets=ADMISSION_BUCKETS,
+    registry=REGISTRY,
+)
+verification_cache_hits_total = Counter(
+    "provenance_verification_cache_hits",
+    "Signature verdicts served from the verification cache.",
+    registry=REGISTRY,
+)
+verification_cache_misses_total = Counter(
+    "provenance_verification_cache_misses",
+    "Signature verdicts that had to be computed (registry round trips).",
+    registry=REGISTRY,
+)
+registry_request_duration_seconds = Histogram(
+    "provenance_registry_request_duration_seconds",
+    "Latency of requests to OCI registries, by operation (manifest, blob, referrers, token).",
+    ["operation"],
+    buckets=REGISTRY_BUCKETS,
+    registry=REGISTRY,
+)
+registry_request_errors_total = Counter(
+    "provenance_registry_request_errors",
+    "Failed requests to OCI registries, by operation and error kind (status code class, timeout, "
+    "too-large, unreachable).",
+    ["operation", "kind"],
+    registry=REGISTRY,
+)
+ledger_appends_total = Counter(
+    "provenance_ledger_appends",
+    "Entries appended to the provenance ledger.",
+    registry=REGISTRY,
+)
+ledger_conflicts_total = Counter(
+    "provenance_ledger_conflicts",
+    "Ledger writes rejected by the API server with 409 Conflict (another replica appended first).",
+    registry=REGISTRY,
+)
+ledger_retries_total = Counter(
+    "provenance_ledger_retries",
+    "Ledger append attempts retried after a conflict or a transient error.",
+    registry=REGISTRY,
+)
+
+
+def verdict_of(decision: Decision) -> str:
+    """The verdict label for a decision."""
+    if decision.exempt_reason:
+        return VERDICT_EXEMPT
+    if not decision.violations:
+        return VERDICT_ALLOWED
+    return VERDICT_DENIED if decision.enforce else VERDICT_AUDITED
+
+
+def _reasons(decision: Decision) -> Iterable[str]:
+    seen: list[str] = []
+    for violation in decision.violations:
+        code = str(violation.reason)
+        if code not in seen:
+            seen.append(code)
+    return seen or [NO_REASON]
+
+
+def record_admission(decision: Decision, *, seconds: float) -> None:
+    """Count one answered admission and observe how long it took."""
+    verdict = verdict_of(decision)
+    for reason in _reasons(decision):
+        admissions_total.labels(verdict=verdict, reason=reason).inc()
+    admission_duration_seconds.labels(verdict=verdict).observe(seconds)
+
+
+def record_review_error(*, seconds: float) -> None:
+    """Count one malformed AdmissionReview (answered with HTTP 400)."""
+    admissions_total.labels(verdict=VERDICT_ERROR, reason=NO_REASON).inc()
+    admission_duration_seconds.labels(verdict=VERDICT_ERROR).observe(seconds)
+
+
+def record_cache(*, hit: bool) -> None:
+    """Count one verification-cache lookup."""
+    (verification_cache_hits_total if hit else verification_cache_misses_total).inc()
+
+
+def record_registry_request(operation: str, *, seconds: float, error: str | None = None) -> None:
+    """Observe one registry request; `error` is a short bounded kind (`5xx`, `timeout`, ...)."""
+    registry_request_duration_seconds.labels(operation=operation).observe(seconds)
+    if error is not None:
+        registry_request_errors_total.labels(operation=operation, kind=error).inc()
+
+
+def record_ledger_append(*, conflicts: int = 0, retries: int = 0) -> None:
+    """Count one successful ledger append and the conflicts and retries it took."""
+    ledger_appends_total.inc()
+    if conflicts:
+        ledger_conflicts_total.inc(conflicts)
+    if retries:
+        ledger_retries_total.inc(retries)
+
+
+def _prime() -> None:
+    # Export every (verdict, reason) series at zero from the start, so a dashboard's rate() and an
+    # alert on "denials by reason" work before the first such admission.
+    for verdict in (VERDICT_DENIED, VERDICT_AUDITED):
+        for reason in Reason:
+            admissions_total.labels(verdict=verdict, reason=str(reason))
+    for verdict in (VERDICT_ALLOWED, VERDICT_EXEMPT, VERDICT_ERROR):
+        admissions_total.labels(verdict=verdict, reason=NO_REASON)
+    for verdict in VERDICTS:
+        admission_duration_seconds.labels(verdict=verdict)
+
+
+_prime()
+
+
+def exposition() -> bytes:
+    """The text exposition of every metric in `REGISTRY`."""
+    return bytes(generate_latest(REGISTRY))
