@@ -146,6 +146,10 @@ class DeploymentRequest(BaseModel):
     """The object as it would be stored (the new object on UPDATE)."""
     template_hash: str
     """sha256 of the canonical JSON of the pod template: what actually runs."""
+    old_deployment: Deployment | None = None
+    """The stored object before an UPDATE; None on CREATE."""
+    old_template_hash: str | None = None
+    """`template_hash` of `old_deployment`."""
 
     @property
     def annotations(self) -> Mapping[str, str]:
@@ -209,6 +213,8 @@ def parse_review(body: Any) -> DeploymentRequest:
         raise ReviewError("malformed AdmissionReview: request.object is missing")
     try:
         deployment = Deployment.model_validate(raw)
+        old = (Deployment.model_validate(req.old_object)
+               if req.object is not None and req.old_object is not None else None)
     except ValidationError as exc:
         raise ReviewError(f"malformed Deployment in AdmissionReview: {_describe(exc)}") from exc
     return DeploymentRequest(
@@ -221,6 +227,9 @@ def parse_review(body: Any) -> DeploymentRequest:
         user=req.user_info,
         deployment=deployment,
         template_hash=template_hash(raw),
+        old_deployment=old,
+        old_template_hash=template_hash(req.old_object) if old is not None and req.old_object
+        else None,
     )
 
 

@@ -1,0 +1,108 @@
+"""The console scripts.
+
+- `provenance-controller`: the operator (admission webhook, ledger writer, reconciler).
+- `kubectl-provenance`: for people and pipelines; the name makes it a kubectl plugin
+  (`kubectl provenance ...`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from controller import __version__
+from controller.config import CONFIG_ENV, load_config
+from controller.errors import ConfigError
+
+
+def _operator_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="provenance-controller",
+        description="Admission controller that gates Deployments on provenance.")
+    p.add_argument("--config", help=f"configuration file (default: ${CONFIG_ENV}, else built-in "
+                   "defaults)")
+    p.add_argument("--kubeconfig", help="kubeconfig to use instead of the in-cluster account")
+    p.add_argument("--webhook-host", default="0.0.0.0", help="address to listen on")  # noqa: S104
+    p.add_argument("--webhook-port", type=int, default=9443)
+    p.add_argument("--tls-cert", type=Path, help="serving certificate (PEM, chain)")
+    p.add_argument("--tls-key", type=Path, help="serving key (PEM)")
+    p.add_argument("--health-port", type=int, default=8080,
+                   help="port for /livez, /readyz, /metrics and /version")
+    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return p
+
+
+def operator_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `provenance-controller`."""
+    args = _operator_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"provenance-controller: {exc}", file=sys.stderr)
+        return 2
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("provenance-controller: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    if args.kubeconfig:
+        # kopf's login reads the kubeconfig through the kubernetes client, which honours this.
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    from controller.admission import Admission
+    from controller.webhook import ServerOptions, run_operator
+
+    options = ServerOptions(
+        host=args.webhook_host, port=args.webhook_port, cert_file=args.tls_cert,
+        key_file=args.tls_key, health_port=args.health_port)
+    admission = Admission(config)
+    # Ctrl-C in a terminal is a normal way to stop; kopf handles SIGTERM itself.
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_operator(admission, options))
+    return 0
+
+
+def _cmd_certs(args: argparse.Namespace) -> int:
+    from controller.certs import write_webhook_certs
+
+    ca, cert, key = write_webhook_certs(Path(args.out), hosts=args.host)
+    print(f"wrote {ca}, {cert} and {key}")
+    return 0
+
+
+def _main_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="kubectl-provenance",
+        description="Provenance tooling for people and pipelines.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    certs = sub.add_parser("certs", help="generate a CA and webhook serving certificate")
+    certs.add_argument("--out", default=".dev/certs", help="directory to write into")
+    certs.add_argument("--host", action="append", default=None,
+                       help="DNS name or IP for the certificate (repeatable)")
+    certs.set_defaults(func=_cmd_certs)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `kubectl-provenance`."""
+    parser = _main_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "host", "unset") is None:
+        args.host = ["127.0.0.1", "localhost"]
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"kubectl-provenance: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

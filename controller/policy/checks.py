@@ -1,0 +1,217 @@
+"""The policy checks. Each is a small object that returns every violation it finds.
+
+A check never raises for a bad Deployment: violations are data, so that one answer can list all of
+them. The checks are pure and synchronous (no I/O), so the offline `check` command and the webhook
+run the very same code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from controller.config import Config
+from controller.errors import ImageReferenceError
+from controller.images import parse_reference
+from controller.policy.provenance import Claims
+from controller.policy.violations import Reason, Violation
+from controller.review import DeploymentRequest
+
+FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})")
+# A build id that is only a date or a timestamp identifies no build: the seed's red flag
+# "a version that is only a timestamp".
+TIMESTAMP_LIKE = re.compile(
+    r"\d{8}(?:[T_.-]?\d{4,6})?|\d{4}-\d{2}-\d{2}(?:[T_ .-]?\d{2}[:.-]?\d{2}(?:[:.-]?\d{2})?)?Z?"
+    r"|\d{10}(?:\d{3})?")
+ENVIRONMENT = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckContext:
+    """What every check may read besides the request."""
+
+    config: Config
+    claims: Claims
+    now: dt.datetime
+    judge_actor: bool = True
+    """False on an UPDATE that changes neither the template nor the provenance (for example the
+    deployment controller writing its revision annotation): nobody is deploying anything."""
+
+
+class Check(Protocol):
+    """One policy rule."""
+
+    def __call__(self, request: DeploymentRequest, ctx: CheckContext) -> Iterable[Violation]: ...
+
+
+def _ann(ctx: CheckContext, name: str) -> str:
+    return f"annotation {ctx.config.annotations.key(name)}"
+
+
+class AnnotationsCheck:
+    """Required annotations are present; every present one is well formed and bounded."""
+
+    def __call__(self, request: DeploymentRequest, ctx: CheckContext) -> Iterator[Violation]:
+        cfg = ctx.config.annotations
+        claims = ctx.claims
+        for required in cfg.required:
+            if not claims.get(required):
+                subject = _ann(ctx, required)
+                yield Violation(
+                    Reason.MISSING_ANNOTATION, f"required {subject} is missing or empty",
+                    f"set {cfg.key(required)} (kubectl-provenance stamp writes it)", subject)
+        for name, value in sorted(claims.values.items()):
+            if len(value) > cfg.max_value_length:
+                yield Violation(
+                    Reason.VALUE_TOO_LONG,
+                    f"{_ann(ctx, name)} is {len(value)} characters long",
+                    f"keep it under {cfg.max_value_length} characters", _ann(ctx, name))
+                continue
+            if value:
+                yield from self._well_formed(name, value, ctx)
+
+    def _well_formed(self, name: str, value: str, ctx: CheckContext) -> Iterator[Violation]:
+        cfg = ctx.config.annotations
+        subject = _ann(ctx, name)
+        if name == "git-sha":
+            if not FULL_SHA.fullmatch(value) or set(value) == {"0"}:
+                what = ("a short SHA" if re.fullmatch(r"[0-9a-fA-F]{4,39}", value)
+                        else "not a lower-case hex commit SHA")
+                yield Violation(
+                    Reason.INVALID_GIT_SHA, f"{subject} is {what}: {value[:80]!r}",
+                    "use the full 40-character commit SHA (git rev-parse HEAD), never a branch, "
+                    "tag or short SHA", subject)
+        elif name == "build-id":
+            if len(value) > cfg.max_build_id_length:
+                yield Violation(
+                    Reason.INVALID_BUILD_ID, f"{subject} is longer than "
+                    f"{cfg.max_build_id_length} characters", "use the CI system's run id", subject)
+            elif value.strip() != value or any(ord(c) < 0x20 for c in value):
+                yield Violation(
+                    Reason.INVALID_BUILD_ID, f"{subject} has whitespace or control characters",
+                    "use the CI system's run id", subject)
+            elif TIMESTAMP_LIKE.fullmatch(value):
+                yield Violation(
+                    Reason.INVALID_BUILD_ID, f"{subject} is only a timestamp: {value!r}",
+                    "use the CI system's build or run id, which names one build", subject)
+        elif name == "build-timestamp":
+            yield from self._timestamp(value, subject, ctx)
+        elif name == "pipeline-url":
+            parts = urlsplit(value)
+            if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
+                yield Violation(
+                    Reason.INVALID_PIPELINE_URL,
+                    f"{subject} is not an https URL without credentials: {value[:120]!r}",
+                    "use the https URL of the CI run", subject)
+        elif name == "environment":
+            if not ENVIRONMENT.fullmatch(value):
+                yield Violation(
+                    Reason.INVALID_ANNOTATION, f"{subject} is not a lower-case name: "
+                    f"{value[:64]!r}", "use a name such as production or staging", subject)
+        elif name in ("deployed-by", "branch") and any(ord(c) < 0x20 for c in value):
+            yield Violation(
+                Reason.INVALID_ANNOTATION, f"{subject} contains control characters",
+                "remove them", subject)
+
+    def _timestamp(self, value: str, subject: str, ctx: CheckContext) -> Iterator[Violation]:
+        hint = "use RFC 3339 UTC, e.g. 2026-01-31T12:00:00Z (date -u +%Y-%m-%dT%H:%M:%SZ)"
+        if not RFC3339.fullmatch(value):
+            yield Violation(Reason.INVALID_TIMESTAMP,
+                            f"{subject} is not RFC 3339: {value[:64]!r}", hint, subject)
+            return
+        try:
+            stamp = dt.datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+        except ValueError:
+            yield Violation(Reason.INVALID_TIMESTAMP,
+                            f"{subject} is not a valid date and time: {value!r}", hint, subject)
+            return
+        skew = dt.timedelta(seconds=ctx.config.annotations.max_clock_skew_seconds)
+        if stamp > ctx.now + skew:
+            yield Violation(Reason.FUTURE_TIMESTAMP, f"{subject} {value} is in the future",
+                            "set it from the build's clock when the build ran", subject)
+
+
+class DigestPinningCheck:
+    """Every image, in every kind of container, is pinned by a sha256 digest."""
+
+    def __call__(self, request: DeploymentRequest, ctx: CheckContext) -> Iterator[Violation]:
+        for container in request.containers:
+            subject = f"{container.label} image {container.image[:200]!r}"
+            try:
+                ref = parse_reference(container.image)
+            except ImageReferenceError as exc:
+                yield Violation(Reason.INVALID_IMAGE, f"{container.label}: {exc}",
+                                "use registry/repository@sha256:<64 hex>", subject)
+                continue
+            if ref.digest is None:
+                yield Violation(
+                    Reason.IMAGE_NOT_PINNED,
+                    f"{container.label} uses {container.image!r}, a tag, not a digest",
+                    "pin it as name@sha256:<digest> (kubectl-provenance stamp --pin-digests)",
+                    subject)
+            elif ref.pinned_digest is None:
+                yield Violation(
+                    Reason.INVALID_DIGEST,
+                    f"{container.label} has digest {ref.digest[:80]!r}, which is not sha256 "
+                    "with 64 lower-case hex", "use the sha256 digest the registry reports",
+                    subject)
+
+
+class ActorCheck:
+    """The annotated deployer is checked against the authenticated user, never trusted alone."""
+
+    def __call__(self, request: DeploymentRequest, ctx: CheckContext) -> Iterator[Violation]:
+        annotated = ctx.claims.get("deployed-by")
+        username = request.user.username
+        if not ctx.judge_actor or not annotated:
+            return  # a missing annotation is reported by AnnotationsCheck
+        rule = ctx.config.actor
+        subject = _ann(ctx, "deployed-by")
+        if annotated == username:
+            return
+        if rule.rule == "ci-allowlist" and username in rule.ci_accounts:
+            return
+        allowed = (" or deploy through an allow-listed CI account"
+                   if rule.rule == "ci-allowlist" else "")
+        yield Violation(
+            Reason.ACTOR_MISMATCH,
+            f"{subject} says {annotated[:120]!r} but the request was made by {username!r}",
+            f"set deployed-by to the authenticated user{allowed}", subject)
+
+
+class EnvironmentCheck:
+    """Only authorised users deploy to a restricted environment; the annotation cannot lie."""
+
+    def __call__(self, request: DeploymentRequest, ctx: CheckContext) -> Iterator[Violation]:
+        config = ctx.config
+        from_ns = config.environment_for_namespace(request.namespace)
+        annotated = ctx.claims.get("environment")
+        subject = _ann(ctx, "environment")
+        if from_ns and annotated and annotated != from_ns:
+            yield Violation(
+                Reason.INVALID_ANNOTATION,
+                f"{subject} says {annotated[:64]!r} but namespace {request.namespace!r} belongs "
+                f"to environment {from_ns!r}", f"set it to {from_ns}", subject)
+        environment = from_ns or annotated
+        if not ctx.judge_actor or environment is None or environment not in config.environments:
+            return
+        rule = config.environments[environment]
+        user = request.user
+        if user.username in rule.users or set(user.groups) & set(rule.groups):
+            return
+        yield Violation(
+            Reason.ACTOR_NOT_AUTHORISED,
+            f"user {user.username!r} may not deploy to environment {environment!r}",
+            "deploy through the pipeline or an account listed for this environment",
+            f"environment {environment}")
+
+
+DEFAULT_CHECKS: tuple[Check, ...] = (
+    AnnotationsCheck(), DigestPinningCheck(), ActorCheck(), EnvironmentCheck())
+"""Every check, in the order their violations are listed."""

@@ -1,0 +1,48 @@
+"""Run the checks over one request and decide. Pure: no I/O, no clock of its own."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from controller.config import Config
+from controller.policy.checks import DEFAULT_CHECKS, Check, CheckContext
+from controller.policy.provenance import claims_changed, read_claims
+from controller.policy.violations import Decision, Violation
+from controller.review import DeploymentRequest
+
+
+def exemption(request: DeploymentRequest, config: Config) -> str:
+    """Why this request is not judged at all, or "" when it is."""
+    if request.namespace in config.exempt_namespaces:
+        return f"namespace {request.namespace} is exempt"
+    if request.subresource:
+        # The webhook configuration matches only the main resource; this is the second line.
+        return f"subresource {request.subresource} is not judged"
+    if request.operation not in ("CREATE", "UPDATE"):
+        return f"operation {request.operation} is not judged"
+    return ""
+
+
+def evaluate(
+    request: DeploymentRequest,
+    config: Config,
+    *,
+    now: dt.datetime,
+    checks: Sequence[Check] = DEFAULT_CHECKS,
+) -> Decision:
+    """The decision over `request`: every violation at once, in check order."""
+    enforce = config.mode == "enforce"
+    reason = exemption(request, config)
+    if reason:
+        return Decision(enforce=enforce, exempt_reason=reason)
+    ctx = CheckContext(
+        config=config,
+        claims=read_claims(request, config.annotations),
+        now=now,
+        judge_actor=claims_changed(request, config.annotations),
+    )
+    violations: list[Violation] = []
+    for check in checks:
+        violations.extend(check(request, ctx))
+    return Decision(violations=tuple(violations), enforce=enforce)

@@ -1,0 +1,144 @@
+"""The kopf edge: the only module that imports kopf.
+
+It wires three things: the validating handler, a TLS webhook server that parses every
+AdmissionReview into a typed request before kopf sees it (a malformed one gets HTTP 400), and the
+operator's start-up. Everything it calls is plain Python in controller.admission and below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp.web
+import kopf
+
+from controller.admission import Admission
+from controller.errors import ReviewError
+from controller.review import DeploymentRequest, parse_review
+
+logger = logging.getLogger("provenance.webhook")
+
+HANDLER_ID = "validate"
+"""The handler id; kopf routes `POST /<id>` to it, so the webhook URL path is `/validate`."""
+MAX_REVIEW_BYTES = 6 * 1024 * 1024
+"""An AdmissionReview carries the object and the old object, each at most ~1.5 MiB in etcd."""
+
+_current: contextvars.ContextVar[DeploymentRequest] = contextvars.ContextVar("review")
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """How the webhook and health servers listen."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - in a pod the Service reaches us on the pod IP
+    port: int = 9443
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    health_port: int = 8080
+    cert_check_interval: float = 30.0
+    """How often the served certificate files are checked for rotation."""
+
+
+class ReviewingWebhookServer(kopf.WebhookServer):
+    """kopf's TLS server, with the AdmissionReview parsed and bounded before kopf's machinery.
+
+    kopf answers a body that is JSON but not an AdmissionReview with a 500; we answer 400 and keep
+    serving, as the contract says: a bad webhook request is not a verdict.
+    """
+
+    @staticmethod
+    async def _serve(fn: Any, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        if request.content_length is not None and request.content_length > MAX_REVIEW_BYTES:
+            raise aiohttp.web.HTTPRequestEntityTooLarge(
+                max_size=MAX_REVIEW_BYTES, actual_size=request.content_length)
+        try:
+            data = json.loads(await request.read())
+            typed = parse_review(data)
+        except (ValueError, ReviewError) as exc:
+            logger.warning("rejected a malformed AdmissionReview: %s", exc)
+            return aiohttp.web.json_response({"error": str(exc)}, status=400)
+        token = _current.set(typed)
+        try:
+            response = await fn(data, webhook=request.match_info.get("id"), headers={},
+                                sslpeer={})
+        finally:
+            _current.reset(token)
+        return aiohttp.web.json_response(response)
+
+
+def register(registry: kopf.OperatorRegistry, admission: Admission) -> None:
+    """Register the validating handler on `registry`."""
+
+    @kopf.on.validate(
+        "apps", "v1", "deployments", id=HANDLER_ID, operations=["CREATE", "UPDATE"],
+        side_effects=True, registry=registry)
+    async def validate(warnings: list[str], **_: Any) -> None:
+        request = _current.get()
+        decision = await admission.review(request)
+        warnings.extend(decision.warnings())
+        logger.info(
+            "admission %s %s/%s: %s", request.operation, request.namespace, request.name,
+            "allowed" if decision.allowed else "denied",
+            extra={"admission_uid": request.uid,
+                   "reasons": [str(v.reason) for v in decision.violations],
+                   "exempt": decision.exempt_reason, "dry_run": request.dry_run})
+        if not decision.allowed:
+            raise kopf.AdmissionError(decision.message(), code=403)
+
+
+def configure(settings: kopf.OperatorSettings, options: ServerOptions) -> None:
+    """kopf settings: our own server; the webhook configuration is owned by the chart."""
+    settings.admission.server = ReviewingWebhookServer(
+        addr=options.host, port=options.port, certfile=options.cert_file,
+        pkeyfile=options.key_file, file_check_interval=options.cert_check_interval)
+    settings.admission.managed = None
+    settings.posting.enabled = False
+    settings.peering.standalone = True
+
+
+def _health_app(ready: Callable[[], bool]) -> aiohttp.web.Application:
+    async def livez(_: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.Response(text="ok")
+
+    async def readyz(_: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.Response(text="ok" if ready() else "starting",
+                                    status=200 if ready() else 503)
+
+    app = aiohttp.web.Application()
+    app.add_routes([aiohttp.web.get("/livez", livez), aiohttp.web.get("/readyz", readyz),
+                    aiohttp.web.get("/healthz", livez)])
+    return app
+
+
+async def run_operator(admission: Admission, options: ServerOptions) -> None:
+    """Run kopf with our handler and server until cancelled or signalled."""
+    registry = kopf.OperatorRegistry()
+    register(registry, admission)
+    ready = asyncio.Event()
+
+    # A registry of our own has none of kopf's default login handlers; credentials come from the
+    # kubernetes client's loader ($KUBECONFIG, else the in-cluster service account).
+    @kopf.on.login(registry=registry)
+    def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.startup(registry=registry)
+    async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure(settings, options)
+        ready.set()
+
+    runner = aiohttp.web.AppRunner(_health_app(ready.is_set), handle_signals=False)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, options.host, options.health_port)
+    await site.start()
+    try:
+        await kopf.operator(registry=registry, clusterwide=True, standalone=True)
+    finally:
+        await runner.cleanup()
