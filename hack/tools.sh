@@ -25,7 +25,7 @@ mkdir -p "${bin}" "${cache}"
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 
-# which=all|control-plane|cosign|crane|helm
+# which=all|control-plane|registry|cosign|crane|helm (several may be given as one word)
 want="${1:-all}"
 wants() { [[ "${want}" == all || "${want}" == *"$1"* ]]; }
 
@@ -130,6 +130,13 @@ if wants control-plane; then
   if [[ ! -x "${bin}/kube-apiserver" || ! -x "${bin}/kubectl" || ! -x "${bin}/kube-controller-manager" ]]; then
     install_cached kube "${KUBE_VERSION}-r${KUBE_BUILD_REV}" build_kube
   fi
+fi
+if wants registry && ! command -v docker-registry >/dev/null 2>&1; then
+  log "installing Debian's docker-registry (the real OCI registry the tests run)"
+  if [[ $(id -u) -ne 0 ]]; then
+    log "not root: install it yourself with: sudo apt-get install docker-registry"; exit 1
+  fi
+  apt-get update -qq && apt-get install -y -qq docker-registry >/dev/null
 fi
 wants cosign && install_cached cosign "${COSIGN_VERSION}" build_cosign
 wants crane && install_cached crane "${CRANE_VERSION}" build_crane
