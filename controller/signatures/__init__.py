@@ -1,0 +1,20 @@
+"""Cosign signatures and SLSA provenance: formats, keys, DSSE, attestations, the verdict cache.
+
+Public surface: `ImageVerifier` (the admission pipeline's entry point), `VerificationOutcome`,
+`ImageEvidence`, `SignatureConfig`, and `VerificationError`.
+"""
+
+from controller.signatures.config import ImageRule, SignatureConfig, TrustedKey
+from controller.signatures.errors import KeyLoadError, VerificationError
+from controller.signatures.verifier import ImageEvidence, ImageVerifier, VerificationOutcome
+
+__all__ = [
+    "ImageEvidence",
+    "ImageRule",
+    "ImageVerifier",
+    "KeyLoadError",
+    "SignatureConfig",
+    "TrustedKey",
+    "VerificationError",
+    "VerificationOutcome",
+]

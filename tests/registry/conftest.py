@@ -1,0 +1,6 @@
+"""Shared fixtures for the signature tests: the real registry, keys, and a verifier factory."""
+
+from __future__ import annotations
+
+from tests.fixtures.registry import cosign_registry, registry  # noqa: F401
+
