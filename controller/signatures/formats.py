@@ -44,7 +44,10 @@ SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 DSSE_LAYER = "application/vnd.dsse.envelope.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
-SIMPLESIGNING_TYPE = "cosign container image signature"
+SIMPLESIGNING_TYPES = frozenset({
+    "cosign container image signature",  # cosign 1 and 2
+    "https://sigstore.dev/cosign/sign/v1",  # cosign 3 with --new-bundle-format=false
+})
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +131,7 @@ def check_simplesigning(
     except (ValueError, ValidationError) as exc:
         return Finding("legacy-sig", "signature", source, keys=good,
                        problem=f"malformed simple signing payload: {str(exc)[:200]}")
-    if doc.critical.type != SIMPLESIGNING_TYPE:
+    if doc.critical.type not in SIMPLESIGNING_TYPES:
         return Finding("legacy-sig", "signature", source, keys=good,
                        problem=f"unexpected payload type {doc.critical.type!r}")
     signed = doc.critical.image.docker_manifest_digest

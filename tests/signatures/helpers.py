@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +16,7 @@ import pytest
 from controller.review import DeploymentRequest, request_from_manifest
 from controller.signatures.config import SignatureConfig
 from controller.signatures.verifier import ImageVerifier, VerificationOutcome
-from tests.fixtures.registry import COSIGN_DATA
+from tests.fixtures.registry import COSIGN_DATA, RegistryServer, sha256
 
 COMMIT = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
 """The gitCommit of the SLSA v1 attestations on v1 and v3."""
@@ -79,3 +84,51 @@ async def verifier_factory() -> AsyncIterator[VerifierFactory]:
     yield make
     for verifier in made:
         await verifier.close()
+
+
+ROOT = COSIGN_DATA.parent.parent.parent
+COSIGN = ROOT / "bin" / "cosign"
+KEY = COSIGN_DATA / "cosign.key"
+OFFLINE_SIGNING_CONFIG = COSIGN_DATA / "signing-config-offline.json"
+BUNDLE_FLAGS = ("--signing-config", str(OFFLINE_SIGNING_CONFIG))
+"""cosign 3's default format (Sigstore bundle via referrers), with no log or timestamp service."""
+LEGACY_FLAGS = ("--use-signing-config=false", "--tlog-upload=false", "--new-bundle-format=false")
+"""cosign's legacy `.sig` / `.att` tags."""
+
+
+def cosign_binary() -> Path:
+    """bin/cosign, built by hack/tools.sh if missing; skips only if it cannot be built."""
+    if not COSIGN.exists():
+        result = subprocess.run(["bash", str(ROOT / "hack" / "tools.sh"), "cosign"],
+                                capture_output=True, text=True, timeout=1800, check=False)
+        if result.returncode != 0 or not COSIGN.exists():
+            pytest.skip(f"cosign could not be built: {result.stderr[-500:]}")
+    return COSIGN
+
+
+def cosign(*args: str, key: Path = KEY) -> None:
+    """Run `cosign <args> --key <key>` against the plain-HTTP test registry; fail loudly."""
+    env = {**os.environ, "COSIGN_PASSWORD": "", "COSIGN_YES": "true",
+           "SIGSTORE_NO_CACHE": "true", "TUF_ROOT": "/nonexistent"}
+    result = subprocess.run(
+        [str(cosign_binary()), args[0], "--key", str(key), "--allow-http-registry",
+         "--allow-insecure-registry", *args[1:]],
+        env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def push_random_image(registry: RegistryServer, repository: str) -> str:
+    """A fresh, never-signed single-layer image; returns its digest."""
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": []},
+                         "nonce": secrets.token_hex(8)}).encode()
+    layer = secrets.token_bytes(128)
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": registry.push_blob(repository, config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": registry.push_blob(repository, layer), "size": len(layer)}],
+    }).encode()
+    return registry.push_manifest(repository, sha256(manifest), manifest)
