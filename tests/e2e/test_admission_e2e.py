@@ -1,0 +1,154 @@
+"""The admission path end to end: kubectl → real kube-apiserver → TLS → the controller process."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+import yaml
+
+from controller.dev.controller import DevController
+from controller.dev.controlplane import LocalControlPlane
+from tests.builders import IMAGE, deployment, prov_annotations
+from tests.fixtures.cluster import kubectl
+from tests.fixtures.controller import AUDIT_NAMESPACE, EXEMPT_NAMESPACE
+
+pytestmark = pytest.mark.e2e
+
+
+def _name() -> str:
+    return f"d-{uuid.uuid4().hex[:8]}"
+
+
+def apply(cp: LocalControlPlane, obj: dict[str, object], *extra: str) -> tuple[int, str]:
+    result = kubectl(cp, "apply", "-f", "-", *extra, stdin=yaml.safe_dump(obj))
+    return result.returncode, result.stdout + result.stderr
+
+
+def ensure_namespace(cp: LocalControlPlane, name: str) -> None:
+    kubectl(cp, "create", "namespace", name)
+
+
+@pytest.fixture(autouse=True)
+def _controllers(enforcing_controller: DevController) -> None:
+    """Every test here runs with the enforcing controller wired in."""
+
+
+def test_missing_annotations_are_rejected_with_every_reason(
+    control_plane: LocalControlPlane,
+) -> None:
+    obj = deployment(_name(), ann={})
+    code, out = apply(control_plane, obj)
+    assert code != 0
+    assert "denied the request" in out
+    for key in ("git-sha", "build-id", "deployed-by"):
+        assert f"provenance.dev/{key} is missing" in out
+    assert out.count("[MissingAnnotation]") == 3
+
+
+@pytest.mark.parametrize("where", ["containers", "initContainers"])
+def test_tag_only_image_is_rejected(control_plane: LocalControlPlane, where: str) -> None:
+    if where == "containers":
+        obj = deployment(_name(), containers=[IMAGE, "nginx:1.25"])
+    else:
+        obj = deployment(_name(), init_containers=["busybox:latest"])
+    code, out = apply(control_plane, obj)
+    assert code != 0
+    assert "[ImageNotPinned]" in out
+    assert ("busybox:latest" if where == "initContainers" else "nginx:1.25") in out
+
+
+def test_compliant_deployment_is_admitted(control_plane: LocalControlPlane) -> None:
+    name = _name()
+    code, out = apply(control_plane, deployment(name))
+    assert code == 0, out
+    got = kubectl(control_plane, "get", "deploy", name, "-o", "json", check=True)
+    assert json.loads(got.stdout)["metadata"]["annotations"]["provenance.dev/git-sha"]
+
+
+def test_server_dry_run_gives_the_same_verdict(control_plane: LocalControlPlane) -> None:
+    bad_name, good_name = _name(), _name()
+    code, out = apply(control_plane, deployment(bad_name, containers=["nginx"]),
+                      "--dry-run=server")
+    assert code != 0 and "[ImageNotPinned]" in out
+    code, out = apply(control_plane, deployment(good_name), "--dry-run=server")
+    assert code == 0, out
+    # A dry run persists nothing.
+    assert kubectl(control_plane, "get", "deploy", good_name).returncode != 0
+
+
+def test_audit_mode_admits_with_warnings(
+    control_plane: LocalControlPlane, auditing_controller: DevController,
+) -> None:
+    ensure_namespace(control_plane, AUDIT_NAMESPACE)
+    code, out = apply(control_plane, deployment(_name(), AUDIT_NAMESPACE, containers=["nginx"]))
+    assert code == 0, out
+    assert "Warning:" in out and "[ImageNotPinned]" in out
+
+
+def test_exempt_namespace_passes(control_plane: LocalControlPlane) -> None:
+    ensure_namespace(control_plane, EXEMPT_NAMESPACE)
+    code, out = apply(control_plane, deployment(_name(), EXEMPT_NAMESPACE, ann={},
+                                                containers=["nginx"]))
+    assert code == 0, out
+
+
+def test_actor_mismatch_is_rejected(control_plane: LocalControlPlane) -> None:
+    # Impersonation makes the API server vouch for "mallory"; the annotation says "admin".
+    kubectl(control_plane, "create", "clusterrolebinding", "mallory-edit",
+            "--clusterrole=cluster-admin", "--user=mallory")
+    code, out = apply(control_plane, deployment(_name()), "--as", "mallory")
+    assert code != 0
+    assert "[ActorMismatch]" in out and "'mallory'" in out
+    own = deployment(_name(), ann=prov_annotations(deployed_by="mallory"))
+    code, out = apply(control_plane, own, "--as", "mallory")
+    assert code == 0, out
+
+
+def test_production_needs_an_authorised_deployer(control_plane: LocalControlPlane) -> None:
+    ensure_namespace(control_plane, "prod")
+    kubectl(control_plane, "create", "clusterrolebinding", "dave-edit",
+            "--clusterrole=cluster-admin", "--user=dave")
+    obj = deployment(_name(), "prod", ann=prov_annotations(deployed_by="dave"))
+    code, out = apply(control_plane, obj, "--as", "dave")
+    assert code != 0 and "[ActorNotAuthorised]" in out
+    code, out = apply(control_plane, obj, "--as", "dave", "--as-group", "deployers")
+    assert code == 0, out
+
+
+def test_patch_removing_an_annotation_is_rejected(control_plane: LocalControlPlane) -> None:
+    name = _name()
+    assert apply(control_plane, deployment(name))[0] == 0
+    patch = json.dumps({"metadata": {"annotations": {"provenance.dev/git-sha": None}}})
+    result = kubectl(control_plane, "patch", "deploy", name, "--type=merge", "-p", patch)
+    assert result.returncode != 0
+    assert "[MissingAnnotation]" in result.stderr and "git-sha" in result.stderr
+
+
+def test_scale_of_an_admitted_deployment_works(control_plane: LocalControlPlane) -> None:
+    name = _name()
+    assert apply(control_plane, deployment(name))[0] == 0
+    result = kubectl(control_plane, "scale", "deploy", name, "--replicas=3")
+    assert result.returncode == 0, result.stderr
+    got = kubectl(control_plane, "get", "deploy", name, "-o", "jsonpath={.spec.replicas}")
+    assert got.stdout == "3"
+
+
+def test_malformed_review_gets_400_and_the_server_keeps_serving(
+    enforcing_controller: DevController, control_plane: LocalControlPlane,
+) -> None:
+    ca = enforcing_controller.workdir / f"{enforcing_controller.name}-certs" / "ca.crt"
+    ctx = ssl.create_default_context(cafile=str(ca))
+    for body in (b"not json", b"{}", b'{"apiVersion": "admission.k8s.io/v1", "kind": '
+                 b'"AdmissionReview", "request": {"uid": "x"}}', b"[1,2]"):
+        req = urllib.request.Request(enforcing_controller.url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(req, context=ctx, timeout=5)
+        assert info.value.code == 400
+    # Still serving: a real admission goes through afterwards.
+    assert apply(control_plane, deployment(_name()))[0] == 0

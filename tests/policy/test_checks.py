@@ -1,0 +1,141 @@
+"""controller.policy.checks: each check over tables of good and bad Deployments."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from controller.config import Config, parse_config
+from controller.policy.engine import evaluate
+from controller.policy.violations import Reason
+from controller.review import parse_review
+from tests.builders import DIGEST, IMAGE, SHA, deployment, prov_annotations, review
+
+NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+
+
+def reasons(obj: dict[str, Any], config: Config | None = None, **kw: Any) -> list[Reason]:
+    decision = evaluate(parse_review(review(obj, **kw)), config or Config(), now=NOW)
+    return [v.reason for v in decision.violations]
+
+
+def test_compliant_deployment_has_no_violations() -> None:
+    assert reasons(deployment()) == []
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({"git_sha": None}, [Reason.MISSING_ANNOTATION]),
+    ({"build_id": None}, [Reason.MISSING_ANNOTATION]),
+    ({"deployed_by": None}, [Reason.MISSING_ANNOTATION]),
+    ({"git_sha": ""}, [Reason.MISSING_ANNOTATION]),
+    ({"branch": None, "pipeline_url": None, "build_timestamp": None}, []),  # optional
+    ({"git_sha": SHA[:7]}, [Reason.INVALID_GIT_SHA]),
+    ({"git_sha": SHA[:39]}, [Reason.INVALID_GIT_SHA]),
+    ({"git_sha": SHA.upper()}, [Reason.INVALID_GIT_SHA]),
+    ({"git_sha": "main"}, [Reason.INVALID_GIT_SHA]),
+    ({"git_sha": "v1.2.3"}, [Reason.INVALID_GIT_SHA]),
+    ({"git_sha": "0" * 40}, [Reason.INVALID_GIT_SHA]),
+    ({"git_sha": SHA + "0"}, [Reason.INVALID_GIT_SHA]),
+    ({"git_sha": "a" * 64}, []),  # SHA-256 repositories
+    ({"build_id": "x" * 257}, [Reason.INVALID_BUILD_ID]),
+    ({"build_id": " 12"}, [Reason.INVALID_BUILD_ID]),
+    ({"build_id": "20261120-1015"}, [Reason.INVALID_BUILD_ID]),
+    ({"build_id": "2026-11-20T10:15:00Z"}, [Reason.INVALID_BUILD_ID]),
+    ({"build_id": "1732530000"}, [Reason.INVALID_BUILD_ID]),
+    ({"build_id": "gh-7321-2"}, []),
+    ({"build_timestamp": "yesterday"}, [Reason.INVALID_TIMESTAMP]),
+    ({"build_timestamp": "2026-11-20 10:15:00"}, [Reason.INVALID_TIMESTAMP]),
+    ({"build_timestamp": "2026-11-20T10:15:00"}, [Reason.INVALID_TIMESTAMP]),  # no offset
+    ({"build_timestamp": "2026-13-20T10:15:00Z"}, [Reason.INVALID_TIMESTAMP]),
+    ({"build_timestamp": "2026-11-25T12:04:00Z"}, []),  # within the skew
+    ({"build_timestamp": "2026-11-25T13:00:00+00:00"}, [Reason.FUTURE_TIMESTAMP]),
+    ({"build_timestamp": "2026-11-25T14:00:00.123+02:00"}, []),
+    ({"pipeline_url": "http://ci.example.com/1"}, [Reason.INVALID_PIPELINE_URL]),
+    ({"pipeline_url": "https://user:pw@ci.example.com/1"}, [Reason.INVALID_PIPELINE_URL]),
+    ({"pipeline_url": "ci.example.com/1"}, [Reason.INVALID_PIPELINE_URL]),
+    ({"environment": "Prod!"}, [Reason.INVALID_ANNOTATION]),
+    ({"branch": "x" * 3000}, [Reason.VALUE_TOO_LONG]),
+    ({"deployed_by": "bob"}, [Reason.ACTOR_MISMATCH]),
+])
+def test_annotations(overrides: dict[str, str | None], expected: list[Reason]) -> None:
+    assert reasons(deployment(ann=prov_annotations(**overrides))) == expected
+
+
+@pytest.mark.parametrize(("containers", "init", "expected"), [
+    ([IMAGE], [], []),
+    (["nginx:1.25"], [], [Reason.IMAGE_NOT_PINNED]),
+    (["nginx"], [], [Reason.IMAGE_NOT_PINNED]),
+    ([IMAGE], ["busybox:latest"], [Reason.IMAGE_NOT_PINNED]),  # init containers count
+    ([IMAGE, "envoy:v1"], [], [Reason.IMAGE_NOT_PINNED]),  # sidecars count
+    ([f"nginx:1.25@{DIGEST}"], [], []),  # judged by the digest
+    ([f"nginx@{DIGEST.upper().replace('SHA256', 'sha256')}"], [], [Reason.INVALID_DIGEST]),
+    (["nginx@sha512:" + "a" * 128], [], [Reason.INVALID_DIGEST]),
+    (["nginx@"], [], [Reason.INVALID_IMAGE]),
+    ([""], [], [Reason.INVALID_IMAGE]),
+    (["Nginx:1"], [], [Reason.INVALID_IMAGE]),
+])
+def test_digest_pinning(containers: list[str], init: list[str], expected: list[Reason]) -> None:
+    assert reasons(deployment(containers=containers, init_containers=init)) == expected
+
+
+def test_every_violation_at_once_in_a_stable_order() -> None:
+    obj = deployment(ann=prov_annotations(git_sha="abc", build_id=None, deployed_by="mallory"),
+                     containers=["nginx:1"], init_containers=["busybox"])
+    decision = evaluate(parse_review(review(obj)), Config(), now=NOW)
+    assert [v.reason for v in decision.violations] == [
+        Reason.MISSING_ANNOTATION, Reason.INVALID_GIT_SHA, Reason.IMAGE_NOT_PINNED,
+        Reason.IMAGE_NOT_PINNED, Reason.ACTOR_MISMATCH]
+    message = decision.message()
+    assert "5 problems" in message
+    assert "initContainer init0" in message and "container c0" in message
+    assert all("(fix: " in line for line in message.splitlines()[1:])
+
+
+def test_template_annotations_take_precedence() -> None:
+    # After `kubectl rollout undo` the template carries the provenance of what runs.
+    obj = deployment(ann=prov_annotations(git_sha="bad"), template_ann=prov_annotations())
+    assert reasons(obj) == []
+
+
+ALLOWLIST = parse_config("""
+actor: {rule: ci-allowlist, ci_accounts: ["system:serviceaccount:ci:deployer"]}
+""")
+
+
+@pytest.mark.parametrize(("config", "user", "annotated", "expected"), [
+    (Config(), "alice", "alice", []),
+    (Config(), "alice", "bob", [Reason.ACTOR_MISMATCH]),
+    (Config(), "system:serviceaccount:ci:deployer", "alice", [Reason.ACTOR_MISMATCH]),
+    (ALLOWLIST, "system:serviceaccount:ci:deployer", "alice", []),
+    (ALLOWLIST, "system:serviceaccount:ci:other", "alice", [Reason.ACTOR_MISMATCH]),
+    (ALLOWLIST, "alice", "alice", []),
+    (ALLOWLIST, "alice", "bob", [Reason.ACTOR_MISMATCH]),
+])
+def test_actor_rule(config: Config, user: str, annotated: str, expected: list[Reason]) -> None:
+    obj = deployment(ann=prov_annotations(deployed_by=annotated))
+    assert reasons(obj, config, username=user) == expected
+
+
+ENVIRONMENTS = parse_config("""
+environments:
+  production: {namespaces: [prod], users: [release-bot], groups: [sre]}
+""")
+
+
+@pytest.mark.parametrize(("namespace", "env", "user", "groups", "expected"), [
+    ("prod", None, "release-bot", [], []),
+    ("prod", None, "alice", ["sre"], []),
+    ("prod", None, "alice", ["dev"], [Reason.ACTOR_NOT_AUTHORISED]),
+    ("prod", "staging", "alice", ["dev"], [Reason.INVALID_ANNOTATION,
+                                           Reason.ACTOR_NOT_AUTHORISED]),
+    ("dev", "production", "alice", [], [Reason.ACTOR_NOT_AUTHORISED]),
+    ("dev", "staging", "alice", [], []),
+    ("dev", None, "alice", [], []),
+])
+def test_environment_authorisation(
+    namespace: str, env: str | None, user: str, groups: list[str], expected: list[Reason],
+) -> None:
+    obj = deployment(namespace=namespace, ann=prov_annotations(deployed_by=user, environment=env))
+    assert reasons(obj, ENVIRONMENTS, username=user, groups=groups) == expected

@@ -1,0 +1,52 @@
+"""controller.admission: stages run in order, deadlines are passed, failures fail closed."""
+
+from __future__ import annotations
+
+import time
+
+from controller.admission import Admission
+from controller.config import Config, parse_config
+from controller.policy.violations import Decision, Reason, Violation
+from controller.review import DeploymentRequest, parse_review
+from tests.builders import deployment, review
+
+
+class Recorder:
+    def __init__(self, extra: Violation | None = None, fail: bool = False) -> None:
+        self.calls: list[tuple[str, float]] = []
+        self.extra = extra
+        self.fail = fail
+
+    async def run(self, request: DeploymentRequest, decision: Decision, *,
+                  deadline: float) -> Decision:
+        self.calls.append((request.uid, deadline))
+        if self.fail:
+            raise RuntimeError("registry exploded")
+        return decision.with_violations([self.extra] if self.extra else [])
+
+
+async def test_stages_run_after_the_checks_with_a_deadline() -> None:
+    extra = Violation(Reason.SIGNATURE_MISSING, "no signature", "sign it")
+    first, second = Recorder(extra), Recorder()
+    admission = Admission(Config(), stages=(first, second), budget_seconds=3)
+    request = parse_review(review(deployment()))
+    before = time.monotonic()
+    decision = await admission.review(request)
+    assert [v.reason for v in decision.violations] == [Reason.SIGNATURE_MISSING]
+    assert first.calls[0][0] == request.uid
+    assert before + 2.5 < first.calls[0][1] <= time.monotonic() + 3
+    assert second.calls, "later stages see the decision so far"
+
+
+async def test_exempt_requests_skip_the_stages() -> None:
+    stage = Recorder()
+    admission = Admission(Config(), stages=(stage,))
+    await admission.review(parse_review(review(deployment(namespace="kube-system"))))
+    assert stage.calls == []
+
+
+async def test_a_failing_stage_denies_even_in_audit_mode() -> None:
+    admission = Admission(parse_config("mode: audit"), stages=(Recorder(fail=True),))
+    decision = await admission.review(parse_review(review(deployment())))
+    assert not decision.allowed
+    assert [v.reason for v in decision.violations] == [Reason.INTERNAL_ERROR]
