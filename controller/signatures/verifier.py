@@ -370,7 +370,13 @@ class ImageVerifier:
                 f"not for {digest}",
                 "sign the digest the pod spec names; signatures cannot be copied between "
                 "images", label)]
-        if any(f.key_hint_trusted or f.keys & allowed or f.problem for f in signatures):
+        if any(f.keys and not f.keys & allowed for f in signatures):
+            return [Violation(
+                Reason.SIGNATURE_UNTRUSTED,
+                f"{label}: image {image} is signed only by keys this rule does not accept "
+                f"(accepted: {', '.join(sorted(allowed))})",
+                "sign it with an accepted key, or add the key to the rule", label)]
+        if any((f.key_hint_trusted and not f.keys) or f.problem for f in signatures):
             problems = "; ".join(sorted({f.problem for f in signatures if f.problem})[:2])
             return [Violation(
                 Reason.SIGNATURE_INVALID,
@@ -378,12 +384,6 @@ class ImageVerifier:
                 f"{': ' + problems if problems else ''}",
                 "re-sign the image; the stored signature or payload is corrupt or tampered",
                 label)]
-        if any(f.keys for f in signatures):
-            return [Violation(
-                Reason.SIGNATURE_UNTRUSTED,
-                f"{label}: image {image} is signed only by keys this rule does not accept "
-                f"(accepted: {', '.join(sorted(allowed))})",
-                "sign it with an accepted key, or add the key to the rule", label)]
         return [Violation(
             Reason.SIGNATURE_UNTRUSTED,
             f"{label}: image {image} has {len(signatures)} signature(s), none by a trusted key",
