@@ -1,0 +1,325 @@
+"""`kubectl-provenance ledger verify|history|rollback-target|export|prune`.
+
+`add_subcommands(subparsers)` registers `ledger` on the caller's argparse subparsers; each command
+sets `handler`, a function of the parsed arguments returning the exit code. Exit codes:
+
+    0 ok · 1 error · 2 usage · 3 forbidden (RBAC) · 4 API server unreachable · 5 not found
+    10.. one per kind of tampering (`TAMPER_EXIT_CODES`), so scripts can tell them apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from controller.kube import KubeApi, KubeApiError
+from controller.ledger.chain import CheckpointVerifier, canonical_json
+from controller.ledger.config import LedgerConfig
+from controller.ledger.errors import LedgerError, TamperKind
+from controller.ledger.query import AdmissionView, admissions, rollback_target
+from controller.ledger.retention import prune
+from controller.ledger.verify import (
+    StoredRecord,
+    VerifyReport,
+    load_chain,
+    parse_checkpoint,
+    summarise,
+    verify_segments,
+)
+from controller.review import template_hash
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_FORBIDDEN = 3
+EXIT_UNREACHABLE = 4
+EXIT_NOT_FOUND = 5
+TAMPER_EXIT_CODES: dict[TamperKind, int] = {
+    TamperKind.EDITED_ENTRY: 10,
+    TamperKind.REORDERED_ENTRIES: 11,
+    TamperKind.DELETED_ENTRY: 12,
+    TamperKind.DELETED_SEGMENT: 13,
+    TamperKind.RECREATED_SEGMENT: 14,
+    TamperKind.UNSEALED_SEGMENT: 15,
+    TamperKind.TRUNCATED: 16,
+    TamperKind.CHECKPOINT_MISMATCH: 17,
+    TamperKind.BAD_SIGNATURE: 18,
+    TamperKind.MALFORMED: 19,
+    TamperKind.DUPLICATE_ENTRY: 20,
+}
+"""One exit code per kind of tampering; never renumber."""
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def add_subcommands(subparsers: Any) -> None:
+    """Register `ledger` and its commands on an argparse subparsers object."""
+    defaults = LedgerConfig()
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, "
+                        "~/.kube/config, then in-cluster)")
+    common.add_argument("--namespace", dest="ledger_namespace", default=defaults.namespace,
+                        help="the ledger namespace (default: %(default)s)")
+    common.add_argument("--chain", default=defaults.chain, help="chain name (default: %(default)s)")
+    common.add_argument("-o", "--output", dest="output", choices=("table", "json"),
+                        default="table", help="output format")
+    common.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+    ledger = subparsers.add_parser("ledger", help="the audit ledger of admitted Deployments")
+    commands = ledger.add_subparsers(dest="ledger_command", required=True, metavar="COMMAND")
+
+    verify = commands.add_parser("verify", parents=[common],
+                                 help="check the chain, seals and checkpoints")
+    verify.add_argument("--checkpoint", type=Path, metavar="FILE",
+                        help="a saved checkpoint the chain must extend (detects truncation)")
+    verify.add_argument("--save-checkpoint", type=Path, metavar="FILE",
+                        help="after a clean verification, save the newest checkpoint here")
+    verify.add_argument("--public-key", type=Path, metavar="FILE",
+                        help="pin the checkpoint public key (PEM) instead of the in-cluster one")
+    verify.set_defaults(handler=_sync(_verify))
+
+    for name, func, text in (
+        ("history", _history, "admissions of one Deployment, oldest first"),
+        ("rollback-target", _rollback_target,
+         "the previous admitted-and-persisted record whose template differs from the current"),
+    ):
+        cmd = commands.add_parser(name, parents=[common], help=text)
+        cmd.add_argument("target", metavar="deploy/NAME")
+        cmd.add_argument("-n", dest="deploy_namespace", default="default",
+                         help="the Deployment's namespace (default: %(default)s)")
+        cmd.set_defaults(handler=_sync(func))
+
+    export = commands.add_parser("export", parents=[common],
+                                 help="every record as JSON lines, for audit systems")
+    export.add_argument("--format", choices=("jsonl",), default="jsonl")
+    export.add_argument("--file", type=Path, help="write here instead of stdout")
+    export.set_defaults(handler=_sync(_export))
+
+    prune_cmd = commands.add_parser("prune", parents=[common],
+                                    help="export, then delete all but the newest sealed segments")
+    prune_cmd.add_argument("--keep", type=int, required=True, metavar="N",
+                           help="sealed segments to keep (at least 1)")
+    prune_cmd.add_argument("--export-file", type=Path, metavar="FILE",
+                           help="append the pruned records here as JSON lines first")
+    prune_cmd.add_argument("--no-export", action="store_true",
+                           help="prune without exporting (the records are lost)")
+    prune_cmd.set_defaults(handler=_sync(_prune))
+
+
+def _sync(func: Callable[[argparse.Namespace, KubeApi], Awaitable[int]]) -> Handler:
+    """Run an async command with one client, turning API errors into clear exit codes."""
+
+    def run(args: argparse.Namespace) -> int:
+        async def main() -> int:
+            try:
+                api = KubeApi.from_kubeconfig(args.kubeconfig, timeout=60)
+            except Exception as exc:
+                print(f"error: cannot load Kubernetes credentials: {exc}", file=sys.stderr)
+                return EXIT_ERROR
+            try:
+                return await func(args, api)
+            except KubeApiError as exc:
+                return _api_error(exc, args)
+            except LedgerError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return EXIT_ERROR
+            finally:
+                await api.close()
+
+        return asyncio.run(main())
+
+    return run
+
+
+def _api_error(exc: KubeApiError, args: argparse.Namespace) -> int:
+    if exc.status in (401, 403):
+        print(f"error: forbidden: your credentials may not read the ledger in namespace "
+              f"{args.ledger_namespace!r} (RBAC: get/list configmaps there is needed): "
+              f"{exc.message}", file=sys.stderr)
+        return EXIT_FORBIDDEN
+    if exc.status == 0:
+        print(f"error: the API server is unreachable: {exc.message}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    print(f"error: {exc}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _progress(args: argparse.Namespace) -> Callable[[int], None] | None:
+    if args.quiet:
+        return None
+
+    def report(count: int) -> None:
+        print(f"ledger: read {count} segments…", file=sys.stderr, flush=True)
+
+    return report
+
+
+async def _load(args: argparse.Namespace, api: KubeApi,
+                verifier: CheckpointVerifier | None = None) -> VerifyReport:
+    data = await load_chain(api, args.ledger_namespace, args.chain, progress=_progress(args))
+    return verify_segments(data, chain=args.chain, verifier=verifier,
+                           max_entry_bytes=LedgerConfig().max_entry_bytes)
+
+
+async def _verify(args: argparse.Namespace, api: KubeApi) -> int:
+    try:
+        verifier = (CheckpointVerifier.from_pem(args.public_key.read_bytes())
+                    if args.public_key else None)
+        saved = parse_checkpoint(args.checkpoint.read_text()) if args.checkpoint else None
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    data = await load_chain(api, args.ledger_namespace, args.chain, progress=_progress(args))
+    if not data.segments:
+        print(f"error: no ledger chain {args.chain!r} in namespace {args.ledger_namespace!r}",
+              file=sys.stderr)
+        return EXIT_NOT_FOUND
+    report = verify_segments(data, chain=args.chain, verifier=verifier, saved=saved,
+                             max_entry_bytes=LedgerConfig().max_entry_bytes)
+    if args.output == "json":
+        print(json.dumps(summarise(report), indent=2))
+    elif report.ok:
+        print(f"ok: {report.size} entries in {report.segments} segments, head "
+              f"{report.head[:16]}…, {report.checkpoints_verified} checkpoints verified")
+    for note in report.notes if args.output == "table" and not args.quiet else []:
+        print(f"note: {note}", file=sys.stderr)
+    if not report.ok:
+        for problem in report.problems:
+            print(f"TAMPERED [{problem.kind}] {problem.message}", file=sys.stderr)
+        return TAMPER_EXIT_CODES[report.problems[0].kind]
+    if args.save_checkpoint:
+        latest = (data.checkpoint_map or {}).get("latest")
+        if not latest:
+            print("error: the chain has no checkpoint to save yet", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        args.save_checkpoint.write_text(latest + "\n")
+        print(f"saved checkpoint (size {parse_checkpoint(latest).size}) to "
+              f"{args.save_checkpoint}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _deployment_name(target: str) -> str | None:
+    kind, _, name = target.partition("/")
+    if not name or kind not in ("deploy", "deployment", "deployments", "deployment.apps"):
+        return None
+    return name
+
+
+async def _history(args: argparse.Namespace, api: KubeApi) -> int:
+    name = _deployment_name(args.target)
+    if name is None:
+        print("error: the target must be deploy/NAME", file=sys.stderr)
+        return EXIT_USAGE
+    report = await _load(args, api)
+    views = admissions(report.records, namespace=args.deploy_namespace, name=name)
+    if args.output == "json":
+        print(json.dumps([v.as_dict() for v in views], indent=2))
+    else:
+        _print_table(sys.stdout, views)
+    _warn_unverified(report)
+    if not views:
+        print(f"no ledger records for deploy/{name} in {args.deploy_namespace}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    return EXIT_OK
+
+
+def _print_table(out: TextIO, views: list[AdmissionView]) -> None:
+    rows = [("SEQ", "TIME", "OP", "USER", "COMMIT", "BUILD", "TEMPLATE", "STATUS")]
+    for v in views:
+        e = v.entry
+        rows.append((str(v.seq), e.deploy_timestamp[:19] + "Z", e.operation, e.actor.username,
+                     (e.provenance.commit_sha or "-")[:12], e.provenance.build_id or "-",
+                     e.template_hash.removeprefix("sha256:")[:12], v.status))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        out.write("\n")
+
+
+def _warn_unverified(report: VerifyReport) -> None:
+    if not report.ok:
+        print(f"warning: the ledger does not verify ({report.problems[0]}); run `ledger verify`",
+              file=sys.stderr)
+
+
+async def _rollback_target(args: argparse.Namespace, api: KubeApi) -> int:
+    name = _deployment_name(args.target)
+    if name is None:
+        print("error: the target must be deploy/NAME", file=sys.stderr)
+        return EXIT_USAGE
+    current: str | None = None
+    try:
+        body = await api.request(
+            "GET", f"/apis/apps/v1/namespaces/{args.deploy_namespace}/deployments/{name}")
+        current = template_hash(body)
+    except KubeApiError as exc:
+        if exc.status != 404:
+            raise
+    report = await _load(args, api)
+    _warn_unverified(report)
+    views = admissions(report.records, namespace=args.deploy_namespace, name=name)
+    target = rollback_target(views, current)
+    if target is None:
+        print(f"no earlier persisted record with a different template for deploy/{name}",
+              file=sys.stderr)
+        return EXIT_NOT_FOUND
+    if args.output == "json":
+        print(json.dumps(target.as_dict(), indent=2))
+        return EXIT_OK
+    e = target.entry
+    print(f"rollback target for deploy/{name} in {args.deploy_namespace}: entry {target.seq}")
+    print(f"  admitted   {e.deploy_timestamp} by {e.actor.username} ({e.operation})")
+    print(f"  commit     {e.provenance.commit_sha or '-'}  branch {e.provenance.branch or '-'}")
+    print(f"  build      {e.provenance.build_id or '-'}")
+    print(f"  template   {e.template_hash}")
+    for c in e.containers:
+        print(f"  {c.kind:<10} {c.name}: {c.repository or c.image}@{c.digest or '(not pinned)'}")
+    return EXIT_OK
+
+
+def export_lines(records: list[StoredRecord]) -> list[str]:
+    """One canonical JSON line per record, with its leaf and head, for audit systems."""
+    return [canonical_json({"head": r.head, "leaf": r.leaf, "segment": r.segment,
+                            "record": r.record.model_dump(mode="json")}).decode()
+            for r in records]
+
+
+async def _export(args: argparse.Namespace, api: KubeApi) -> int:
+    report = await _load(args, api)
+    lines = export_lines(report.records)
+    if args.file:
+        args.file.write_text("".join(line + "\n" for line in lines))
+    else:
+        for line in lines:
+            print(line)
+    if not args.quiet:
+        print(f"exported {len(lines)} records", file=sys.stderr)
+    _warn_unverified(report)
+    return EXIT_OK if report.ok else TAMPER_EXIT_CODES[report.problems[0].kind]
+
+
+async def _prune(args: argparse.Namespace, api: KubeApi) -> int:
+    if not args.export_file and not args.no_export:
+        print("error: give --export-file FILE (or --no-export to drop the records)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    config = LedgerConfig(namespace=args.ledger_namespace, chain=args.chain)
+
+    def export(records: list[StoredRecord]) -> None:
+        if args.export_file:
+            with args.export_file.open("a") as out:
+                out.writelines(line + "\n" for line in export_lines(records))
+
+    result = await prune(api, config, keep_segments=args.keep,
+                         export=export if args.export_file else None)
+    if result.cut is None:
+        print("nothing to prune")
+    else:
+        print(f"pruned segments {list(result.deleted)} ({result.exported_records} records "
+              f"exported); the chain now starts at segment {result.cut}")
+    return EXIT_OK

@@ -1,0 +1,62 @@
+"""The ledger's configuration, mounted by the lead as `Config.ledger`."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class LedgerConfig(BaseModel):
+    """Where and how admitted Deployments are recorded."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    enabled: bool = True
+    """Record every admitted Deployment. With False nothing is recorded and nothing is denied
+    for want of a record; only for clusters that keep provenance elsewhere."""
+    namespace: str = Field(default="provenance-ledger",
+                           pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    """The dedicated namespace holding the segment ConfigMaps; only the controller's service
+    account may write there (RBAC)."""
+    chain: str = Field(default="audit", pattern=r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+    """The chain's name: segments are `<chain>-00000000`, `<chain>-00000001`, ... and the
+    checkpoint ConfigMap is `<chain>-checkpoints`. One chain per ledger namespace."""
+    segment_max_bytes: int = Field(default=256 * 1024, ge=4 * 1024, le=900 * 1024)
+    """A segment is sealed before its data grows past this. Well under the 1 MiB object limit:
+    etcd writes of 1 MiB objects cost ~80 ms p99, and every append rewrites the segment."""
+    max_entry_bytes: int = Field(default=64 * 1024, ge=1024, le=256 * 1024)
+    """An entry larger than this is refused (and its admission denied); verification rejects
+    stored entries larger than this as malformed."""
+    group_commit_window_ms: float = Field(default=1.0, ge=0.0, le=100.0)
+    """After the first queued entry, wait this long for others before writing, so admissions
+    that arrive together share one write. Entries queued while a write is in flight always join
+    the next write, whatever this value."""
+    group_commit_max_entries: int = Field(default=256, ge=1, le=4096)
+    """Upper bound on entries per write."""
+    append_deadline_seconds: float = Field(default=5.0, gt=0.0, le=30.0)
+    """Default time an append may take, when the caller gives no deadline. Must stay below the
+    webhook's timeoutSeconds, so that a denial ("not recorded") reaches the API server."""
+    idempotency_segments: int = Field(default=4, ge=2, le=64)
+    """How many of the newest segments are indexed by idempotency key (admission uid). A retry
+    of an admission arrives within seconds, that is within the newest one or two segments."""
+    checkpoint_key_secret: str = Field(default="provenance-ledger-checkpoint-key",
+                                       pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+    """The Secret holding the Ed25519 checkpoint signing key (`private-key`, PKCS#8 PEM)."""
+    checkpoint_key_namespace: str = Field(default="provenance-system",
+                                          pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    """The Secret's namespace: outside the ledger namespace, so that write access to the
+    ledger does not give the power to sign checkpoints."""
+    checkpoint_interval_seconds: float = Field(default=60.0, ge=1.0, le=86400.0)
+    """How often a signed checkpoint is written when the chain has grown (also at every seal)."""
+    never_persisted_after_seconds: float = Field(default=120.0, ge=5.0, le=86400.0)
+    """An admitted Deployment not seen stored with the admitted template within this window is
+    marked never-persisted (another webhook or a quota rejected it after us)."""
+    retention_keep_segments: int = Field(default=0, ge=0)
+    """`ledger prune` keeps at least this many of the newest sealed segments; 0 keeps all
+    (no pruning). Pruning only ever cuts at a segment that starts with a signed checkpoint."""
+
+    @model_validator(mode="after")
+    def _entry_fits_segment(self) -> LedgerConfig:
+        # A segment must hold its seal entry and at least one entry of the largest size.
+        if self.max_entry_bytes * 2 > self.segment_max_bytes:
+            raise ValueError("max_entry_bytes must be at most half of segment_max_bytes")
+        return self

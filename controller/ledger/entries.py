@@ -1,0 +1,111 @@
+"""Building ledger entries from what the admission path already has."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from controller.config import Config
+from controller.errors import ImageReferenceError
+from controller.images import parse_reference
+from controller.ledger.chain import canonical_json, utc_timestamp
+from controller.ledger.errors import DryRunNotRecorded, LedgerError
+from controller.ledger.models import (
+    Actor,
+    AdmissionEntry,
+    ContainerRecord,
+    ImageEvidence,
+    OutcomeEntry,
+    OutcomeType,
+    Provenance,
+)
+from controller.review import DeploymentRequest
+
+
+def annotations_hash(annotations: Mapping[str, str], prefix: str) -> str:
+    """sha256 over the provenance annotations only (other annotations churn freely)."""
+    own = {k: v for k, v in annotations.items() if k.startswith(prefix)}
+    return "sha256:" + hashlib.sha256(canonical_json(own)).hexdigest()
+
+
+def build_admission_entry(
+    request: DeploymentRequest,
+    config: Config,
+    *,
+    images: Mapping[str, ImageEvidence] | None = None,
+    now: datetime | None = None,
+) -> AdmissionEntry:
+    """The entry for an admitted request. `images` maps an image reference, as written in the
+    pod template, to the verifier's evidence; without it only digest pinning is recorded.
+
+    Raises `DryRunNotRecorded` for a dryRun request: those must never reach the ledger.
+    """
+    if request.dry_run:
+        raise DryRunNotRecorded(f"admission {request.uid} is a dryRun and must not be recorded")
+    if request.operation not in ("CREATE", "UPDATE"):
+        raise LedgerError(f"only CREATE and UPDATE are recorded, not {request.operation}")
+    annotations = request.annotations
+    keys = config.annotations
+
+    def annotation(name: str) -> str | None:
+        return annotations.get(keys.key(name))
+
+    containers = []
+    for container in request.containers:
+        evidence = (images or {}).get(container.image)
+        repository: str | None = None
+        digest: str | None = None
+        try:
+            ref = parse_reference(container.image)
+            repository, digest = ref.name, ref.pinned_digest
+        except ImageReferenceError:
+            pass
+        if evidence is not None and evidence.digest is not None:
+            digest = evidence.digest
+        containers.append(ContainerRecord(
+            kind=container.kind, name=container.name, image=container.image,
+            repository=repository, digest=digest,
+            signature=evidence.signature if evidence else None,
+            attestation=evidence.attestation if evidence else None))
+    meta = request.deployment.metadata
+    return AdmissionEntry(
+        admission_uid=request.uid,
+        operation=request.operation,
+        namespace=request.namespace,
+        name=request.name,
+        object_uid=meta.uid,
+        generation=meta.generation,
+        template_hash=request.template_hash,
+        annotations_hash=annotations_hash(annotations, keys.prefix),
+        deploy_timestamp=utc_timestamp(now),
+        actor=Actor(username=request.user.username, uid=request.user.uid,
+                    groups=request.user.groups, annotated=annotation("deployed-by")),
+        provenance=Provenance(
+            commit_sha=annotation("git-sha"), branch=annotation("branch"),
+            build_id=annotation("build-id"), build_timestamp=annotation("build-timestamp"),
+            pipeline_url=annotation("pipeline-url"), environment=annotation("environment")),
+        containers=tuple(containers),
+    )
+
+
+def build_outcome_entry(
+    kind: OutcomeType,
+    *,
+    ref_seq: int,
+    ref_leaf: str,
+    deployment: Mapping[str, Any] | None,
+    namespace: str,
+    name: str,
+    now: datetime | None = None,
+    detail: str = "",
+) -> OutcomeEntry:
+    """An outcome entry referencing admission entry `ref_seq` (whose leaf hash is `ref_leaf`)."""
+    meta = (deployment or {}).get("metadata") or {}
+    generation = meta.get("generation")
+    return OutcomeEntry(
+        type=kind, ref_seq=ref_seq, ref_leaf=ref_leaf, namespace=namespace, name=name,
+        observed_at=utc_timestamp(now), object_uid=str(meta.get("uid", "")),
+        generation=generation if isinstance(generation, int) else None,
+        resource_version=str(meta.get("resourceVersion", "")), detail=detail[:4096])

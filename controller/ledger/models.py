@@ -1,0 +1,237 @@
+"""The ledger's entries: frozen, strict pydantic models, serialised as canonical JSON.
+
+Every stored line is a `Record`: `{"seq": n, "prev": head_{n-1}, "entry": {...}}`. The entry is one
+of a closed set of kinds told apart by `type`. Stored ledger contents are untrusted input: they
+are parsed with these models (extra fields forbidden) before anything reads them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+HEX64 = r"^[0-9a-f]{64}$"
+_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"
+Timestamp = Annotated[str, Field(pattern=_TIME)]
+"""RFC 3339 in UTC with a `Z`: a string, so that canonical JSON never involves floats."""
+Short = Annotated[str, Field(max_length=1024)]
+Long = Annotated[str, Field(max_length=4096)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class Actor(_Model):
+    """Who deployed: the authenticated user (trusted) and the annotated actor (as claimed)."""
+
+    username: Short
+    """`userInfo.username` as the API server authenticated it."""
+    uid: Short = ""
+    """`userInfo.uid`."""
+    groups: tuple[Short, ...] = Field(default=(), max_length=256)
+    """`userInfo.groups`."""
+    annotated: Short | None = None
+    """The `deployed-by` annotation, when present (for CI deploying on someone's behalf)."""
+
+
+class Provenance(_Model):
+    """The build provenance the Deployment's annotations declared."""
+
+    commit_sha: Short | None = None
+    branch: Short | None = None
+    build_id: Short | None = None
+    build_timestamp: Short | None = None
+    pipeline_url: Long | None = None
+    environment: Short | None = None
+
+
+class SignatureRecord(_Model):
+    """The signature verdict for one image, filled in by the signature verifier."""
+
+    verified: bool
+    formats: tuple[Short, ...] = ()
+    """Signature formats that verified (`cosign-simple-signing`, `sigstore-bundle`, ...)."""
+    key_ids: tuple[Short, ...] = ()
+    """Ids of the trusted keys whose signatures verified."""
+
+
+class AttestationRecord(_Model):
+    """The attestation verdict for one image, filled in by the signature verifier."""
+
+    verified: bool
+    predicate_type: Short | None = None
+    commit_sha: Short | None = None
+    """The commit the attestation names."""
+    build_id: Short | None = None
+    key_ids: tuple[Short, ...] = ()
+
+
+class ContainerRecord(_Model):
+    """One container of the admitted pod template."""
+
+    kind: Literal["container", "initContainer", "ephemeralContainer"]
+    name: Short
+    image: Long
+    """The image reference exactly as written in the pod template."""
+    repository: Long | None = None
+    """`registry/repository`, normalised, when the reference parses."""
+    digest: Short | None = None
+    """The artifact digest (`sha256:...`) when the image is pinned by an acceptable digest."""
+    signature: SignatureRecord | None = None
+    """None until signature verification is wired in."""
+    attestation: AttestationRecord | None = None
+    """None until attestation verification is wired in."""
+
+
+class AdmissionEntry(_Model):
+    """An admitted Deployment CREATE or UPDATE, with its provenance."""
+
+    type: Literal["admission"] = "admission"
+    admission_uid: Annotated[str, Field(min_length=1, max_length=128)]
+    """The AdmissionReview request uid: the idempotency key."""
+    operation: Literal["CREATE", "UPDATE"]
+    namespace: Short
+    name: Short
+    object_uid: Short = ""
+    """The Deployment's metadata.uid; empty on CREATE (the API server assigns it later)."""
+    generation: int | None = None
+    """metadata.generation of the object under review, when it has one."""
+    template_hash: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+    """sha256 of the canonical pod template: what would run."""
+    annotations_hash: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+    """sha256 of the provenance annotations: tells two admissions of one template apart."""
+    deploy_timestamp: Timestamp
+    """The controller's clock when the admission was decided."""
+    actor: Actor
+    provenance: Provenance
+    containers: tuple[ContainerRecord, ...] = Field(max_length=768)
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"admission:{self.admission_uid}"
+
+
+OutcomeType = Literal["persisted", "never-persisted", "rollout-available", "rollout-failed"]
+
+
+class OutcomeEntry(_Model):
+    """What became of an admission, appended later; the chain stays append-only."""
+
+    type: OutcomeType
+    ref_seq: int = Field(ge=0)
+    """The admission entry's sequence number."""
+    ref_leaf: Annotated[str, Field(pattern=HEX64)]
+    """The admission entry's leaf hash, so the reference cannot be re-pointed."""
+    namespace: Short
+    name: Short
+    observed_at: Timestamp
+    object_uid: Short = ""
+    generation: int | None = None
+    resource_version: Short = ""
+    detail: Long = ""
+    """For rollouts, the condition's reason and message."""
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.type}:{self.ref_seq}"
+
+
+class Checkpoint(_Model):
+    """A signed statement that the chain had `size` entries ending in `head` at `time`."""
+
+    chain: Short
+    size: int = Field(ge=0)
+    """Entries covered: sequence numbers 0 .. size-1."""
+    head: Annotated[str, Field(pattern=HEX64)]
+    """head_{size-1} (the genesis head when size is 0)."""
+    time: Timestamp
+    key_id: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+    """sha256 of the signing key's SubjectPublicKeyInfo (DER)."""
+    signature: Annotated[str, Field(max_length=256, pattern=r"^[A-Za-z0-9+/=]+$")]
+    """Base64 Ed25519 signature over the canonical JSON of {chain, size, head, time}."""
+
+
+class CheckpointEntry(_Model):
+    """A periodic checkpoint, written into the log itself."""
+
+    type: Literal["checkpoint"] = "checkpoint"
+    checkpoint: Checkpoint
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"checkpoint:{self.checkpoint.size}"
+
+
+class SealEntry(_Model):
+    """The first entry of every segment after the first: it closes the previous segment.
+
+    It names the sealed ConfigMap's uid, so that a sealed segment deleted and recreated (even
+    byte for byte) is detected, and carries a checkpoint signed at the seal, which is where
+    verification can start after older segments were pruned.
+    """
+
+    type: Literal["seal"] = "seal"
+    segment: int = Field(ge=0)
+    """The sealed segment's number."""
+    segment_uid: Short
+    """The sealed ConfigMap's metadata.uid."""
+    entries: int = Field(ge=0)
+    """How many entries the sealed segment holds."""
+    checkpoint: Checkpoint | None = None
+    """Signed {size, head} at the seal; None when no signing key is configured."""
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"seal:{self.segment}"
+
+
+Entry = Annotated[
+    AdmissionEntry | OutcomeEntry | CheckpointEntry | SealEntry, Field(discriminator="type")]
+
+
+class Record(_Model):
+    """One stored line of the chain."""
+
+    seq: int = Field(ge=0)
+    prev: Annotated[str, Field(pattern=HEX64)]
+    """head_{seq-1}, hex; the genesis head for seq 0."""
+    entry: Entry
+
+
+def entry_key(seq: int) -> str:
+    """The ConfigMap data key of entry `seq`: zero-padded so keys sort by sequence."""
+    return f"e-{seq:012d}"
+
+
+_KEY = re.compile(r"e-(\d{12})")
+
+
+def parse_entry_key(key: str) -> int | None:
+    """The sequence number a data key names, or None if it is not an entry key."""
+    match = _KEY.fullmatch(key)
+    return int(match.group(1)) if match else None
+
+
+class AppendReceipt(_Model):
+    """Where an entry landed; returned by `Ledger.append`."""
+
+    seq: int
+    leaf: str
+    """The entry's leaf hash (hex): what outcome entries reference."""
+    head: str
+    """head_seq (hex)."""
+    segment: int
+    duplicate: bool = False
+    """True when the idempotency key was already recorded and nothing new was written."""
+
+
+class ImageEvidence(_Model):
+    """What the signature verifier found for one image, handed to `build_admission_entry`."""
+
+    digest: Short | None = None
+    """The digest the verifier resolved and verified, if any."""
+    signature: SignatureRecord | None = None
+    attestation: AttestationRecord | None = None

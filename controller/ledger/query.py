@@ -1,0 +1,86 @@
+"""Reading the chain for people: per-Deployment history and the rollback target."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from controller.ledger.models import AdmissionEntry, OutcomeEntry
+from controller.ledger.verify import StoredRecord
+
+
+@dataclass
+class AdmissionView:
+    """An admission entry with the outcome entries that reference it."""
+
+    stored: StoredRecord
+    entry: AdmissionEntry
+    outcomes: list[tuple[int, OutcomeEntry]] = field(default_factory=list)
+
+    @property
+    def seq(self) -> int:
+        return self.stored.seq
+
+    def _has(self, kind: str) -> bool:
+        return any(o.type == kind for _s, o in self.outcomes)
+
+    @property
+    def persisted(self) -> bool:
+        return self._has("persisted")
+
+    @property
+    def status(self) -> str:
+        """`persisted`, `never-persisted` or `pending`, with the rollout outcome if known."""
+        state = "persisted" if self.persisted else (
+            "never-persisted" if self._has("never-persisted") else "pending")
+        if self._has("rollout-failed"):
+            state += ",rollout-failed"
+        elif self._has("rollout-available"):
+            state += ",available"
+        return state
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "seq": self.seq, "leaf": self.stored.leaf, "status": self.status,
+            "entry": self.entry.model_dump(mode="json"),
+            "outcomes": [{"seq": s, "type": o.type, "observed_at": o.observed_at,
+                          "detail": o.detail} for s, o in self.outcomes],
+        }
+
+
+def admissions(records: Iterable[StoredRecord], *, namespace: str | None = None,
+               name: str | None = None) -> list[AdmissionView]:
+    """Admission entries (optionally of one Deployment), oldest first, with their outcomes.
+
+    An outcome counts only when its `ref_leaf` is the admission's leaf hash: a reference cannot be
+    re-pointed at another entry.
+    """
+    views: dict[int, AdmissionView] = {}
+    for stored in records:
+        entry = stored.record.entry
+        if isinstance(entry, AdmissionEntry):
+            if (namespace is None or entry.namespace == namespace) and (
+                    name is None or entry.name == name):
+                views[stored.seq] = AdmissionView(stored, entry)
+        elif isinstance(entry, OutcomeEntry):
+            view = views.get(entry.ref_seq)
+            if view is not None and view.stored.leaf == entry.ref_leaf:
+                view.outcomes.append((stored.seq, entry))
+    return sorted(views.values(), key=lambda v: v.seq)
+
+
+def rollback_target(history: list[AdmissionView], current_template_hash: str | None
+                    ) -> AdmissionView | None:
+    """The newest admitted-and-persisted record whose template differs from the current one.
+
+    Without a current template hash (the Deployment is gone), the newest persisted record's
+    template counts as current.
+    """
+    persisted = [v for v in history if v.persisted]
+    if not persisted:
+        return None
+    current = current_template_hash or persisted[-1].entry.template_hash
+    for view in reversed(persisted):
+        if view.entry.template_hash != current:
+            return view
+    return None

@@ -1,0 +1,196 @@
+"""Reconciliation: what became of each admission, appended as outcome entries.
+
+An admission can still fail after our webhook allowed it (another webhook, a quota). The lead's
+kopf handlers call `observe(body)` on every Deployment event and `sweep(now)` from a timer:
+- persisted: the Deployment is seen stored with the admitted template and provenance annotations
+  (and, when the admission knew it, at least the admitted generation);
+- never-persisted: not seen so within `never_persisted_after_seconds`;
+- rollout-available / rollout-failed: the Deployment's Progressing condition reports
+  NewReplicaSetAvailable or ProgressDeadlineExceeded for the persisted template.
+
+Two admissions with the same template and the same provenance annotations cannot be told apart
+by what is stored; both are marked persisted when that state is seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from controller.ledger.chain import leaf_hash, parse_timestamp
+from controller.ledger.entries import annotations_hash, build_outcome_entry
+from controller.ledger.models import AdmissionEntry, OutcomeEntry, OutcomeType, Record
+from controller.ledger.segments import Segment, list_segments
+from controller.ledger.store import Ledger
+from controller.review import template_hash
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Watch:
+    seq: int
+    leaf: str
+    entry: AdmissionEntry
+    persisted: bool = False
+    never: bool = False
+    rollout: bool = False
+
+
+class Reconciler:
+    """Marks admission entries persisted / never-persisted and records rollout outcomes."""
+
+    def __init__(self, ledger: Ledger, *, annotation_prefix: str = "provenance.dev/",
+                 sync_interval: float = 1.0) -> None:
+        self.ledger = ledger
+        self.prefix = annotation_prefix
+        self.sync_interval = sync_interval
+        self._watches: dict[int, _Watch] = {}
+        self._by_name: dict[tuple[str, str], list[int]] = {}
+        self._segment: int | None = None
+        self._next_seq = 0
+        self._synced_at = 0.0
+
+    async def sync(self, *, force: bool = False) -> None:
+        """Read entries written since the last sync (by any replica)."""
+        if not force and time.monotonic() - self._synced_at < self.sync_interval:
+            return
+        cfg = self.ledger.config
+        if self._segment is None:
+            open_ = await list_segments(self.ledger.api, cfg.namespace, cfg.chain, state="open")
+            newest = open_[-1].number if open_ else 0
+            self._segment = max(0, newest - cfg.idempotency_segments + 1)
+        number = self._segment
+        while True:
+            seg = await self.ledger.get_segment(number)
+            if seg is None:
+                break
+            self._take_segment(seg)
+            self._segment = number
+            if not seg.sealed:
+                break
+            number += 1
+        self._synced_at = time.monotonic()
+
+    def _take_segment(self, seg: Segment) -> None:
+        for seq, _key, raw in seg.entries():
+            if seq < self._next_seq:
+                continue
+            try:
+                record = Record.model_validate_json(raw)
+            except ValidationError:
+                log.warning("unparseable ledger entry %s in %s; run `ledger verify`", seq, seg.name)
+                continue
+            self._take(record, leaf_hash(raw.encode()).hex())
+            self._next_seq = seq + 1
+
+    def _take(self, record: Record, leaf: str) -> None:
+        entry = record.entry
+        if isinstance(entry, AdmissionEntry):
+            self._watches[record.seq] = _Watch(record.seq, leaf, entry)
+            self._by_name.setdefault((entry.namespace, entry.name), []).append(record.seq)
+        elif isinstance(entry, OutcomeEntry):
+            watch = self._watches.get(entry.ref_seq)
+            if watch is None or watch.leaf != entry.ref_leaf:
+                return
+            if entry.type == "persisted":
+                watch.persisted = True
+            elif entry.type == "never-persisted":
+                watch.never = True
+            else:
+                watch.rollout = True
+
+    async def _mark(self, watch: _Watch, kind: OutcomeType, body: Mapping[str, Any] | None,
+                    now: datetime | None, detail: str = "") -> None:
+        entry = build_outcome_entry(kind, ref_seq=watch.seq, ref_leaf=watch.leaf,
+                                    deployment=body, namespace=watch.entry.namespace,
+                                    name=watch.entry.name, now=now, detail=detail)
+        await self.ledger.append(entry)
+        if kind == "persisted":
+            watch.persisted = True
+        elif kind == "never-persisted":
+            watch.never = True
+        else:
+            watch.rollout = True
+
+    async def observe(self, body: Mapping[str, Any], *, now: datetime | None = None) -> list[str]:
+        """Take in one Deployment as stored; return the outcome kinds appended."""
+        await self.sync()
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        seqs = self._by_name.get(key)
+        if not seqs:
+            return []
+        stored_template = template_hash(body)
+        stored_annotations = annotations_hash(meta.get("annotations") or {}, self.prefix)
+        generation = meta.get("generation")
+        appended: list[str] = []
+        matching: list[_Watch] = []
+        for seq in seqs:
+            watch = self._watches[seq]
+            entry = watch.entry
+            if entry.template_hash != stored_template or \
+                    entry.annotations_hash != stored_annotations:
+                continue
+            if entry.object_uid and entry.object_uid != meta.get("uid"):
+                continue
+            if entry.generation is not None and isinstance(generation, int) \
+                    and generation < entry.generation:
+                continue
+            matching.append(watch)
+            if not watch.persisted and not watch.never:
+                await self._mark(watch, "persisted", body, now)
+                appended.append("persisted")
+        if matching:
+            outcome = _rollout_outcome(body)
+            newest = matching[-1]
+            if outcome is not None and newest.persisted and not newest.rollout:
+                kind, detail = outcome
+                await self._mark(newest, kind, body, now, detail)
+                appended.append(kind)
+        return appended
+
+    async def sweep(self, now: datetime) -> list[int]:
+        """Mark admissions not seen persisted within the window; return their sequence numbers."""
+        await self.sync(force=True)
+        window = timedelta(seconds=self.ledger.config.never_persisted_after_seconds)
+        marked: list[int] = []
+        for watch in list(self._watches.values()):
+            if watch.persisted or watch.never:
+                continue
+            if parse_timestamp(watch.entry.deploy_timestamp) + window <= now:
+                await self._mark(watch, "never-persisted", None, now,
+                                 detail=f"not seen stored within {window.total_seconds():.0f}s")
+                marked.append(watch.seq)
+        # Keep memory bounded: resolved admissions older than the window are done with.
+        for seq, watch in list(self._watches.items()):
+            old = parse_timestamp(watch.entry.deploy_timestamp) + 10 * window <= now
+            if (watch.never or (watch.persisted and watch.rollout)) or (old and watch.persisted):
+                del self._watches[seq]
+                names = self._by_name.get((watch.entry.namespace, watch.entry.name), [])
+                if seq in names:
+                    names.remove(seq)
+        return marked
+
+
+def _rollout_outcome(body: Mapping[str, Any]) -> tuple[OutcomeType, str] | None:
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    if status.get("observedGeneration") != meta.get("generation"):
+        return None
+    for cond in status.get("conditions") or []:
+        if cond.get("type") != "Progressing":
+            continue
+        reason = str(cond.get("reason", ""))
+        detail = f"{reason}: {cond.get('message', '')}"
+        if reason == "NewReplicaSetAvailable" and cond.get("status") == "True":
+            return "rollout-available", detail
+        if reason == "ProgressDeadlineExceeded":
+            return "rollout-failed", detail
+    return None

@@ -1,0 +1,566 @@
+"""The writer: lossless, idempotent, group-committed appends to ConfigMap segments.
+
+One `Ledger` per controller process. Appends are queued and a single committer task writes them,
+so admissions that arrive together share one API write (group commit). Each write is a merge
+patch that carries the segment's `resourceVersion`: the API server applies it only if nobody
+wrote in between (optimistic concurrency). On 409 the committer re-reads the segment, takes in
+what other replicas wrote, drops entries that are already recorded (idempotency key, e.g. the
+admission uid), renumbers the rest and retries with jitter, until each entry's deadline.
+
+A write either happens entirely or not at all, so a writer killed mid-append leaves no gap and
+no partial entry: its entries are either in the chain or not, and an admission is only allowed
+after its entry's write returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from controller.kube import KubeApi, KubeApiError
+from controller.ledger.chain import (
+    GENESIS,
+    CheckpointSigner,
+    leaf_hash,
+    next_head,
+    record_bytes,
+)
+from controller.ledger.config import LedgerConfig
+from controller.ledger.errors import (
+    LedgerClosed,
+    LedgerCorrupt,
+    LedgerDeadlineExceeded,
+    LedgerError,
+    LedgerUnavailable,
+)
+from controller.ledger.models import (
+    AppendReceipt,
+    Checkpoint,
+    CheckpointEntry,
+    Entry,
+    Record,
+    SealEntry,
+    entry_key,
+)
+from controller.ledger.segments import (
+    ANNOTATION_SEGMENT,
+    LABEL_STATE,
+    MERGE_PATCH,
+    Segment,
+    checkpoint_map_name,
+    configmaps_path,
+    list_segments,
+    segment_labels,
+    segment_name,
+)
+
+log = logging.getLogger(__name__)
+
+EntryFactory = Callable[[int, bytes], Entry]
+"""Builds an entry once its sequence number and previous head are known (checkpoints)."""
+
+
+def idempotency_key(entry: Entry) -> str:
+    return entry.idempotency_key
+
+
+@dataclass
+class _Pending:
+    entry: Entry | EntryFactory
+    key: str | None
+    deadline: float
+    future: asyncio.Future[AppendReceipt]
+
+
+@dataclass
+class _Tail:
+    """What this writer believes the newest segment looks like."""
+
+    segment: int
+    exists: bool
+    uid: str = ""
+    rv: str = ""
+    sealed: bool = False
+    next_seq: int = 0
+    head: bytes = GENESIS
+    bytes_used: int = 0
+    count: int = 0
+
+
+@dataclass
+class LedgerStats:
+    """Counters for metrics and the benchmark."""
+
+    writes: int = 0
+    conflicts: int = 0
+    entries: int = 0
+    duplicates: int = 0
+    seals: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+
+
+class Ledger:
+    """A long-lived appender to one chain. Call `start()` before `append`, `close()` at the end."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        config: LedgerConfig,
+        *,
+        signer: CheckpointSigner | None = None,
+        periodic_checkpoints: bool = True,
+    ) -> None:
+        self.api = api
+        self.config = config
+        self.signer = signer
+        self.stats = LedgerStats()
+        self._periodic = periodic_checkpoints
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._inflight: dict[str, asyncio.Future[AppendReceipt]] = {}
+        self._index: dict[str, AppendReceipt] = {}
+        self._tail: _Tail | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+        self._last_checkpoint_size = -1
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the chain's tail, then run the committer (and the periodic checkpoint task)."""
+        await self._ensure_namespace()
+        await self._discover()
+        self._tasks.append(asyncio.create_task(self._run(), name="ledger-committer"))
+        if self._periodic and self.signer is not None:
+            self._tasks.append(asyncio.create_task(self._checkpoints(), name="ledger-checkpoint"))
+
+    async def close(self) -> None:
+        """Stop the background tasks; entries still queued fail with `LedgerClosed`."""
+        self._closed = True
+        await self._queue.put(None)
+        for task in self._tasks:
+            if task.get_name() == "ledger-checkpoint":
+                task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None and not item.future.done():
+                item.future.set_exception(LedgerClosed("the ledger is shutting down"))
+
+    # -- the public append -----------------------------------------------------------------------
+
+    async def append(self, entry: Entry, *, deadline: float | None = None) -> AppendReceipt:
+        """Make `entry` durable, or raise a `LedgerUnavailable` (deny the admission).
+
+        `deadline` is absolute, on `time.monotonic()`; the default is now plus
+        `append_deadline_seconds`. Idempotent: an entry whose key (the admission uid for
+        admissions) is already recorded returns the existing receipt with `duplicate=True`.
+        """
+        if self._closed:
+            raise LedgerClosed("the ledger is closed")
+        if not self._tasks:
+            raise LedgerError("Ledger.start() was not called")
+        if deadline is None:
+            deadline = time.monotonic() + self.config.append_deadline_seconds
+        key = idempotency_key(entry)
+        if key in self._index:
+            self.stats.duplicates += 1
+            return self._index[key].model_copy(update={"duplicate": True})
+        size = len(record_bytes(Record(seq=0, prev=GENESIS.hex(), entry=entry)))
+        if size + 32 > self.config.max_entry_bytes:
+            raise LedgerUnavailable(
+                f"the ledger entry is {size} bytes, over the {self.config.max_entry_bytes} limit")
+        existing = self._inflight.get(key)
+        if existing is None:
+            existing = asyncio.get_running_loop().create_future()
+            self._inflight[key] = existing
+            existing.add_done_callback(lambda _f: self._inflight.pop(key, None))
+            await self._queue.put(_Pending(entry, key, deadline, existing))
+        return await self._wait(existing, deadline)
+
+    async def append_factory(self, factory: EntryFactory, *, deadline: float) -> AppendReceipt:
+        """Append an entry built from its own sequence number and previous head."""
+        future: asyncio.Future[AppendReceipt] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(factory, None, deadline, future))
+        return await self._wait(future, deadline)
+
+    async def _wait(self, future: asyncio.Future[AppendReceipt], deadline: float) -> AppendReceipt:
+        remaining = deadline - time.monotonic()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout=max(remaining, 0.001))
+        except TimeoutError:
+            raise LedgerDeadlineExceeded(
+                "the ledger entry could not be written before the admission deadline") from None
+
+    def receipt_for(self, key: str) -> AppendReceipt | None:
+        """The receipt of a recently recorded idempotency key, if this writer has seen it."""
+        return self._index.get(key)
+
+    @property
+    def size(self) -> int:
+        """The chain size this writer last saw."""
+        return self._tail.next_seq if self._tail else 0
+
+    # -- the committer ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        window = self.config.group_commit_window_ms / 1000
+        while True:
+            first = await self._queue.get()
+            if first is None:
+                return
+            if window:
+                await asyncio.sleep(window)
+            batch = [first]
+            stop = False
+            while len(batch) < self.config.group_commit_max_entries and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            try:
+                await self._commit(batch)
+            except Exception as exc:
+                log.exception("ledger commit failed")
+                self._tail = None  # re-discover from the API server next time
+                error = exc if isinstance(exc, LedgerUnavailable) else LedgerUnavailable(
+                    f"the ledger could not be written: {exc}")
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(error)
+            if stop:
+                return
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        attempt = 0
+        stale = False
+        while True:
+            now = time.monotonic()
+            live = []
+            for item in batch:
+                if item.future.done():
+                    continue
+                if item.deadline <= now:
+                    item.future.set_exception(LedgerDeadlineExceeded(
+                        "the ledger entry could not be written before the admission deadline"))
+                elif item.key is not None and item.key in self._index:
+                    self.stats.duplicates += 1
+                    item.future.set_result(
+                        self._index[item.key].model_copy(update={"duplicate": True}))
+                else:
+                    live.append(item)
+            batch = live
+            if not batch:
+                return
+            timeout = max(i.deadline for i in batch) - now
+            try:
+                if self._tail is None:
+                    await self._discover()
+                elif stale:
+                    await self._refresh()
+                stale = False
+                tail = self._tail
+                assert tail is not None
+                if not tail.exists:
+                    await self._create_segment(tail)
+                    continue
+                if tail.sealed:
+                    self._tail = _Tail(segment=tail.segment + 1, exists=False,
+                                       next_seq=tail.next_seq, head=tail.head)
+                    continue
+                written = await self._write(tail, batch, timeout)
+                if written == 0:
+                    await self._seal(tail, timeout)
+                    continue
+                batch = batch[written:]
+                attempt = 0
+            except KubeApiError as exc:
+                if exc.status in (401, 403):
+                    raise LedgerUnavailable(
+                        f"the controller may not write the ledger: {exc.message}") from exc
+                # 409 (someone else wrote), 422 (sealed meanwhile), 404, 5xx, 429, unreachable:
+                # re-read and try again with jittered backoff, within the deadline.
+                if exc.status == 409:
+                    self.stats.conflicts += 1
+                attempt += 1
+                stale = True
+                pause = random.uniform(0, min(0.05, 0.002 * 2 ** min(attempt, 6)))  # noqa: S311
+                await asyncio.sleep(min(pause, max(0.0, timeout)))
+
+    async def _write(self, tail: _Tail, batch: list[_Pending], timeout: float) -> int:
+        """Write as many of `batch` as fit; return how many (0: the segment is full)."""
+        data: dict[str, str] = {}
+        receipts: list[AppendReceipt] = []
+        seq, head, used = tail.next_seq, tail.head, tail.bytes_used
+        limit = self.config.segment_max_bytes
+        for item in batch:
+            entry = item.entry(seq, head) if callable(item.entry) else item.entry
+            raw = record_bytes(Record(seq=seq, prev=head.hex(), entry=entry)).decode()
+            key = entry_key(seq)
+            if used + len(key) + len(raw.encode()) > limit and (tail.count or data):
+                break
+            leaf = leaf_hash(raw.encode())
+            head = next_head(head, leaf)
+            data[key] = raw
+            used += len(key) + len(raw.encode())
+            receipts.append(AppendReceipt(seq=seq, leaf=leaf.hex(), head=head.hex(),
+                                          segment=tail.segment))
+            seq += 1
+        if not data:
+            return 0
+        patch = {"metadata": {"resourceVersion": tail.rv}, "data": data}
+        path = configmaps_path(self.config.namespace, segment_name(self.config.chain, tail.segment))
+        obj = await self.api.request("PATCH", path, body=patch, content_type=MERGE_PATCH,
+                                     timeout=max(timeout, 0.05))
+        self.stats.writes += 1
+        self.stats.entries += len(data)
+        self.stats.batch_sizes.append(len(data))
+        tail.rv = str(obj["metadata"]["resourceVersion"])
+        tail.next_seq, tail.head, tail.bytes_used = seq, head, used
+        tail.count += len(data)
+        for item, receipt in zip(batch, receipts, strict=False):
+            if item.key is not None:
+                self._index[item.key] = receipt
+            if not item.future.done():
+                item.future.set_result(receipt)
+        return len(receipts)
+
+    async def _seal(self, tail: _Tail, timeout: float) -> None:
+        """Make the full segment immutable; the next write opens the next segment."""
+        patch = {"metadata": {"resourceVersion": tail.rv,
+                              "labels": {LABEL_STATE: "sealed"}},
+                 "immutable": True}
+        path = configmaps_path(self.config.namespace, segment_name(self.config.chain, tail.segment))
+        obj = await self.api.request("PATCH", path, body=patch, content_type=MERGE_PATCH,
+                                     timeout=max(timeout, 0.05))
+        tail.rv = str(obj["metadata"]["resourceVersion"])
+        tail.sealed = True
+        self.stats.seals += 1
+
+    async def _create_segment(self, tail: _Tail) -> None:
+        """Create the tail segment; after the first, it starts with the seal entry."""
+        data: dict[str, str] = {}
+        checkpoint: Checkpoint | None = None
+        if tail.segment > 0:
+            prev = await self.get_segment(tail.segment - 1)
+            if prev is None or not prev.sealed:
+                # Our view is stale (or the previous segment vanished): re-read everything.
+                await self._discover()
+                return
+            if self.signer is not None:
+                checkpoint = self.signer.sign(chain=self.config.chain, size=tail.next_seq,
+                                              head=tail.head)
+            seal = SealEntry(segment=prev.number, segment_uid=prev.uid,
+                             entries=len(prev.entries()), checkpoint=checkpoint)
+            raw = record_bytes(Record(seq=tail.next_seq, prev=tail.head.hex(), entry=seal))
+            data[entry_key(tail.next_seq)] = raw.decode()
+        body = {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {
+                "name": segment_name(self.config.chain, tail.segment),
+                "namespace": self.config.namespace,
+                "labels": segment_labels(self.config.chain, sealed=False),
+                "annotations": {ANNOTATION_SEGMENT: str(tail.segment)},
+            },
+            "data": data,
+        }
+        try:
+            obj = await self.api.request("POST", configmaps_path(self.config.namespace),
+                                         body=body)
+        except KubeApiError as exc:
+            if exc.status != 409:
+                raise
+            # Another replica opened it first (AlreadyExists): take its version.
+            await self._refresh()
+            return
+        seg = Segment.from_object(obj, chain=self.config.chain)
+        assert seg is not None
+        self._absorb(seg)
+        if checkpoint is not None:
+            await self._publish_checkpoint(checkpoint)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def get_segment(self, number: int) -> Segment | None:
+        """Segment `number` as stored now, or None when it does not exist."""
+        path = configmaps_path(self.config.namespace, segment_name(self.config.chain, number))
+        try:
+            obj = await self.api.request("GET", path)
+        except KubeApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return Segment.from_object(obj, chain=self.config.chain)
+
+    async def _discover(self) -> None:
+        """Find the newest segment (cheaply, through the open-state label) and index it."""
+        ns, chain = self.config.namespace, self.config.chain
+        candidates = await list_segments(self.api, ns, chain, state="open")
+        if not candidates:
+            # No open segment: a new chain, or a writer died between sealing and opening.
+            candidates = await list_segments(self.api, ns, chain)
+        if not candidates:
+            self._tail = _Tail(segment=0, exists=False)
+            return
+        newest = candidates[-1]
+        self._tail = None
+        first = max(0, newest.number - self.config.idempotency_segments + 1)
+        for number in range(first, newest.number):
+            older = await self.get_segment(number)
+            if older is not None:
+                self._absorb(older)
+        self._absorb(newest)
+
+    async def _refresh(self) -> None:
+        """Re-read the tail segment after a conflict, taking in other writers' entries."""
+        tail = self._tail
+        if tail is None:
+            await self._discover()
+            return
+        seg = await self.get_segment(tail.segment)
+        if seg is None:
+            if tail.exists:
+                # The segment we were appending to is gone: never continue silently.
+                self._tail = None
+                raise LedgerCorrupt(
+                    f"ledger segment {segment_name(self.config.chain, tail.segment)} "
+                    "disappeared; run `ledger verify`")
+            return
+        self._absorb(seg)
+
+    def _absorb(self, seg: Segment) -> None:
+        """Take in a segment read from the API server: index its keys and move the tail."""
+        tail = self._tail
+        same = tail is not None and tail.exists and tail.segment == seg.number \
+            and tail.uid == seg.uid
+        if tail is not None and seg.number < tail.segment:
+            return
+        entries = seg.entries()
+        if same:
+            assert tail is not None
+            start_seq, head = tail.next_seq, tail.head
+        else:
+            start_seq = entries[0][0] if entries else (tail.next_seq if tail else 0)
+            if tail is not None and tail.next_seq == start_seq:
+                head = tail.head
+            elif entries:
+                head = bytes.fromhex(self._record(entries[0][2]).prev)
+            else:
+                head = GENESIS
+        seq, count, used = start_seq, 0, seg.size
+        for entry_seq, _key, raw in entries:
+            count += 1
+            if entry_seq < start_seq:
+                continue
+            if entry_seq != seq:
+                raise LedgerCorrupt(f"ledger segment {seg.name} skips from {seq} to {entry_seq}")
+            record = self._record(raw)
+            if record.seq != seq or record.prev != head.hex():
+                raise LedgerCorrupt(
+                    f"ledger segment {seg.name}: entry {seq} does not extend the chain")
+            leaf = leaf_hash(raw.encode())
+            head = next_head(head, leaf)
+            key = record.entry.idempotency_key
+            self._index[key] = AppendReceipt(seq=seq, leaf=leaf.hex(), head=head.hex(),
+                                             segment=seg.number)
+            seq += 1
+        self._tail = _Tail(segment=seg.number, exists=True, uid=seg.uid,
+                           rv=seg.resource_version, sealed=seg.sealed, next_seq=seq, head=head,
+                           bytes_used=used, count=count)
+        self._prune_index(seg.number)
+
+    def _record(self, raw: str) -> Record:
+        try:
+            return Record.model_validate_json(raw)
+        except ValidationError as exc:
+            raise LedgerCorrupt(f"a stored ledger entry does not parse: {exc}") from exc
+
+    def _prune_index(self, newest: int) -> None:
+        oldest = newest - self.config.idempotency_segments + 1
+        if any(r.segment < oldest for r in self._index.values()):
+            self._index = {k: r for k, r in self._index.items() if r.segment >= oldest}
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    async def checkpoint(self, *, deadline: float | None = None) -> Checkpoint | None:
+        """Sign the current chain into the log and the checkpoint ConfigMap; None without a key."""
+        signer = self.signer
+        if signer is None:
+            return None
+        made: list[Checkpoint] = []
+
+        def build(seq: int, prev: bytes) -> Entry:
+            cp = signer.sign(chain=self.config.chain, size=seq, head=prev)
+            made.append(cp)
+            return CheckpointEntry(checkpoint=cp)
+
+        await self.append_factory(build, deadline=deadline or time.monotonic() + 10)
+        self._last_checkpoint_size = made[-1].size
+        await self._publish_checkpoint(made[-1])
+        return made[-1]
+
+    async def _checkpoints(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.checkpoint_interval_seconds)
+            if self._tail is None or self._tail.next_seq <= self._last_checkpoint_size + 1:
+                continue
+            try:
+                await self.checkpoint()
+            except (LedgerError, KubeApiError):
+                log.warning("periodic ledger checkpoint failed", exc_info=True)
+
+    async def _publish_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Best effort: keep the newest checkpoint in `<chain>-checkpoints` for export."""
+        assert self.signer is not None
+        ns, name = self.config.namespace, checkpoint_map_name(self.config.chain)
+        value = checkpoint.model_dump_json()
+        try:
+            obj: dict[str, Any] = await self.api.request("GET", configmaps_path(ns, name))
+        except KubeApiError as exc:
+            if exc.status != 404:
+                log.warning("cannot read the ledger checkpoint map: %s", exc)
+                return
+            body = {"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": name, "namespace": ns,
+                                 "labels": {"provenance.dev/ledger-chain": self.config.chain,
+                                            "provenance.dev/ledger-role": "checkpoints"}},
+                    "data": {"latest": value,
+                             "public-key": self.signer.verifier.public_pem().decode()}}
+            with contextlib.suppress(KubeApiError):
+                await self.api.request("POST", configmaps_path(ns), body=body)
+            return
+        current = (obj.get("data") or {}).get("latest")
+        if current:
+            try:
+                if Checkpoint.model_validate_json(current).size >= checkpoint.size:
+                    return
+            except ValidationError:
+                pass
+        patch = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                 "data": {"latest": value,
+                          "public-key": self.signer.verifier.public_pem().decode()}}
+        with contextlib.suppress(KubeApiError):
+            await self.api.request("PATCH", configmaps_path(ns, name), body=patch,
+                                   content_type=MERGE_PATCH)
+
+    async def _ensure_namespace(self) -> None:
+        body = {"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": self.config.namespace}}
+        try:
+            await self.api.request("POST", "/api/v1/namespaces", body=body)
+        except KubeApiError as exc:
+            # 409: it exists (the chart creates it); 403: we may not create namespaces, which
+            # is the production setup, and the first write will say so if it is really absent.
+            if exc.status not in (403, 409):
+                raise

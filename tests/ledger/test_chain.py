@@ -1,0 +1,84 @@
+"""Canonical JSON, leaf and head hashing, and checkpoint signatures."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from controller.ledger.chain import (
+    GENESIS,
+    CheckpointSigner,
+    CheckpointVerifier,
+    canonical_json,
+    chain_heads,
+    leaf_hash,
+    next_head,
+    record_bytes,
+)
+from controller.ledger.errors import LedgerError
+from controller.ledger.models import Record
+from tests.ledger.helpers import admission_entry
+
+
+def test_canonical_json_sorts_keys_and_drops_whitespace() -> None:
+    assert canonical_json({"b": 1, "a": [True, None, "é"]}) == '{"a":[true,null,"é"],"b":1}'.encode()
+
+
+def test_canonical_json_is_independent_of_insertion_order() -> None:
+    assert canonical_json({"x": {"b": 2, "a": 1}, "y": 0}) == \
+        canonical_json({"y": 0, "x": {"a": 1, "b": 2}})
+
+
+@pytest.mark.parametrize("value", [1.5, {"a": 0.1}, [float("nan")], {1: "x"}])
+def test_canonical_json_rejects_floats_and_non_string_keys(value: object) -> None:
+    with pytest.raises(LedgerError):
+        canonical_json(value)
+
+
+def test_record_bytes_are_the_same_on_every_run() -> None:
+    entry = admission_entry("uid-1")
+    first = record_bytes(Record(seq=3, prev=GENESIS.hex(), entry=entry))
+    again = record_bytes(Record.model_validate_json(first))
+    assert first == again
+    assert first.startswith(b'{"entry":{"actor":')
+
+
+def test_leaf_and_head_use_rfc6962_domain_separation() -> None:
+    data = b'{"seq":0}'
+    leaf = leaf_hash(data)
+    assert leaf == hashlib.sha256(b"\x00" + data).digest()
+    assert leaf != hashlib.sha256(data).digest()
+    head = next_head(GENESIS, leaf)
+    assert head == hashlib.sha256(b"\x01" + bytes(32) + leaf).digest()
+
+
+def test_chain_heads_depend_on_order() -> None:
+    a, b = b"a", b"b"
+    assert chain_heads([a, b])[-1] != chain_heads([b, a])[-1]
+    assert chain_heads([a, b])[0] == next_head(GENESIS, leaf_hash(a))
+
+
+def test_checkpoint_signature_verifies_and_binds_every_field() -> None:
+    signer = CheckpointSigner.generate()
+    cp = signer.sign(chain="audit", size=5, head=b"\x07" * 32)
+    verifier = signer.verifier
+    assert verifier.verify(cp)
+    assert not verifier.verify(cp.model_copy(update={"size": 4}))
+    assert not verifier.verify(cp.model_copy(update={"head": "00" * 32}))
+    assert not verifier.verify(cp.model_copy(update={"chain": "other"}))
+    assert not verifier.verify(cp.model_copy(update={"time": "2020-01-01T00:00:00Z"}))
+
+
+def test_checkpoint_from_another_key_is_rejected() -> None:
+    cp = CheckpointSigner.generate().sign(chain="audit", size=1, head=GENESIS)
+    assert not CheckpointSigner.generate().verifier.verify(cp)
+
+
+def test_keys_round_trip_through_pem() -> None:
+    signer = CheckpointSigner.generate()
+    again = CheckpointSigner.from_pem(signer.private_pem())
+    cp = again.sign(chain="audit", size=2, head=GENESIS)
+    assert CheckpointVerifier.from_pem(signer.verifier.public_pem()).verify(cp)
+    with pytest.raises(LedgerError):
+        CheckpointSigner.from_pem(b"not a key")
