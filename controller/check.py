@@ -1,0 +1,222 @@
+"""`kubectl-provenance check`: the webhook's policy engine, run offline over manifests.
+
+Each Deployment document becomes the same typed request the webhook builds from an
+AdmissionReview (`review.request_from_manifest`, a CREATE) and goes through the same
+`policy.engine.evaluate` with the same configuration file, so the verdict and the reason codes
+are the ones the gate will give. What the offline side cannot know is asked for explicitly: the
+user the apply will run as (`--as`, `--as-group`) and the namespace (`-n`, when the manifest has
+none). Other kinds are skipped, as the webhook never sees them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from controller.config import Config, load_config
+from controller.errors import ConfigError, ReviewError
+from controller.policy.engine import evaluate
+from controller.policy.violations import Decision
+from controller.review import request_from_manifest
+from controller.stamp.errors import StampError
+from controller.stamp.manifests import Manifest, read_manifests
+from controller.stamp.stamping import is_deployment
+
+AUTHENTICATED_GROUP = "system:authenticated"
+"""The API server adds this group to every authenticated user; the offline request does too."""
+USER_ENV = "PROVENANCE_CHECK_USER"
+"""Default for `--as`: the user the pipeline applies as."""
+OUTPUT_FORMATS = ("text", "json", "github")
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The decision over one Deployment document."""
+
+    source: str
+    """The file, or `<stdin>`."""
+    document: int
+    """1-based document index in the file."""
+    line: int
+    """1-based line where the document starts (for editor and GitHub annotations)."""
+    name: str
+    namespace: str
+    username: str
+    """The user the request was judged as."""
+    decision: Decision
+
+    @property
+    def failed(self) -> bool:
+        """Whether the gate would deny it."""
+        return not self.decision.allowed
+
+
+def check_manifests(
+    manifests: Sequence[Manifest],
+    *,
+    config: Config,
+    username: str | None,
+    groups: Sequence[str] = (),
+    namespace: str = "default",
+    now: dt.datetime,
+) -> list[Verdict]:
+    """Judge every Deployment in `manifests`; raise `ManifestError` on unreadable input.
+
+    With `username` None each Deployment is judged as the user its deployed-by annotation names
+    (the actor checks then test only consistency, not who really applies).
+    """
+    all_groups = tuple(dict.fromkeys([*groups, AUTHENTICATED_GROUP]))
+    verdicts: list[Verdict] = []
+    for manifest in manifests:
+        for document in manifest.documents:
+            data = document.load_plain()
+            if not is_deployment(data):
+                continue
+            user = username if username is not None else _claimed_actor(data, config)
+            try:
+                request = request_from_manifest(
+                    data, username=user, groups=all_groups, namespace=namespace)
+            except ReviewError as exc:
+                raise document.error(f"not a valid Deployment: {exc}") from exc
+            verdicts.append(Verdict(
+                source=document.source, document=document.index, line=document.line,
+                name=request.name, namespace=request.namespace, username=user,
+                decision=evaluate(request, config, now=now)))
+    return verdicts
+
+
+def _claimed_actor(data: dict[str, object], config: Config) -> str:
+    key = config.annotations.key("deployed-by")
+    spec = data.get("spec")
+    template = spec.get("template") if isinstance(spec, dict) else None
+    for meta in ((template or {}).get("metadata") if isinstance(template, dict) else None,
+                 data.get("metadata")):
+        annotations = meta.get("annotations") if isinstance(meta, dict) else None
+        if isinstance(annotations, dict) and isinstance(annotations.get(key), str):
+            return str(annotations[key])
+    return ""
+
+
+def exit_code(verdicts: Sequence[Verdict]) -> int:
+    """1 when the gate would deny any Deployment (a violation in enforce mode), else 0."""
+    return 1 if any(v.failed for v in verdicts) else 0
+
+
+def render_text(verdicts: Sequence[Verdict]) -> str:
+    """One block per Deployment: the verdict, then every violation with its code and fix."""
+    lines: list[str] = []
+    for v in verdicts:
+        where = f"{v.source}:{v.line}: Deployment {v.namespace}/{v.name}"
+        d = v.decision
+        if d.exempt_reason:
+            lines.append(f"{where}: not judged ({d.exempt_reason})")
+            continue
+        if not d.violations:
+            lines.append(f"{where}: ok")
+            continue
+        state = "DENIED" if v.failed else "admitted in audit mode"
+        count = len(d.violations)
+        lines.append(f"{where}: {state}, {count} problem{'s' if count != 1 else ''}")
+        lines.extend(f"  [{x.reason}] {x.message}\n      fix: {x.hint}" for x in d.violations)
+    denied = sum(v.failed for v in verdicts)
+    lines.append(f"{len(verdicts)} Deployment{'s' if len(verdicts) != 1 else ''} checked, "
+                 f"{denied} would be denied")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(verdicts: Sequence[Verdict]) -> str:
+    """A JSON document: `{"allowed": bool, "deployments": [...]}`, stable key order."""
+    body = {
+        "allowed": not any(v.failed for v in verdicts),
+        "deployments": [{
+            "file": v.source, "document": v.document, "line": v.line,
+            "namespace": v.namespace, "name": v.name, "user": v.username,
+            "allowed": v.decision.allowed, "enforce": v.decision.enforce,
+            "exempt": v.decision.exempt_reason or None,
+            "violations": [{"reason": str(x.reason), "message": x.message, "hint": x.hint,
+                            "subject": x.subject} for x in v.decision.violations],
+        } for v in verdicts],
+    }
+    return json.dumps(body, indent=2) + "\n"
+
+
+def _gh_data(text: str) -> str:
+    # GitHub's workflow-command escaping: the message, then property values, which also escape
+    # the separators `:` and `,`.
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _gh_property(text: str) -> str:
+    return _gh_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def render_github(verdicts: Sequence[Verdict]) -> str:
+    """`::error file=…,line=…,title=…::…` per violation (`::warning` in audit mode)."""
+    lines = []
+    for v in verdicts:
+        level = "error" if v.decision.enforce else "warning"
+        for x in v.decision.violations:
+            title = f"{x.reason} in Deployment {v.namespace}/{v.name}"
+            lines.append(
+                f"::{level} file={_gh_property(v.source)},line={v.line},"
+                f"title={_gh_property(title)}::{_gh_data(f'{x.message} (fix: {x.hint})')}")
+    return "".join(line + "\n" for line in lines)
+
+
+RENDERERS = {"text": render_text, "json": render_json, "github": render_github}
+
+
+def add_check_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `check` on the `kubectl-provenance` parser."""
+    p = subparsers.add_parser(
+        "check", help="run the admission policy offline over manifests",
+        description="Judge every Deployment in the manifests with the webhook's policy engine "
+        "and configuration. Exit 1 if the gate would deny any, 2 on bad input.")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="files or directories of manifests; - or nothing for stdin")
+    p.add_argument("-R", "--recursive", action="store_true", help="descend into directories")
+    p.add_argument("--config", help="the controller's configuration file (default: "
+                   "$PROVENANCE_CONFIG, else the built-in defaults)")
+    p.add_argument("--as", dest="as_user", default=os.environ.get(USER_ENV),
+                   help=f"the user kubectl apply will authenticate as (default: ${USER_ENV}, "
+                   "else each Deployment's deployed-by annotation)")
+    p.add_argument("--as-group", dest="as_groups", action="append", default=[],
+                   help="a group of that user (repeatable)")
+    p.add_argument("-n", "--namespace", default="default",
+                   help="namespace for manifests that name none (default: default)")
+    p.add_argument("-o", "--output", choices=OUTPUT_FORMATS, default="text")
+    sig = p.add_mutually_exclusive_group()
+    sig.add_argument("--signatures", dest="signatures", action="store_true", default=False,
+                     help="also verify image signatures and attestations through the registry")
+    sig.add_argument("--no-signatures", dest="signatures", action="store_false",
+                     help="policy checks only, no registry access (the default)")
+    p.set_defaults(func=run_check)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """The `check` handler: 0 all admitted, 1 any denied, 2 bad input or configuration."""
+    try:
+        config = load_config(args.config)
+        if args.signatures:
+            # The verifier (controller.signatures) is not part of this build yet; saying so is
+            # better than a check that silently skips what the gate will enforce.
+            raise StampError(
+                "--signatures: signature verification is not available in this build "
+                "(controller.signatures has no verifier yet); run with --no-signatures")
+        manifests = read_manifests(args.paths, recursive=args.recursive)
+        verdicts = check_manifests(
+            manifests, config=config, username=args.as_user, groups=args.as_groups,
+            namespace=args.namespace, now=dt.datetime.now(dt.UTC))
+    except (StampError, ConfigError) as exc:
+        print(f"kubectl-provenance check: {exc}", file=sys.stderr)
+        return 2
+    if args.as_user is None and verdicts:
+        print("kubectl-provenance check: no --as given: each Deployment is judged as the user "
+              "its deployed-by annotation names", file=sys.stderr)
+    sys.stdout.write(RENDERERS[args.output](verdicts))
+    return exit_code(verdicts)

@@ -1,0 +1,117 @@
+"""The `stamp` subcommand, and `add_subcommands`, which registers `stamp` and `check`.
+
+Order of work: collect the provenance (refusing a short SHA or a dirty tree), read and parse every
+manifest (refusing invalid YAML, naming file and document), pin digests if asked, stamp, then write
+everything, so that a refusal never leaves half the files rewritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from controller.check import add_check_parser
+from controller.config import load_config
+from controller.errors import ConfigError
+from controller.registry import RegistrySettings
+from controller.stamp.ci import FIELDS, BuildInfo, collect
+from controller.stamp.errors import StampError
+from controller.stamp.manifests import (
+    STDIN,
+    iter_documents,
+    join_streams,
+    read_manifests,
+    write_in_place,
+)
+from controller.stamp.pin import docker_credentials, pin_slots
+from controller.stamp.stamping import image_slots, stamp_document
+
+_Sub = argparse._SubParsersAction  # the type argparse gives no public name
+
+
+def add_subcommands(subparsers: _Sub[argparse.ArgumentParser]) -> None:
+    """Register `stamp` and `check` on the `kubectl-provenance` parser."""
+    add_stamp_parser(subparsers)
+    add_check_parser(subparsers)
+
+
+def add_stamp_parser(subparsers: _Sub[argparse.ArgumentParser]) -> None:
+    """Register `stamp`."""
+    p = subparsers.add_parser(
+        "stamp", help="write provenance annotations into Deployment manifests",
+        description="Write the provenance annotations (from the CI environment, git, or flags) "
+        "onto every Deployment and its pod template. Other kinds pass through unchanged.")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="files or directories of manifests; - or nothing for stdin")
+    p.add_argument("-R", "--recursive", action="store_true", help="descend into directories")
+    p.add_argument("-i", "--in-place", action="store_true",
+                   help="rewrite the files instead of printing to stdout")
+    p.add_argument("--config", help="the controller's configuration file, for the annotation "
+                   "prefix and the required annotations (default: $PROVENANCE_CONFIG)")
+    values = p.add_argument_group("values (override what is detected)")
+    for name in FIELDS:
+        flag = name.replace("_", "-")
+        values.add_argument(f"--{flag}", dest=name, metavar=flag.upper().replace("-", "_"))
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="stamp even though the working tree has uncommitted changes")
+    p.add_argument("--pin-digests", action="store_true",
+                   help="resolve every image tag to its digest through the registry")
+    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST:PORT",
+                   help="reach this registry over plain HTTP (local test registries only)")
+    p.add_argument("--docker-config", type=Path, default=None,
+                   help="docker config.json with registry credentials (default: "
+                   "$DOCKER_CONFIG/config.json, else ~/.docker/config.json)")
+    p.add_argument("--print-env", action="store_true",
+                   help="print the values as shell variable assignments instead of manifests")
+    p.set_defaults(func=run_stamp)
+
+
+def _build_info(args: argparse.Namespace, required: tuple[str, ...]) -> BuildInfo:
+    overrides = {name: getattr(args, name) for name in FIELDS}
+    return collect(env=os.environ, cwd=Path.cwd(), now=dt.datetime.now(dt.UTC),
+                   overrides=overrides, allow_dirty=args.allow_dirty, required=required)
+
+
+def run_stamp(args: argparse.Namespace) -> int:
+    """The `stamp` handler: 0 on success, 2 on any refusal (nothing is written then)."""
+    try:
+        config = load_config(args.config)
+        info = _build_info(args, required=("git-sha", *config.annotations.required))
+        if args.print_env:
+            sys.stdout.write("".join(f"{k}={shlex.quote(v)}\n" for k, v in info.env().items()))
+            return 0
+        if args.in_place and (not args.paths or STDIN in args.paths):
+            raise StampError("--in-place needs files or directories, not stdin")
+        manifests = read_manifests(args.paths, recursive=args.recursive)
+        for document in iter_documents(manifests):
+            document.parse()
+        if args.pin_digests:
+            slots = [s for d in iter_documents(manifests) for s in image_slots(d)]
+            settings = RegistrySettings(insecure_registries=tuple(args.insecure_registry))
+            asyncio.run(pin_slots(slots, settings=settings,
+                                  credentials=docker_credentials(args.docker_config)))
+        # The timestamp of a build already stamped is kept unless one is given explicitly.
+        keep = args.build_timestamp is None
+        stamped = 0
+        for document in iter_documents(manifests):
+            result = stamp_document(document, info.annotations(),
+                                    annotations=config.annotations, keep_timestamp=keep)
+            stamped += result.deployment
+    except (StampError, ConfigError) as exc:
+        print(f"kubectl-provenance stamp: {exc}", file=sys.stderr)
+        return 2
+    if stamped == 0:
+        print("kubectl-provenance stamp: warning: no Deployment found in the input",
+              file=sys.stderr)
+    if args.in_place:
+        for manifest in manifests:
+            if manifest.changed:
+                write_in_place(manifest.path, manifest.render())
+    else:
+        sys.stdout.write(join_streams([m.render() for m in manifests]))
+    return 0
