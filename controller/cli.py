@@ -88,6 +88,9 @@ def _main_parser() -> argparse.ArgumentParser:
     certs.add_argument("--host", action="append", default=None,
                        help="DNS name or IP for the certificate (repeatable)")
     certs.set_defaults(func=_cmd_certs)
+    from controller.stamp.command import add_subcommands  # stamp and check (issue 6)
+
+    add_subcommands(sub)
     return p
 
 
