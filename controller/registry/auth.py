@@ -52,7 +52,7 @@ class Credential:
 
 def normalise_registry_host(key: str) -> str:
     """`https://index.docker.io/v1/` → `docker.io`; `registry.example.com:5000/x` → its host."""
-    host = re.sub(r"^[a-z]+://", "", key.strip()).split("/", 1)[0].lower()
+    host = re.sub(r"^[a-z]+://", "", key.strip(), flags=re.IGNORECASE).split("/", 1)[0].lower()
     return DOCKER_HUB if host in _DOCKER_HUB_ALIASES else host
 
 

@@ -1,6 +1,5 @@
-"""Shared fixtures for the signature tests: the real registry, keys, and a verifier factory."""
+"""Fixtures for the registry client tests: the real registry with the cosign layout."""
 
 from __future__ import annotations
 
 from tests.fixtures.registry import cosign_registry, registry  # noqa: F401
-

@@ -1,0 +1,135 @@
+"""A hostile registry on loopback: every way a registry can try to hurt the verifier."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+
+from aiohttp import web
+
+IMAGE_MANIFEST = json.dumps({
+    "schemaVersion": 2,
+    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+               "digest": "sha256:" + "0" * 64, "size": 2},
+    "layers": [],
+}).encode()
+IMAGE_DIGEST = "sha256:" + hashlib.sha256(IMAGE_MANIFEST).hexdigest()
+TAG = IMAGE_DIGEST.replace(":", "-")
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+CHUNK = b"x" * (1024 * 1024)
+USER, PASSWORD, TOKEN = "robot", "s3cret", "tok-123"
+"""Credentials the `auth-*` repositories accept."""
+
+
+def _index(count: int) -> bytes:
+    return json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "size": 100,
+                       "digest": "sha256:" + hashlib.sha256(str(i).encode()).hexdigest(),
+                       "artifactType": "application/vnd.dev.sigstore.bundle.v0.3+json"}
+                      for i in range(count)]}).encode()
+
+
+class HostileRegistry:
+    """Behaviour is chosen by the repository's first path component."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.streamed = 0
+        """Bytes the server managed to write for the oversized responses."""
+        self.stop = asyncio.Event()
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/token", self.token)
+        app.router.add_get("/v2/{mode}/{rest:.*}", self.handle)
+        return app
+
+    async def token(self, request: web.Request) -> web.Response:
+        expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        if request.headers.get("Authorization") != expected:
+            return web.Response(status=401)
+        if request.query.get("service") != "hostile" or "pull" not in request.query.get(
+                "scope", ""):
+            return web.Response(status=400)
+        return web.json_response({"token": TOKEN, "expires_in": 300})
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        mode = request.match_info["mode"]
+        rest = request.match_info["rest"]
+        is_image = rest.endswith(f"manifests/{IMAGE_DIGEST}")
+        if mode == "auth-bearer":
+            if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+                realm = f"http://{request.host}/token"
+                return web.Response(status=401, headers={"WWW-Authenticate": (
+                    f'Bearer realm="{realm}",service="hostile",'
+                    f'scope="repository:auth-bearer/app:pull"')})
+            return self._manifest_or_404(is_image)
+        if mode == "auth-basic":
+            expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+            if request.headers.get("Authorization") != expected:
+                return web.Response(status=401,
+                                    headers={"WWW-Authenticate": 'Basic realm="hostile"'})
+            return self._manifest_or_404(is_image)
+        if mode == "redirect":
+            return web.Response(status=307, headers={"Location": str(request.url)})
+        if mode == "error":
+            return web.Response(status=503, text="upstream exploded")
+        if is_image:
+            return self._manifest_or_404(True)
+        if mode == "malformed":
+            return web.Response(status=200, body=b'{"schemaVersion": 2, "manifests": [',
+                                content_type=OCI_MANIFEST)
+        if mode == "oversize":
+            return await self._endless(request, declare=False)
+        if mode == "oversize-declared":
+            return await self._endless(request, declare=True)
+        if mode == "many" and rest.endswith(f"manifests/{TAG}"):
+            return web.Response(status=200, body=_index(4000), content_type=OCI_INDEX)
+        if mode == "many-layers" and rest.endswith(f"manifests/{TAG}.sig"):
+            layers = [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+                       "size": 10, "digest": "sha256:" + "1" * 64,
+                       "annotations": {"dev.cosignproject.cosign/signature": "AAAA"}}] * 3000
+            body = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                               "config": {"mediaType": "x", "size": 2,
+                                          "digest": "sha256:" + "0" * 64},
+                               "layers": layers}).encode()
+            return web.Response(status=200, body=body, content_type=OCI_MANIFEST)
+        if mode == "drip":
+            return await self._drip(request)
+        return web.Response(status=404)
+
+    def _manifest_or_404(self, is_image: bool) -> web.Response:
+        if is_image:
+            return web.Response(status=200, body=IMAGE_MANIFEST, content_type=OCI_MANIFEST)
+        return web.Response(status=404)
+
+    async def _endless(self, request: web.Request, *, declare: bool) -> web.StreamResponse:
+        resp = web.StreamResponse(status=200, headers={"Content-Type": OCI_INDEX})
+        if declare:
+            resp.content_length = 1024 * len(CHUNK)
+        await resp.prepare(request)
+        try:
+            for _ in range(1024):  # up to 1 GiB, far above any limit
+                await resp.write(CHUNK)
+                self.streamed += len(CHUNK)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        return resp
+
+    async def _drip(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(status=200, headers={"Content-Type": OCI_INDEX,
+                                                       "Content-Length": "100000"})
+        await resp.prepare(request)
+        try:
+            while not self.stop.is_set():
+                await resp.write(b" ")
+                await asyncio.sleep(0.05)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        return resp

@@ -1,0 +1,144 @@
+"""The registry client against the real docker-registry, and its auth flows."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from controller.registry import (
+    Credential,
+    CredentialsError,
+    Deadline,
+    NotFoundError,
+    RegistryAuthError,
+    RegistryClient,
+    RegistrySettings,
+    RegistryUnavailable,
+    parse_dockerconfigjson,
+)
+from controller.registry.auth import StaticSecretSource, normalise_registry_host, parse_challenge
+from controller.registry.models import Descriptor
+from tests.fixtures.registry import DEMO_REPOSITORY, RegistryServer, free_port
+from tests.registry.hostile import IMAGE_DIGEST, PASSWORD, USER, HostileRegistry
+
+V1 = "sha256:b5b1e7f55d49730ba3119608964ba401309f389835dac7ab40657beafbb5ad07"
+MULTI = "sha256:467c8c03ab45b3f54258ddeea936ed8e356bf898826ead1e0c8ca746d37e6646"
+
+
+@pytest.fixture
+async def client(registry: RegistryServer) -> AsyncIterator[RegistryClient]:
+    async with RegistryClient(RegistrySettings(insecure_registries=(registry.host,))) as c:
+        yield c
+
+
+@pytest.mark.registry
+async def test_manifests_tags_blobs_referrers(
+    registry: RegistryServer, cosign_registry: dict[str, str], client: RegistryClient,
+) -> None:
+    host, repo, deadline = registry.host, DEMO_REPOSITORY, Deadline.after(5)
+    by_tag = await client.get_manifest(host, repo, "v1", deadline=deadline)
+    assert by_tag.digest == V1 and not by_tag.is_index
+    index = await client.get_manifest(host, repo, MULTI, deadline=deadline)
+    assert index.is_index
+    assert await client.resolve_digest(f"{host}/{repo}:multi") == MULTI
+    assert await client.resolve_digest(f"{host}/{repo}:v1@{V1}") == V1
+    tags = await client.list_tags(host, repo, deadline=deadline)
+    assert {"v1", "v2", "v3", "v4", "v5", "multi"} <= set(tags)
+    referrers = await client.referrers(host, repo, V1, deadline=deadline)
+    assert len(referrers) == 2  # the signature bundle and the SLSA attestation
+    config = json.loads(by_tag.raw)["config"]
+    blob = await client.get_blob(host, repo, Descriptor.model_validate(config), deadline=deadline)
+    assert len(blob) == config["size"]
+    assert await client.referrers(host, repo, "sha256:" + "a" * 64, deadline=deadline) == ()
+    with pytest.raises(NotFoundError, match=host):
+        await client.get_manifest(host, repo, "sha256:" + "a" * 64, deadline=deadline)
+
+
+async def test_https_is_the_default(registry: RegistryServer) -> None:
+    async with RegistryClient(RegistrySettings(request_timeout_seconds=1)) as client:
+        # The same registry, not listed as insecure: TLS to a plain-HTTP port fails.
+        with pytest.raises(RegistryUnavailable, match=registry.host):
+            await client.get_manifest(registry.host, DEMO_REPOSITORY, "v1",
+                                      deadline=Deadline.after(2))
+
+
+@pytest.fixture
+async def auth_server() -> AsyncIterator[str]:
+    runner = web.AppRunner(HostileRegistry().app())
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize("mode", ["auth-bearer", "auth-basic"])
+async def test_auth_challenges(auth_server: str, mode: str) -> None:
+    good = Credential(username=USER, password=PASSWORD)
+    bad = Credential(username=USER, password="wrong")
+    async with RegistryClient(RegistrySettings(insecure_registries=(auth_server,))) as client:
+        deadline = Deadline.after(5)
+        manifest = await client.get_manifest(
+            auth_server, f"{mode}/app", IMAGE_DIGEST, deadline=deadline, credential=good)
+        assert manifest.digest == IMAGE_DIGEST
+        # The token (or basic credential) is reused: a second call needs no challenge round.
+        await client.get_manifest(
+            auth_server, f"{mode}/app", IMAGE_DIGEST, deadline=deadline, credential=good)
+        with pytest.raises(RegistryAuthError):
+            await client.get_manifest(
+                auth_server, f"{mode}/app", IMAGE_DIGEST, deadline=deadline, credential=bad)
+        with pytest.raises(RegistryAuthError):
+            await client.get_manifest(auth_server, f"{mode}/app", IMAGE_DIGEST, deadline=deadline)
+
+
+async def test_bearer_realm_must_be_https_for_secure_registries() -> None:
+    async with RegistryClient() as client:
+        challenge = parse_challenge('Bearer realm="http://evil.example/token",service="x"')
+        with pytest.raises(RegistryAuthError, match="not https"):
+            await client._answer("registry.example.com", challenge, "repository:a:pull",
+                                 Credential(username="u", password="p"),
+                                 deadline=Deadline.after(1))
+
+
+def test_parse_challenge() -> None:
+    c = parse_challenge(
+        'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
+        'scope="repository:library/nginx:pull"')
+    assert c is not None and c.scheme == "bearer"
+    assert c.params == {"realm": "https://auth.docker.io/token", "service": "registry.docker.io",
+                        "scope": "repository:library/nginx:pull"}
+    basic = parse_challenge('Basic realm="Registry Realm"')
+    assert basic is not None and basic.scheme == "basic"
+    assert parse_challenge("") is None
+
+
+def test_dockerconfigjson() -> None:
+    auth = base64.b64encode(b"alice:pa:ss").decode()
+    data = json.dumps({"auths": {
+        "https://index.docker.io/v1/": {"auth": auth},
+        "registry.example.com:5000": {"username": "bob", "password": "pw"},
+        "ghcr.io": {"identitytoken": "refresh"},
+    }}).encode()
+    creds = parse_dockerconfigjson(data)
+    assert creds["docker.io"] == Credential(username="alice", password="pa:ss")
+    assert creds["registry.example.com:5000"].username == "bob"
+    assert creds["ghcr.io"].identity_token == "refresh"
+    assert "pa:ss" not in repr(creds["docker.io"])
+    legacy = parse_dockerconfigjson(json.dumps({"quay.io": {"auth": auth}}).encode())
+    assert legacy["quay.io"].password == "pa:ss"
+    for bad in (b"not json", b"[]", b'{"auths": []}', b'{"auths": {"x": {"auth": "%%%"}}}',
+                b'{"auths": {"x": {"auth": "bm9jb2xvbg=="}}}', b" " * (300 * 1024)):
+        with pytest.raises(CredentialsError):
+            parse_dockerconfigjson(bad)
+    assert normalise_registry_host("registry-1.docker.io") == "docker.io"
+    assert normalise_registry_host("HTTPS://Reg.Example.com/v2/") == "reg.example.com"
+
+
+async def test_static_secret_source() -> None:
+    source = StaticSecretSource({("ns", "pull"): b"{}"})
+    assert await source.dockerconfigjson("ns", "pull") == b"{}"
+    assert await source.dockerconfigjson("ns", "other") is None

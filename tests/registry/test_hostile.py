@@ -1,0 +1,159 @@
+"""A hostile registry must end in a clean denial, within the deadline, with bounded memory,
+while verifications against a healthy registry run on unaffected."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import tracemalloc
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from controller.policy.violations import Reason
+from controller.registry import (
+    Deadline,
+    RegistryClient,
+    RegistryLimitExceeded,
+    RegistryProtocolError,
+    RegistrySettings,
+    RegistryUnavailable,
+)
+from controller.signatures.config import SignatureConfig
+from controller.signatures.verifier import ImageVerifier
+from tests.fixtures.registry import RegistryServer, free_port
+from tests.registry.hostile import IMAGE_DIGEST, HostileRegistry
+from tests.signatures.helpers import TRUSTED_PEM, run
+
+V1 = "sha256:b5b1e7f55d49730ba3119608964ba401309f389835dac7ab40657beafbb5ad07"
+REQUEST_TIMEOUT = 0.5
+TOTAL_TIMEOUT = 2.0
+
+
+@pytest.fixture
+async def hostile() -> AsyncIterator[tuple[str, HostileRegistry]]:
+    server = HostileRegistry()
+    runner = web.AppRunner(server.app())
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"127.0.0.1:{port}", server
+    server.stop.set()
+    await runner.cleanup()
+
+
+def settings(*hosts: str) -> RegistrySettings:
+    return RegistrySettings(
+        insecure_registries=hosts, request_timeout_seconds=REQUEST_TIMEOUT,
+        total_timeout_seconds=TOTAL_TIMEOUT, max_manifest_bytes=1024 * 1024,
+        max_signatures=50, max_redirects=3)
+
+
+@pytest.fixture
+async def verifier(
+    hostile: tuple[str, HostileRegistry], registry: RegistryServer,
+) -> AsyncIterator[ImageVerifier]:
+    host, _ = hostile
+    config = SignatureConfig.model_validate({
+        "enabled": True, "keys": [{"name": "release", "pem": TRUSTED_PEM}],
+        "registry": settings(host, registry.host).model_dump(),
+        "cache": {"denial_ttl_seconds": 0}})
+    verifier = ImageVerifier(config)
+    yield verifier
+    await verifier.close()
+
+
+CASES = [
+    ("oversize", "exceeds the limit"),
+    ("oversize-declared", "exceeds the limit"),
+    ("many", "referrers (limit 50)"),
+    ("many-layers", "more than 50 signature artifacts"),
+    ("redirect", "redirects"),
+    ("drip", "no complete answer within"),
+    ("error", "HTTP 503"),
+    ("malformed", "not valid JSON"),
+]
+
+
+@pytest.mark.parametrize(("mode", "why"), CASES)
+async def test_each_hostile_behaviour_is_a_clean_denial(
+    hostile: tuple[str, HostileRegistry], verifier: ImageVerifier, mode: str, why: str,
+) -> None:
+    host, _ = hostile
+    started = time.monotonic()
+    outcome = await run(verifier, f"{host}/{mode}/app@{IMAGE_DIGEST}", seconds=5)
+    elapsed = time.monotonic() - started
+    assert [v.reason for v in outcome.violations] == [Reason.REGISTRY_ERROR]
+    message = outcome.violations[0].message
+    assert host in message and why in message, message
+    assert "container c0" in message
+    assert elapsed < TOTAL_TIMEOUT + 0.5
+
+
+async def test_all_at_once_with_bounded_memory_and_a_healthy_neighbour(
+    hostile: tuple[str, HostileRegistry], verifier: ImageVerifier, registry: RegistryServer,
+    cosign_registry: dict[str, str],
+) -> None:
+    host, server = hostile
+    healthy = f"{registry.host}/demo/app@{V1}"
+    await run(verifier, healthy)  # warm the connection pool, not the cache of the others
+    verifier.cache.clear()
+    tracemalloc.start()
+    try:
+        started = time.monotonic()
+        hostile_runs = [asyncio.create_task(
+            run(verifier, f"{host}/{mode}/app@{IMAGE_DIGEST}", seconds=5)) for mode, _ in CASES]
+        healthy_started = time.monotonic()
+        good = await run(verifier, healthy)
+        healthy_took = time.monotonic() - healthy_started
+        bad = await asyncio.gather(*hostile_runs)
+        elapsed = time.monotonic() - started
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert good.violations == ()
+    assert healthy_took < 1.0, healthy_took
+    for outcome in bad:
+        assert [v.reason for v in outcome.violations] == [Reason.REGISTRY_ERROR]
+    assert elapsed < TOTAL_TIMEOUT + 0.5
+    # The server pushed far more than we kept: the limits, not the server, bound our memory.
+    assert peak < 32 * 1024 * 1024, peak
+    assert server.streamed > 0
+
+
+async def test_allow_on_registry_error_admits_with_a_note(
+    hostile: tuple[str, HostileRegistry],
+) -> None:
+    host, _ = hostile
+    config = SignatureConfig.model_validate({
+        "enabled": True, "keys": [{"name": "release", "pem": TRUSTED_PEM}],
+        "on_registry_error": "allow", "registry": settings(host).model_dump()})
+    verifier = ImageVerifier(config)
+    try:
+        outcome = await run(verifier, f"{host}/error/app@{IMAGE_DIGEST}")
+    finally:
+        await verifier.close()
+    assert outcome.violations == ()
+    assert len(outcome.notes) == 1 and "HTTP 503" in outcome.notes[0]
+    assert outcome.evidence[0].registry_error is not None
+
+
+async def test_client_errors_are_typed(hostile: tuple[str, HostileRegistry]) -> None:
+    host, _ = hostile
+    async with RegistryClient(settings(host)) as client:
+        deadline = Deadline.after(5)
+        with pytest.raises(RegistryLimitExceeded):
+            await client.get_manifest(host, "oversize/app", "latest", deadline=deadline)
+        with pytest.raises(RegistryLimitExceeded, match="redirects"):
+            await client.get_manifest(host, "redirect/app", "latest", deadline=deadline)
+        with pytest.raises(RegistryUnavailable, match="503"):
+            await client.get_manifest(host, "error/app", "latest", deadline=deadline)
+        with pytest.raises(RegistryProtocolError):
+            await client.get_manifest(host, "malformed/app", "latest", deadline=deadline)
+        with pytest.raises(RegistryLimitExceeded):
+            await client.referrers(host, "many/app", IMAGE_DIGEST, deadline=deadline)
+        started = time.monotonic()
+        with pytest.raises(RegistryUnavailable):
+            await client.get_manifest(host, "drip/app", "latest", deadline=Deadline.after(0.3))
+        assert time.monotonic() - started < 0.6
