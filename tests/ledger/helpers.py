@@ -83,3 +83,22 @@ async def ensure_namespace(api: KubeApi, name: str) -> None:
     except KubeApiError as exc:
         if exc.status != 409:
             raise
+
+
+def run_cli(kubeconfig: str, config: LedgerConfig, command: str,
+            *argv: str) -> tuple[int, str, str]:
+    """Run `ledger COMMAND` in-process (from a thread: the handler runs its own event loop)."""
+    import argparse
+    import contextlib
+    import io
+
+    from controller.ledger.cli import add_subcommands
+
+    parser = argparse.ArgumentParser(prog="kubectl-provenance")
+    add_subcommands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["ledger", command, "--kubeconfig", kubeconfig,
+                              "--namespace", config.namespace, "--chain", config.chain, *argv])
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = args.handler(args)
+    return code, out.getvalue(), err.getvalue()
