@@ -1,0 +1,60 @@
+# syntax=docker/dockerfile:1
+# provenance-controller image. Built by `make image` (hack/image.sh), which fills the build
+# arguments from git and the CI environment. The same facts become OCI labels (what a registry
+# shows) and PROVENANCE_* environment variables (what the running controller reports at
+# /version): the controller's image carries the provenance it demands of every Deployment.
+
+# Pin by digest in CI: hack/image.sh passes BASE_IMAGE=python:3.12-slim-bookworm@sha256:...
+ARG BASE_IMAGE=python:3.12-slim-bookworm
+
+# --- build: install the package and its dependencies into a self-contained virtualenv --------
+FROM ${BASE_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+# Dependencies first, from the project metadata only, so a source change reuses this layer.
+COPY pyproject.toml README.md ./
+RUN mkdir controller && touch controller/__init__.py \
+    && pip install . \
+    && pip uninstall --yes provenance-controller
+COPY controller ./controller
+RUN pip install --no-deps . \
+    && python -m compileall -q /opt/venv
+
+# --- runtime: the virtualenv on a clean slim base, as a numeric non-root user ----------------
+FROM ${BASE_IMAGE} AS runtime
+ARG VERSION=dev
+ARG REVISION=unknown
+ARG CREATED=unknown
+ARG SOURCE=https://github.com/provenance-dev/provenance-controller
+ARG BUILD_ID=unknown
+ARG PIPELINE_URL=unknown
+LABEL org.opencontainers.image.title="provenance-controller" \
+      org.opencontainers.image.description="Admits a Deployment only when it can prove where it came from" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      dev.provenance.build-id="${BUILD_ID}" \
+      dev.provenance.pipeline-url="${PIPELINE_URL}"
+# Read by controller.version for /version; PROVENANCE_ENVIRONMENT is set by the chart per install.
+ENV PROVENANCE_VERSION="${VERSION}" \
+    PROVENANCE_COMMIT="${REVISION}" \
+    PROVENANCE_BUILT_AT="${CREATED}" \
+    PROVENANCE_SOURCE="${SOURCE}" \
+    PROVENANCE_BUILD_ID="${BUILD_ID}" \
+    PROVENANCE_PIPELINE_URL="${PIPELINE_URL}" \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+COPY --from=build /opt/venv /opt/venv
+# 65532 is the conventional "nonroot" id (distroless); the chart's securityContext uses it too.
+USER 65532:65532
+WORKDIR /tmp
+EXPOSE 9443 8080
+ENTRYPOINT ["provenance-controller"]
+CMD ["--config", "/etc/provenance-controller/config.yaml"]
