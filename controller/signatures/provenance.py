@@ -11,8 +11,9 @@ Two predicate versions are read:
 Matching rules (documented in the README):
 - commit: the git-sha annotation must equal one of the attested commits (full 40 or 64 hex,
   case-insensitive). An abbreviated sha never matches.
-- build id: equal to an attested build id, or to one whole path segment of an attested
-  invocation URL (`12345` matches `.../actions/runs/12345/attempts/1`).
+- build id: equal to an attested build id, or to the path segment that follows `runs`,
+  `pipelines`, `builds`, `jobs`, `run` or `build` in an attested invocation URL (`12345` matches
+  `.../actions/runs/12345/attempts/1`; `1` and `runs` do not).
 - pipeline URL: equal to an attested invocation URL, or a prefix of one ending on a path
   boundary (`.../runs/12345` matches `.../runs/12345/attempts/1`).
 """
@@ -31,6 +32,8 @@ _HEX = frozenset("0123456789abcdef")
 _ENV_BUILD_IDS = ("GITHUB_RUN_ID", "CI_PIPELINE_ID", "CI_JOB_ID", "BUILD_ID", "BUILD_NUMBER")
 _ENV_URLS = ("CI_PIPELINE_URL", "CI_JOB_URL", "BUILD_URL")
 _MAX_ITEMS = 256
+_RUN_SEGMENTS = frozenset({"runs", "run", "pipelines", "builds", "build", "jobs"})
+"""URL path segments after which CI systems put the run id (GitHub, GitLab, Buildkite, ...)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +57,15 @@ class Provenance:
         return sha.lower() in self.commits
 
     def has_build_id(self, build_id: str) -> bool:
-        """True if `build_id` is an attested build id or a path segment of an invocation URL."""
+        """True if `build_id` is an attested build id or the run id in an invocation URL."""
         if build_id in self.build_ids:
             return True
-        return any(build_id in urlsplit(u).path.split("/") for u in self.invocation_urls)
+        for url in self.invocation_urls:
+            parts = urlsplit(url).path.split("/")
+            if any(build_id == parts[i + 1] for i, part in enumerate(parts[:-1])
+                   if part in _RUN_SEGMENTS):
+                return True
+        return False
 
     def has_pipeline_url(self, url: str) -> bool:
         """True if `url` is an invocation URL or its prefix on a path boundary."""

@@ -1,0 +1,93 @@
+"""The verdict cache: TTL, bound, short-lived denials, single-flight."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from controller.signatures.cache import VerdictCache
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(clock: Clock, max_entries: int = 3) -> VerdictCache[str]:
+    return VerdictCache(max_entries=max_entries, ttl=60, denial_ttl=5,
+                        is_denial=lambda v: v.startswith("deny"), clock=clock)
+
+
+def test_ttl_and_short_denials() -> None:
+    clock = Clock()
+    cache = make(clock)
+    cache.put("ok", "allow")
+    cache.put("bad", "deny")
+    clock.now += 4
+    assert cache.get("ok") == "allow" and cache.get("bad") == "deny"
+    clock.now += 2
+    assert cache.get("ok") == "allow" and cache.get("bad") is None
+    clock.now += 60
+    assert cache.get("ok") is None
+    assert len(cache) == 0
+
+
+def test_bounded_lru() -> None:
+    cache = make(Clock(), max_entries=2)
+    cache.put("a", "allow-a")
+    cache.put("b", "allow-b")
+    assert cache.get("a") == "allow-a"  # a is now the most recently used
+    cache.put("c", "allow-c")
+    assert cache.get("b") is None and cache.get("a") == "allow-a" and cache.get("c") == "allow-c"
+    assert len(cache) == 2
+
+
+def test_zero_ttl_caches_nothing() -> None:
+    cache: VerdictCache[str] = VerdictCache(max_entries=2, ttl=0, denial_ttl=0,
+                                            is_denial=lambda v: False)
+    cache.put("a", "x")
+    assert cache.get("a") is None
+
+
+async def test_single_flight() -> None:
+    cache = make(Clock())
+    calls = 0
+    gate = asyncio.Event()
+
+    async def compute() -> str:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        return "allow"
+
+    waiters = [asyncio.create_task(cache.get_or_compute("k", compute)) for _ in range(50)]
+    await asyncio.sleep(0.01)
+    gate.set()
+    assert await asyncio.gather(*waiters) == ["allow"] * 50
+    assert calls == 1 and cache.misses == 1 and cache.joins == 49
+    assert await cache.get_or_compute("k", compute) == "allow"
+    assert calls == 1 and cache.hits == 1
+
+
+async def test_cancelled_first_caller_does_not_cancel_the_shared_work() -> None:
+    cache = make(Clock())
+    gate = asyncio.Event()
+
+    async def compute() -> str:
+        await gate.wait()
+        return "allow"
+
+    first = asyncio.create_task(cache.get_or_compute("k", compute))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(cache.get_or_compute("k", compute))
+    await asyncio.sleep(0)
+    first.cancel()
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await second == "allow"
+    assert cache.get("k") == "allow"

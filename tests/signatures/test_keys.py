@@ -1,0 +1,101 @@
+"""Key loading: accepted types, refused types, cosign's key id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding, rsa, x25519
+
+from controller.errors import ConfigError
+from controller.signatures.config import TrustedKey
+from controller.signatures.errors import KeyLoadError, VerificationError
+from controller.signatures.keys import keyset_fingerprint, load_public_key
+from tests.signatures.helpers import TRUSTED_PEM
+
+
+def pem(private: object) -> bytes:
+    public = private.public_key()  # type: ignore[attr-defined]
+    data: bytes = public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return data
+
+
+def test_cosign_key_id_matches_the_bundle_hint() -> None:
+    key = load_public_key(TRUSTED_PEM, name="release")
+    assert key.algorithm == "ecdsa-p256"
+    assert key.key_id == "BaW4aGgJjXRYpWoD4uqc77KSI4C9pA4jMBmNyUaV4To="
+
+
+@pytest.mark.parametrize(("private", "algorithm"), [
+    (ec.generate_private_key(ec.SECP256R1()), "ecdsa-p256"),
+    (ec.generate_private_key(ec.SECP384R1()), "ecdsa-p384"),
+    (rsa.generate_private_key(public_exponent=65537, key_size=2048), "rsa"),
+    (ed25519.Ed25519PrivateKey.generate(), "ed25519"),
+])
+def test_accepted_types_sign_and_verify(private: object, algorithm: str) -> None:
+    key = load_public_key(pem(private), name="k")
+    assert key.algorithm == algorithm
+    data = b"payload"
+    if isinstance(private, ec.EllipticCurvePrivateKey):
+        h = hashes.SHA256() if algorithm == "ecdsa-p256" else hashes.SHA384()
+        sig = private.sign(data, ec.ECDSA(h))
+    elif isinstance(private, rsa.RSAPrivateKey):
+        sig = private.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    else:
+        assert isinstance(private, ed25519.Ed25519PrivateKey)
+        sig = private.sign(data)
+    key.verify(sig, data)
+    with pytest.raises(VerificationError):
+        key.verify(sig, b"other payload")
+    with pytest.raises(VerificationError):
+        key.verify(b"\x30\x02garbage", data)
+    with pytest.raises(VerificationError):
+        key.verify(b"", data)
+
+
+def test_rsa_pss_is_accepted() -> None:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    sig = private.sign(b"m", padding.PSS(mgf=padding.MGF1(hashes.SHA256()),
+                                         salt_length=padding.PSS.MAX_LENGTH), hashes.SHA256())
+    load_public_key(pem(private), name="k").verify(sig, b"m")
+
+
+@pytest.mark.parametrize("private", [
+    dsa.generate_private_key(key_size=2048),
+    x25519.X25519PrivateKey.generate(),
+    ec.generate_private_key(ec.SECP256K1()),
+    rsa.generate_private_key(public_exponent=65537, key_size=1024),  # noqa: S505 (refused)
+])
+def test_refused_types(private: object) -> None:
+    with pytest.raises(KeyLoadError):
+        load_public_key(pem(private), name="k")
+
+
+def test_garbage_and_private_keys_are_refused() -> None:
+    with pytest.raises(KeyLoadError):
+        load_public_key(b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", name="k")
+    private = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+    with pytest.raises(KeyLoadError):
+        load_public_key(private, name="k")
+
+
+def test_trusted_key_from_file_and_config_errors(tmp_path: Path) -> None:
+    path = tmp_path / "k.pub"
+    path.write_text(TRUSTED_PEM)
+    assert TrustedKey(name="f", path=str(path)).load().key_id == load_public_key(
+        TRUSTED_PEM, name="x").key_id
+    with pytest.raises(ConfigError, match="cannot read"):
+        TrustedKey(name="f", path=str(path) + ".missing").load()
+    with pytest.raises(ConfigError, match="not accepted"):
+        TrustedKey(name="d", pem=pem(dsa.generate_private_key(key_size=2048)).decode()).load()
+
+
+def test_keyset_fingerprint_is_order_independent() -> None:
+    a = load_public_key(TRUSTED_PEM, name="a")
+    b = load_public_key(pem(ed25519.Ed25519PrivateKey.generate()), name="b")
+    assert keyset_fingerprint((a, b)) == keyset_fingerprint((b, a))
+    assert keyset_fingerprint((a,)) != keyset_fingerprint((a, b))

@@ -1,0 +1,56 @@
+"""SLSA v1 and v0.2 extraction, and the matching rules for commit, build id and pipeline URL."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from controller.signatures.provenance import SLSA_V02, SLSA_V1, extract_provenance
+from tests.fixtures.registry import COSIGN_DATA
+from tests.signatures.helpers import COMMIT, RUN_URL
+
+
+def test_v1_fixture_predicate() -> None:
+    predicate = json.loads((COSIGN_DATA / "slsa-provenance-predicate.json").read_text())
+    p = extract_provenance(SLSA_V1, predicate)
+    assert p.commits == (COMMIT,)
+    assert p.has_commit(COMMIT.upper())
+    assert not p.has_commit(COMMIT[:7])
+    assert p.invocation_urls == (RUN_URL,)
+    assert p.has_build_id("12345") and p.has_build_id(RUN_URL)
+    assert not p.has_build_id("1234")
+    assert not p.has_build_id("1") and not p.has_build_id("runs")
+    assert not p.has_build_id("actions")
+    assert p.has_pipeline_url("https://github.com/example-org/payments-api/actions/runs/12345")
+    assert p.has_pipeline_url(RUN_URL)
+    assert not p.has_pipeline_url("https://github.com/example-org/payments-api/actions/runs/1234")
+    assert p.builder_id.endswith("release.yml@refs/heads/main")
+
+
+def test_v02_predicate() -> None:
+    predicate = {
+        "builder": {"id": "https://gitlab.com/runner"},
+        "invocation": {
+            "configSource": {"uri": "git+https://gitlab.com/x/y", "digest": {"sha1": "B" * 40}},
+            "environment": {"CI_PIPELINE_ID": 987, "CI_PIPELINE_URL":
+                            "https://gitlab.com/x/y/-/pipelines/987"},
+        },
+        "metadata": {"buildInvocationId": "987-1"},
+        "materials": [{"uri": "git+https://gitlab.com/x/y", "digest": {"sha1": "a" * 40}},
+                      {"uri": "pkg:npm/x", "digest": {"sha512": "c" * 128}}],
+    }
+    p = extract_provenance(SLSA_V02, predicate)
+    assert p.commits == ("a" * 40, "b" * 40)
+    assert p.has_build_id("987") and p.has_build_id("987-1")
+    assert p.has_pipeline_url("https://gitlab.com/x/y/-/pipelines/987")
+
+
+def test_hostile_predicates_do_not_crash() -> None:
+    predicates: tuple[dict[str, Any] | None, ...] = (
+        None, {}, {"buildDefinition": []}, {"materials": "x"},
+        {"buildDefinition": {"resolvedDependencies": [1, None, {"digest": 3}]}},
+        {"runDetails": {"metadata": {"invocationId": 5}}})
+    for predicate in predicates:
+        p = extract_provenance(SLSA_V1, predicate)
+        assert p.commits == () and p.commit is None
+        extract_provenance(SLSA_V02, predicate)
