@@ -247,29 +247,22 @@ class Ledger:
         stale = False
         while True:
             now = time.monotonic()
-            live = []
-            for item in batch:
-                if item.future.done():
-                    continue
-                if item.deadline <= now:
-                    item.future.set_exception(LedgerDeadlineExceeded(
-                        "the ledger entry could not be written before the admission deadline"))
-                elif item.key is not None and item.key in self._index:
-                    self.stats.duplicates += 1
-                    item.future.set_result(
-                        self._index[item.key].model_copy(update={"duplicate": True}))
-                else:
-                    live.append(item)
-            batch = live
+            batch = [i for i in batch if not i.future.done()]
             if not batch:
                 return
             timeout = max(i.deadline for i in batch) - now
             try:
+                # Re-read first, then drop what is already recorded: after a write whose
+                # response was lost, the re-read finds our own entries, and they must not be
+                # written a second time.
                 if self._tail is None:
                     await self._discover()
                 elif stale:
                     await self._refresh()
                 stale = False
+                batch = self._settle(batch)
+                if not batch:
+                    return
                 tail = self._tail
                 assert tail is not None
                 if not tail.exists:
@@ -297,6 +290,24 @@ class Ledger:
                 stale = True
                 pause = random.uniform(0, min(0.05, 0.002 * 2 ** min(attempt, 6)))  # noqa: S311
                 await asyncio.sleep(min(pause, max(0.0, timeout)))
+
+    def _settle(self, batch: list[_Pending]) -> list[_Pending]:
+        """Fail what is past its deadline, answer what is already recorded, keep the rest."""
+        now = time.monotonic()
+        live = []
+        for item in batch:
+            if item.future.done():
+                continue
+            if item.deadline <= now:
+                item.future.set_exception(LedgerDeadlineExceeded(
+                    "the ledger entry could not be written before the admission deadline"))
+            elif item.key is not None and item.key in self._index:
+                self.stats.duplicates += 1
+                item.future.set_result(
+                    self._index[item.key].model_copy(update={"duplicate": True}))
+            else:
+                live.append(item)
+        return live
 
     async def _write(self, tail: _Tail, batch: list[_Pending], timeout: float) -> int:
         """Write as many of `batch` as fit; return how many (0: the segment is full)."""

@@ -1,0 +1,38 @@
+"""A ledger writer in its own process, for the crash test: appends until killed.
+
+Usage: python -m tests.ledger.writer_proc KUBECONFIG CONFIG_JSON PREFIX
+Prints `ok UID SEQ` after each append returns (that is, when the admission would be allowed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from controller.kube import KubeApi
+from controller.ledger.config import LedgerConfig
+from controller.ledger.store import Ledger
+from tests.ledger.helpers import admission_entry
+
+CONCURRENCY = 8
+
+
+async def main(kubeconfig: str, config_json: str, prefix: str) -> None:
+    config = LedgerConfig.model_validate_json(config_json)
+    api = KubeApi.from_kubeconfig(kubeconfig)
+    ledger = Ledger(api, config, periodic_checkpoints=False)
+    await ledger.start()
+    counter = iter(range(10**9))
+
+    async def worker() -> None:
+        while True:
+            uid = f"{prefix}-{next(counter)}"
+            receipt = await ledger.append(admission_entry(uid))
+            sys.stdout.write(f"ok {uid} {receipt.seq}\n")
+            sys.stdout.flush()
+
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+
+
+if __name__ == "__main__":
+    asyncio.run(main(*sys.argv[1:4]))
