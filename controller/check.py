@@ -11,18 +11,23 @@ none). Other kinds are skipped, as the webhook never sees them.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
 import datetime as dt
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from controller.config import Config, load_config
 from controller.errors import ConfigError, ReviewError
 from controller.policy.engine import evaluate
+from controller.policy.provenance import read_claims
 from controller.policy.violations import Decision
-from controller.review import request_from_manifest
+from controller.review import DeploymentRequest, request_from_manifest
+from controller.signatures import ImageVerifier, KeyLoadError, SignatureConfig
 from controller.stamp.errors import StampError
 from controller.stamp.manifests import Manifest, read_manifests
 from controller.stamp.stamping import is_deployment
@@ -32,6 +37,9 @@ AUTHENTICATED_GROUP = "system:authenticated"
 USER_ENV = "PROVENANCE_CHECK_USER"
 """Default for `--as`: the user the pipeline applies as."""
 OUTPUT_FORMATS = ("text", "json", "github")
+SIGNATURE_BUDGET_SECONDS = 30.0
+"""Per Deployment: more generous than the webhook's budget, which an offline check is not under;
+the registry settings' own per-request and total timeouts still apply."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +64,12 @@ class Verdict:
         return not self.decision.allowed
 
 
+@dataclass(frozen=True, slots=True)
+class _Judged:
+    verdict: Verdict
+    request: DeploymentRequest
+
+
 def check_manifests(
     manifests: Sequence[Manifest],
     *,
@@ -64,14 +78,32 @@ def check_manifests(
     groups: Sequence[str] = (),
     namespace: str = "default",
     now: dt.datetime,
+    signatures: bool = False,
 ) -> list[Verdict]:
     """Judge every Deployment in `manifests`; raise `ManifestError` on unreadable input.
 
     With `username` None each Deployment is judged as the user its deployed-by annotation names
-    (the actor checks then test only consistency, not who really applies).
+    (the actor checks then test only consistency, not who really applies). With `signatures`,
+    images are verified through the registry as the webhook's verification stage does.
     """
+    judged = _judge(manifests, config=config, username=username, groups=groups,
+                    namespace=namespace, now=now)
+    if signatures:
+        return asyncio.run(_verify_signatures(judged, config))
+    return [j.verdict for j in judged]
+
+
+def _judge(
+    manifests: Sequence[Manifest],
+    *,
+    config: Config,
+    username: str | None,
+    groups: Sequence[str],
+    namespace: str,
+    now: dt.datetime,
+) -> list[_Judged]:
     all_groups = tuple(dict.fromkeys([*groups, AUTHENTICATED_GROUP]))
-    verdicts: list[Verdict] = []
+    judged: list[_Judged] = []
     for manifest in manifests:
         for document in manifest.documents:
             data = document.load_plain()
@@ -83,11 +115,51 @@ def check_manifests(
                     data, username=user, groups=all_groups, namespace=namespace)
             except ReviewError as exc:
                 raise document.error(f"not a valid Deployment: {exc}") from exc
-            verdicts.append(Verdict(
+            judged.append(_Judged(Verdict(
                 source=document.source, document=document.index, line=document.line,
                 name=request.name, namespace=request.namespace, username=user,
-                decision=evaluate(request, config, now=now)))
-    return verdicts
+                decision=evaluate(request, config, now=now)), request))
+    return judged
+
+
+def signature_config(config: Config) -> SignatureConfig:
+    """The configuration's `signatures` section; `StampError` when it has none or it is off."""
+    section = getattr(config, "signatures", None)
+    if not isinstance(section, SignatureConfig):
+        raise StampError(
+            "--signatures: the configuration has no `signatures` section (this build's config "
+            "model does not carry one yet); run with --no-signatures")
+    if not section.enabled:
+        raise StampError("--signatures: signature verification is not enabled in the "
+                         "configuration (signatures.enabled: false)")
+    return section
+
+
+async def _verify_signatures(judged: Sequence[_Judged], config: Config) -> list[Verdict]:
+    # The same inputs the webhook's verification stage passes: the claims as the policy read
+    # them, and the environment from the namespace table first, then the annotation.
+    verifier = ImageVerifier(signature_config(config))
+    out: list[Verdict] = []
+    try:
+        for item in judged:
+            verdict, request = item.verdict, item.request
+            if verdict.decision.exempt_reason:
+                out.append(verdict)
+                continue
+            claims = read_claims(request, config.annotations)
+            environment = (config.environment_for_namespace(request.namespace)
+                           or claims.get("environment"))
+            outcome = await verifier.verify(
+                request, git_sha=claims.get("git-sha"), build_id=claims.get("build-id"),
+                pipeline_url=claims.get("pipeline-url"), environment=environment,
+                deadline=time.monotonic() + SIGNATURE_BUDGET_SECONDS)
+            decision = verdict.decision.with_violations(outcome.violations)
+            if outcome.notes:
+                decision = dataclasses.replace(decision, notes=decision.notes + outcome.notes)
+            out.append(dataclasses.replace(verdict, decision=decision))
+    finally:
+        await verifier.close()
+    return out
 
 
 def _claimed_actor(data: dict[str, object], config: Config) -> str:
@@ -203,16 +275,14 @@ def run_check(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         if args.signatures:
-            # The verifier (controller.signatures) is not part of this build yet; saying so is
-            # better than a check that silently skips what the gate will enforce.
-            raise StampError(
-                "--signatures: signature verification is not available in this build "
-                "(controller.signatures has no verifier yet); run with --no-signatures")
+            # Refuse up front, before reading anything: a check that silently skipped what the
+            # gate enforces would be worse than none.
+            signature_config(config)
         manifests = read_manifests(args.paths, recursive=args.recursive)
         verdicts = check_manifests(
             manifests, config=config, username=args.as_user, groups=args.as_groups,
-            namespace=args.namespace, now=dt.datetime.now(dt.UTC))
-    except (StampError, ConfigError) as exc:
+            namespace=args.namespace, now=dt.datetime.now(dt.UTC), signatures=args.signatures)
+    except (StampError, ConfigError, KeyLoadError) as exc:
         print(f"kubectl-provenance check: {exc}", file=sys.stderr)
         return 2
     if args.as_user is None and verdicts:

@@ -104,14 +104,15 @@ def _github(env: Mapping[str, str]) -> BuildInfo:
         url = f"{server.rstrip('/')}/{repository}/actions/runs/{run_id}"
         if attempt:
             url += f"/attempts/{attempt}"
-    # A re-run is a new build with the same run id; the attempt tells them apart.
-    build_id = f"{run_id}-{attempt}" if run_id and attempt else run_id
     return BuildInfo(
         system="github-actions",
         git_sha=_get(env, "GITHUB_SHA"),
         branch=_get(env, "GITHUB_REF_NAME") or _strip_ref(_get(env, "GITHUB_REF")),
-        build_id=build_id,
+        # The bare run id: the verifier matches it as a path segment of the attested invocation
+        # URL (`.../actions/runs/<id>/attempts/<n>`); the attempt is in pipeline-url.
+        build_id=run_id,
         pipeline_url=url,
+        # The one who started this attempt (a re-run by someone else deploys as them).
         deployed_by=_get(env, "GITHUB_TRIGGERING_ACTOR", "GITHUB_ACTOR"),
     )
 

@@ -45,12 +45,22 @@ _WIDTH = 1 << 16
 """Never fold long lines: folding would change bytes nobody asked to change."""
 
 
-def _round_trip_yaml(indent: tuple[int, int, int] = (2, 2, 0)) -> YAML:
+_NULL_STYLES = ("", "null", "~")
+"""How a null is written: ruamel forgets it, so the style that reproduces the document is kept
+(`creationTimestamp: null` is what kubectl and kustomize write)."""
+
+_Style = tuple[tuple[int, int, int], str]
+
+
+def _round_trip_yaml(style: _Style = ((2, 2, 0), "")) -> YAML:
     y = YAML(typ="rt")
     y.preserve_quotes = True
     y.width = _WIDTH
-    mapping, sequence, offset = indent
+    (mapping, sequence, offset), null = style
     y.indent(mapping=mapping, sequence=sequence, offset=offset)
+    if null:
+        y.representer.add_representer(
+            type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", null))
     return y
 
 
@@ -78,7 +88,7 @@ class Document:
     """The round-trip parse of `body` (ruamel types), after `parse()`; None when empty."""
     changed: bool = False
     """Set by whoever edits `data`; an unchanged document is written back byte for byte."""
-    _indent: tuple[int, int, int] | None = field(default=None, repr=False)
+    _style: _Style | None = field(default=None, repr=False)
 
     @property
     def text(self) -> str:
@@ -117,25 +127,26 @@ class Document:
         """The document's text: as read when unchanged, re-dumped when changed."""
         if not self.changed or self.data is None:
             return self.text
-        dumped = _dump(_round_trip_yaml(self._stable_indent()), self.data)
+        dumped = _dump(_round_trip_yaml(self._stable_style()), self.data)
         if not self.body.endswith("\n"):
             dumped = dumped.rstrip("\n")
         return self.header + dumped
 
-    def _stable_indent(self) -> tuple[int, int, int]:
-        # The first indentation under which an unedited round trip gives back the very same
-        # bytes is the document's own style; re-parse the original so the edits do not count.
-        if self._indent is None:
-            self._indent = _INDENT_CANDIDATES[0]
-            for candidate in _INDENT_CANDIDATES:
+    def _stable_style(self) -> _Style:
+        # The first style under which an unedited round trip gives back the very same bytes is
+        # the document's own; the original is re-parsed so that the edits do not count.
+        if self._style is None:
+            candidates = [(i, n) for n in _NULL_STYLES for i in _INDENT_CANDIDATES]
+            self._style = candidates[0]
+            for candidate in candidates:
                 y = _round_trip_yaml(candidate)
                 try:
                     if _dump(y, y.load(self.body)) == self.body:
-                        self._indent = candidate
+                        self._style = candidate
                         break
                 except YAMLError:  # pragma: no cover - the body parsed once already
                     break
-        return self._indent
+        return self._style
 
     def _yaml_error(self, exc: YAMLError) -> ManifestError:
         line = self.line
@@ -283,7 +294,7 @@ def join_streams(texts: Sequence[str]) -> str:
         if out and text:
             if not out.endswith("\n"):
                 out += "\n"
-            if not _MARKER.match(text):
+            if not re.match(r"---(?:[ \t]|\r?\n|$)", text):
                 out += "---\n"
         out += text
     return out
