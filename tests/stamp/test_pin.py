@@ -1,0 +1,134 @@
+"""`stamp --pin-digests` against a real registry (Debian's docker-registry), images pushed by crane.
+
+The expected digests come from `crane digest`, an independent implementation, never from our own
+client.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.cli import main
+from tests.fixtures.registry import RegistryServer, start_registry, stop_registry
+from tests.stamp.test_command import FLAGS, run
+
+pytestmark = pytest.mark.registry
+CRANE = Path(__file__).resolve().parents[2] / "bin" / "crane"
+
+
+def crane(*args: str) -> str:
+    if not CRANE.exists():
+        pytest.fail("bin/crane is missing: run `bash hack/tools.sh crane`")
+    done = subprocess.run([str(CRANE), *args, "--insecure"], capture_output=True, text=True,
+                          check=True, timeout=120)
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    """A live registry holding `demo/web:1.0`, `demo/worker:2.0` and an index `demo/multi:3`;
+    yields (host, reference → digest as crane reports it)."""
+    root = tmp_path_factory.mktemp("pin-registry")
+    server: RegistryServer = start_registry(root)
+    try:
+        digests: dict[str, str] = {}
+        for n, ref in enumerate(("demo/web:1.0", "demo/worker:2.0")):
+            content = root / f"file{n}.txt"
+            content.write_text(f"layer {n}\n")
+            layer = root / f"layer{n}.tar"
+            with tarfile.open(layer, "w") as tar:
+                tar.add(content, arcname=content.name)
+            crane("append", "-f", str(layer), "-t", f"{server.host}/{ref}")
+            digests[ref] = crane("digest", f"{server.host}/{ref}")
+        crane("index", "append", "-m", f"{server.host}/demo/web:1.0", "-m",
+              f"{server.host}/demo/worker:2.0", "-t", f"{server.host}/demo/multi:3")
+        digests["demo/multi:3"] = crane("digest", f"{server.host}/demo/multi:3")
+        yield server.host, digests
+    finally:
+        stop_registry(server)
+
+
+def manifest(host: str, pinned: str) -> str:
+    return f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: shop
+spec:
+  template:
+    spec:
+      initContainers:
+      - name: migrate
+        image: {host}/demo/worker:2.0
+      containers:
+      - name: web
+        image: "{host}/demo/web:1.0"  # quoted on purpose
+      - name: sidecar
+        image: {host}/demo/multi:3
+      - name: pinned
+        image: {pinned}
+"""
+
+
+def test_every_tag_is_rewritten_to_the_digest_crane_reports(
+        images: tuple[str, dict[str, str]], checkout: tuple[Path, str],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    host, digests = images
+    repo, _ = checkout
+    pinned = f"{host}/demo/web:1.0@{digests['demo/web:1.0']}"
+    path = repo.parent / "shop.yaml"
+    path.write_text(manifest(host, pinned))
+    code, out, err = run(["stamp", "--pin-digests", "--insecure-registry", host, str(path),
+                          *FLAGS], capsys)
+    assert (code, err) == (0, "")
+    assert f"image: {host}/demo/worker@{digests['demo/worker:2.0']}\n" in out
+    # Quoting and the trailing comment survive (the comment moves right to fit the longer value).
+    assert f'image: "{host}/demo/web@{digests["demo/web:1.0"]}" # quoted on purpose\n' in out
+    # An index tag pins the index digest: what a multi-arch pod spec names.
+    assert f"image: {host}/demo/multi@{digests['demo/multi:3']}\n" in out
+    # An already pinned reference is left exactly as written.
+    assert f"image: {pinned}\n" in out
+
+
+def test_pinning_is_idempotent(images: tuple[str, dict[str, str]], checkout: tuple[Path, str],
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    host, digests = images
+    repo, _ = checkout
+    path = repo.parent / "shop.yaml"
+    path.write_text(manifest(host, f"{host}/demo/web@{digests['demo/web:1.0']}"))
+    argv = ["stamp", "-i", "--pin-digests", "--insecure-registry", host, str(path), *FLAGS]
+    assert main(argv) == 0
+    once = path.read_text()
+    assert main(argv) == 0
+    assert path.read_text() == once
+    capsys.readouterr()
+
+
+def test_an_unknown_tag_names_file_document_container_and_writes_nothing(
+        images: tuple[str, dict[str, str]], checkout: tuple[Path, str],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    host, _ = images
+    repo, _ = checkout
+    path = repo.parent / "shop.yaml"
+    text = "kind: ConfigMap\n---\n" + manifest(host, f"{host}/demo/web:9.9")
+    path.write_text(text)
+    code, out, err = run(["stamp", "-i", "--pin-digests", "--insecure-registry", host,
+                          str(path), *FLAGS], capsys)
+    assert (code, out) == (2, "")
+    assert f"{path}: document 2 (line 3), container pinned, image {host}/demo/web:9.9" in err
+    assert path.read_text() == text
+
+
+def test_an_unreachable_registry_is_a_clear_refusal(
+        checkout: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+    repo, _ = checkout
+    path = repo.parent / "shop.yaml"
+    path.write_text(manifest("127.0.0.1:9", "127.0.0.1:9/demo/web:1"))
+    code, _, err = run(["stamp", "--pin-digests", "--insecure-registry", "127.0.0.1:9",
+                        str(path), *FLAGS], capsys)
+    assert code == 2 and "cannot resolve image tags to digests" in err and "127.0.0.1:9" in err
