@@ -22,7 +22,8 @@ from tests.ledger.helpers import admission_entry
 
 
 def test_canonical_json_sorts_keys_and_drops_whitespace() -> None:
-    assert canonical_json({"b": 1, "a": [True, None, "é"]}) == '{"a":[true,null,"é"],"b":1}'.encode()
+    expected = '{"a":[true,null,"é"],"b":1}'.encode()
+    assert canonical_json({"b": 1, "a": [True, None, "é"]}) == expected
 
 
 def test_canonical_json_is_independent_of_insertion_order() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -32,7 +33,7 @@ async def test_appends_fill_seal_and_verify(
     assert len(segments) >= 3, "16 KiB segments must have been sealed"
     assert all(s.sealed for s in segments[:-1]) and not segments[-1].sealed
     assert all(s.size <= ledger_config.segment_max_bytes for s in segments)
-    for prev, seg in zip(segments, segments[1:], strict=False):
+    for prev, seg in itertools.pairwise(segments):
         first = Record.model_validate_json(seg.entries()[0][2])
         assert isinstance(first.entry, SealEntry)
         assert first.entry.segment_uid == prev.uid

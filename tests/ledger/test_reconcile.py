@@ -1,0 +1,179 @@
+"""Reconciliation and the rollback target against real Deployments (kube-controller-manager runs
+in the fixture, so ReplicaSets, rollout history and `kubectl rollout undo` are real)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from controller.dev.controlplane import LocalControlPlane
+from controller.kube import KubeApi, KubeApiError
+from controller.ledger.config import LedgerConfig
+from controller.ledger.entries import build_admission_entry
+from controller.ledger.models import AppendReceipt
+from controller.ledger.reconcile import Reconciler
+from controller.ledger.store import Ledger
+from tests.fixtures.cluster import kubectl
+from tests.ledger.helpers import CONFIG, deployment, ensure_namespace, review, run_cli
+
+
+def deploy_path(namespace: str, name: str = "") -> str:
+    base = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    return f"{base}/{name}" if name else base
+
+
+async def run_kubectl(cp: LocalControlPlane, *args: str, stdin: str | None = None) -> str:
+    result = await asyncio.to_thread(kubectl, cp, *args, stdin=stdin)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+async def admit(cp: LocalControlPlane, ledger: Ledger, seen_by_webhook: dict[str, Any],
+                operation: str) -> AppendReceipt:
+    """Record what our webhook would have admitted: the object as the API server hands it to
+    validating webhooks (defaulted; obtained with a server-side dry run)."""
+    if operation == "CREATE":
+        # A dry-run CREATE gets a throwaway uid; the real CREATE's webhook sees the stored one.
+        seen_by_webhook["metadata"].pop("uid", None)
+    request = review(seen_by_webhook, uid=str(uuid.uuid4()), operation=operation)
+    return await ledger.append(build_admission_entry(request, CONFIG))
+
+
+async def apply(cp: LocalControlPlane, ledger: Ledger, manifest: dict[str, Any],
+                operation: str) -> AppendReceipt:
+    text = json.dumps(manifest)
+    seen = json.loads(await run_kubectl(cp, "apply", "--dry-run=server", "-o", "json", "-f", "-",
+                                        stdin=text))
+    receipt = await admit(cp, ledger, seen, operation)
+    await run_kubectl(cp, "apply", "-f", "-", stdin=text)
+    return receipt
+
+
+async def settled(api: KubeApi, namespace: str, name: str, *,
+                  reason: str = "NewReplicaSetAvailable") -> dict[str, Any]:
+    """The Deployment once the deployment controller has processed its newest generation."""
+    for _ in range(300):
+        body: dict[str, Any] = await api.request("GET", deploy_path(namespace, name))
+        status = body.get("status") or {}
+        reasons = [c.get("reason") for c in status.get("conditions") or []
+                   if c.get("type") == "Progressing"]
+        if status.get("observedGeneration") == body["metadata"]["generation"] and \
+                reason in reasons:
+            return body
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"deploy/{name} never reached {reason}: {body.get('status')}")
+
+
+async def test_rollback_target_after_a_real_rollout_undo(
+        control_plane: LocalControlPlane, kube_api: KubeApi, ledger: Ledger,
+        ledger_config: LedgerConfig) -> None:
+    ns = f"rb-{uuid.uuid4().hex[:6]}"
+    await ensure_namespace(kube_api, ns)
+    reconciler = Reconciler(ledger, sync_interval=0)
+
+    v1 = await apply(control_plane, ledger, deployment("web", namespace=ns, env="v1",
+                                                       build="b-1"), "CREATE")
+    assert await reconciler.observe(await settled(kube_api, ns, "web")) == [
+        "persisted", "rollout-available"]
+    v2 = await apply(control_plane, ledger, deployment("web", namespace=ns, env="v2",
+                                                       build="b-2"), "UPDATE")
+    assert await reconciler.observe(await settled(kube_api, ns, "web")) == [
+        "persisted", "rollout-available"]
+
+    # The undo is an UPDATE our webhook admits like any other. `kubectl rollout undo
+    # --dry-run=server` prints the object unchanged, so the admitted object is taken from the
+    # result: with no mutating webhook, what the validating webhook saw is what was stored.
+    await run_kubectl(control_plane, "rollout", "undo", "deploy/web", "-n", ns)
+    after_undo = await settled(kube_api, ns, "web")
+    undo = await admit(control_plane, ledger, json.loads(json.dumps(after_undo)), "UPDATE")
+    assert await reconciler.observe(after_undo) == ["persisted", "rollout-available"]
+
+    code, out, err = await asyncio.to_thread(
+        run_cli, str(control_plane.kubeconfig), ledger_config, "history", "deploy/web",
+        "-n", ns, "-o", "json")
+    assert code == 0, err
+    history = json.loads(out)
+    assert [h["seq"] for h in history] == [v1.seq, v2.seq, undo.seq]
+    assert all(h["status"] == "persisted,available" for h in history[:2])
+    v1_hash, v2_hash, undo_hash = (h["entry"]["template_hash"] for h in history)
+    assert undo_hash == v1_hash != v2_hash, "the undo restored v1's template"
+
+    code, out, err = await asyncio.to_thread(
+        run_cli, str(control_plane.kubeconfig), ledger_config, "rollback-target", "deploy/web",
+        "-n", ns, "-o", "json")
+    assert code == 0, err
+    target = json.loads(out)
+    assert target["seq"] == v2.seq
+    assert target["entry"]["provenance"]["build_id"] == "b-2"
+    assert target["entry"]["containers"][0]["digest"].startswith("sha256:")
+
+    code, out, err = await asyncio.to_thread(
+        run_cli, str(control_plane.kubeconfig), ledger_config, "history", "deploy/web",
+        "-n", ns)
+    assert code == 0, err
+    assert out.splitlines()[0].split() == [
+        "SEQ", "TIME", "OP", "USER", "COMMIT", "BUILD", "TEMPLATE", "STATUS"]
+    assert len(out.splitlines()) == 4
+
+
+async def test_an_admission_rejected_after_ours_is_marked_never_persisted(
+        control_plane: LocalControlPlane, kube_api: KubeApi, ledger: Ledger,
+        ledger_config: LedgerConfig) -> None:
+    ns_quota, ns_ok = (f"np-{uuid.uuid4().hex[:6]}" for _ in range(2))
+    for ns in (ns_quota, ns_ok):
+        await ensure_namespace(kube_api, ns)
+    # A quota admits no Deployment at all; the ResourceQuota plugin runs after webhooks.
+    await kube_api.request("POST", f"/api/v1/namespaces/{ns_quota}/resourcequotas", body={
+        "apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "none"},
+        "spec": {"hard": {"count/deployments.apps": "0"}}})
+    # No resourcequota controller runs in the test cluster: fill in the status it would write.
+    await kube_api.request(
+        "PATCH", f"/api/v1/namespaces/{ns_quota}/resourcequotas/none/status",
+        body={"status": {"hard": {"count/deployments.apps": "0"},
+                         "used": {"count/deployments.apps": "0"}}},
+        content_type="application/merge-patch+json")
+    reconciler = Reconciler(ledger, sync_interval=0)
+
+    rejected = deployment("blocked", namespace=ns_quota)
+    lost = await admit(control_plane, ledger, rejected, "CREATE")
+    with pytest.raises(KubeApiError, match="exceeded quota") as denied:
+        await kube_api.request("POST", deploy_path(ns_quota), body=rejected)
+    assert denied.value.status == 403
+
+    kept = await apply(control_plane, ledger, deployment("fine", namespace=ns_ok), "CREATE")
+    body = await kube_api.request("GET", deploy_path(ns_ok, "fine"))
+    assert "persisted" in await reconciler.observe(body)
+
+    window = timedelta(seconds=ledger_config.never_persisted_after_seconds)
+    assert await reconciler.sweep(datetime.now(UTC)) == [], "nothing is late yet"
+    marked = await reconciler.sweep(datetime.now(UTC) + window + timedelta(seconds=1))
+    assert marked == [lost.seq]
+    assert kept.seq not in marked
+    assert await reconciler.sweep(datetime.now(UTC) + 2 * window) == [], "marked once"
+
+    code, out, err = await asyncio.to_thread(
+        run_cli, str(control_plane.kubeconfig), ledger_config, "history", "deploy/blocked",
+        "-n", ns_quota, "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)[0]["status"] == "never-persisted"
+    code, _out, err = await asyncio.to_thread(
+        run_cli, str(control_plane.kubeconfig), ledger_config, "verify")
+    assert code == 0, err
+
+
+async def test_a_rollout_past_its_progress_deadline_is_recorded_failed(
+        control_plane: LocalControlPlane, kube_api: KubeApi, ledger: Ledger) -> None:
+    ns = f"rf-{uuid.uuid4().hex[:6]}"
+    await ensure_namespace(kube_api, ns)
+    reconciler = Reconciler(ledger, sync_interval=0)
+    # One replica that can never become available: no kubelet runs in the test cluster.
+    await apply(control_plane, ledger, deployment("stuck", namespace=ns, replicas=1,
+                                                  progress_deadline=1), "CREATE")
+    body = await settled(kube_api, ns, "stuck", reason="ProgressDeadlineExceeded")
+    assert await reconciler.observe(body) == ["persisted", "rollout-failed"]
+    assert await reconciler.observe(body) == [], "recorded once"
