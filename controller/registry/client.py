@@ -49,6 +49,8 @@ _TOKEN_BODY_LIMIT = 64 * 1024
 _TOKEN_DEFAULT_TTL = 60.0
 """Docker's token spec: tokens without `expires_in` last 60 seconds."""
 _TOKEN_CACHE_LIMIT = 1024
+_NO_REFERRERS_TTL = 600.0
+"""How long a registry that answered 404 on the referrers API is assumed not to have it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,8 @@ class RegistryClient:
         self._session: aiohttp.ClientSession | None = None
         # (registry, scope, credential identity) → (Authorization value, expiry on monotonic clock)
         self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
+        # registry → monotonic instant until which its referrers API is assumed missing
+        self._no_referrers_api: dict[str, float] = {}
 
     # --- lifecycle ------------------------------------------------------------------------------
     def _session_(self) -> aiohttp.ClientSession:
@@ -191,15 +195,19 @@ class RegistryClient:
         here too, because registries may ignore the query parameter. More entries than
         `max_signatures` raise `RegistryLimitExceeded`.
         """
-        index: ImageIndex | None
-        try:
-            resp = await self._get(
-                registry, repository, f"referrers/{digest}", deadline=deadline,
-                accept=OCI_INDEX, credential=credential, limit=self.settings.max_manifest_bytes,
-                params={"artifactType": artifact_type} if artifact_type else None)
-            index = _parse(registry, ImageIndex, resp.body, "referrers response")
-        except NotFoundError:
-            index = None
+        index: ImageIndex | None = None
+        if self._no_referrers_api.get(registry, 0.0) <= time.monotonic():
+            try:
+                resp = await self._get(
+                    registry, repository, f"referrers/{digest}", deadline=deadline,
+                    accept=OCI_INDEX, credential=credential,
+                    limit=self.settings.max_manifest_bytes,
+                    params={"artifactType": artifact_type} if artifact_type else None)
+                index = _parse(registry, ImageIndex, resp.body, "referrers response")
+            except NotFoundError:
+                # The spec forbids a 404 from a registry that has the API, so this one has not:
+                # skip the round trip for a while and go straight to the fallback tag.
+                self._no_referrers_api[registry] = time.monotonic() + _NO_REFERRERS_TTL
         if index is None:
             tag = digest.replace(":", "-", 1)
             try:
