@@ -1,0 +1,266 @@
+"""The chart against the real kube-apiserver: server-side dry runs, a real `helm install`.
+
+There is no kubelet, so the controller's pods never run: the install is checked for what the API
+server holds and enforces (objects, RBAC, the webhook registration failing closed), and the
+self-managed TLS is driven from here with the chart's own service-account token.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from controller.dev.controlplane import LocalControlPlane
+from controller.kube import Credentials, KubeApi, load_credentials
+from controller.tls import ensure_certificates
+from tests.chart.helm import (
+    CHART,
+    CI_VALUES,
+    RELEASE_NAMESPACE,
+    SCENARIOS,
+    helm,
+    scenario_id,
+    template,
+)
+from tests.fixtures.cluster import kubectl
+
+pytestmark = pytest.mark.e2e
+
+RELEASE = "pc"
+FULLNAME = "pc-provenance-controller"
+SA = f"system:serviceaccount:{RELEASE_NAMESPACE}:{FULLNAME}"
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, f"{result.args}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def get_json(cp: LocalControlPlane, *args: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(ok(kubectl(cp, "get", *args, "-o", "json")))
+    return data
+
+
+@pytest.fixture(scope="module")
+def release(control_plane: LocalControlPlane, helm_home: Path) -> Iterator[str]:
+    """`helm install` with default values; uninstalled at the end of the module, because the
+    webhook it registers fails closed and no pod can ever answer it here."""
+    result = helm("install", RELEASE, str(CHART), "--namespace", RELEASE_NAMESPACE,
+                  "--create-namespace", home=helm_home, kubeconfig=control_plane.kubeconfig)
+    yield result.stdout
+    helm("uninstall", RELEASE, "--namespace", RELEASE_NAMESPACE, home=helm_home,
+         kubeconfig=control_plane.kubeconfig, check=False)
+
+
+@pytest.fixture(scope="module")
+def crds(control_plane: LocalControlPlane, third_party_crds: list[dict[str, Any]]) -> None:
+    """cert-manager's and prometheus-operator's CRDs, applied for real and established."""
+    ok(kubectl(control_plane, "apply", "--server-side", "-f", "-",
+               stdin="\n---\n".join(yaml.safe_dump(d) for d in third_party_crds)))
+    names = [f"crd/{d['metadata']['name']}" for d in third_party_crds]
+    ok(kubectl(control_plane, "wait", "--for=condition=Established", "--timeout=60s", *names))
+
+
+# --- the install ------------------------------------------------------------------------------
+
+def test_install_creates_every_object(control_plane: LocalControlPlane, release: str) -> None:
+    cp = control_plane
+    ns = ["-n", RELEASE_NAMESPACE]
+    deployment = get_json(cp, "deployment", FULLNAME, *ns)
+    assert deployment["spec"]["replicas"] == 2
+    for kind in ("service", "serviceaccount", "poddisruptionbudget"):
+        get_json(cp, kind, FULLNAME, *ns)
+    get_json(cp, "configmap", f"{FULLNAME}-config", *ns)
+    secret = get_json(cp, "secret", f"{FULLNAME}-tls", *ns)
+    assert not secret.get("data"), "the chart's TLS Secret starts empty; the controller fills it"
+    get_json(cp, "validatingwebhookconfiguration", FULLNAME)
+    get_json(cp, "clusterrole", FULLNAME)
+    get_json(cp, "clusterrolebinding", FULLNAME)
+    get_json(cp, "role", f"{FULLNAME}-tls", *ns)
+    get_json(cp, "role", f"{FULLNAME}-checkpoint-key", *ns)
+    get_json(cp, "namespace", "provenance-ledger")
+    get_json(cp, "role", f"{FULLNAME}-ledger", "-n", "provenance-ledger")
+    # NOTES: how to check the install; no warning for the defaults.
+    assert "helm test pc -n provenance-system" in release
+    assert "WARNING" not in release
+
+
+CAN = [
+    ("get", "deployments.apps", "default"),
+    ("list", "deployments.apps", "team-a"),
+    ("watch", "deployments.apps", "kube-system"),
+    ("get", f"secrets/{FULLNAME}-tls", RELEASE_NAMESPACE),
+    ("update", f"secrets/{FULLNAME}-tls", RELEASE_NAMESPACE),
+    ("get", "secrets/provenance-ledger-checkpoint-key", RELEASE_NAMESPACE),
+    ("create", "configmaps", "provenance-ledger"),
+    ("update", "configmaps", "provenance-ledger"),
+    ("list", "configmaps", "provenance-ledger"),
+    ("patch", f"validatingwebhookconfigurations.admissionregistration.k8s.io/{FULLNAME}", ""),
+]
+CANNOT = [
+    ("create", "deployments.apps", "default"),
+    ("update", "deployments.apps", "default"),
+    ("delete", "deployments.apps", "default"),
+    ("create", "pods", RELEASE_NAMESPACE),
+    ("create", "configmaps", "default"),
+    ("create", "configmaps", RELEASE_NAMESPACE),
+    ("delete", "configmaps", "provenance-ledger"),
+    ("get", "secrets", "default"),
+    ("list", "secrets", RELEASE_NAMESPACE),
+    ("get", "secrets/some-other-secret", RELEASE_NAMESPACE),
+    ("create", "secrets", RELEASE_NAMESPACE),
+    ("update", "secrets/provenance-ledger-checkpoint-key", RELEASE_NAMESPACE),
+    ("get", "secrets", "provenance-ledger"),
+    ("patch", "validatingwebhookconfigurations.admissionregistration.k8s.io/someone-else", ""),
+    ("delete", f"validatingwebhookconfigurations.admissionregistration.k8s.io/{FULLNAME}", ""),
+    ("create", "validatingwebhookconfigurations.admissionregistration.k8s.io", ""),
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io", ""),
+    ("escalate", "clusterroles.rbac.authorization.k8s.io", ""),
+    ("impersonate", "users", ""),
+    ("get", "nodes", ""),
+]
+
+
+def _can_i(cp: LocalControlPlane, verb: str, resource: str, namespace: str) -> bool:
+    args = ["auth", "can-i", verb, resource, "--as", SA]
+    args += ["-n", namespace] if namespace else []
+    result = kubectl(cp, *args)
+    assert result.stdout.strip() in ("yes", "no"), result.stderr
+    return result.stdout.strip() == "yes"
+
+
+@pytest.mark.parametrize(("verb", "resource", "namespace"), CAN)
+def test_service_account_may(control_plane: LocalControlPlane, release: str, verb: str,
+                             resource: str, namespace: str) -> None:
+    assert _can_i(control_plane, verb, resource, namespace)
+
+
+@pytest.mark.parametrize(("verb", "resource", "namespace"), CANNOT)
+def test_service_account_may_not(control_plane: LocalControlPlane, release: str, verb: str,
+                                 resource: str, namespace: str) -> None:
+    assert not _can_i(control_plane, verb, resource, namespace)
+
+
+def test_registered_webhook(control_plane: LocalControlPlane, release: str) -> None:
+    vwc = get_json(control_plane, "validatingwebhookconfiguration", FULLNAME)
+    [hook] = vwc["webhooks"]
+    assert hook["matchPolicy"] == "Equivalent"
+    assert hook["sideEffects"] == "NoneOnDryRun"
+    assert hook["failurePolicy"] == "Fail"
+    assert hook["timeoutSeconds"] == 10
+    assert hook["namespaceSelector"] == {"matchExpressions": [{
+        "key": "kubernetes.io/metadata.name", "operator": "NotIn",
+        "values": ["kube-system", RELEASE_NAMESPACE]}]}
+    # The API server defaults objectSelector to "everything": no label on a Deployment opts out.
+    assert hook.get("objectSelector", {}) == {}
+    assert hook["rules"][0]["operations"] == ["CREATE", "UPDATE"]
+
+
+def _dry_run_create(cp: LocalControlPlane, namespace: str) -> subprocess.CompletedProcess[str]:
+    return kubectl(cp, "create", "deployment", "probe", "--image=registry.example.com/app:1",
+                   "-n", namespace, "--dry-run=server")
+
+
+def test_the_api_server_calls_the_webhook_and_fails_closed(
+        control_plane: LocalControlPlane, release: str) -> None:
+    ok(kubectl(control_plane, "create", "namespace", "chart-team-a"))
+    # No pod can answer here, so a judged namespace is refused (failurePolicy Fail) ...
+    refused = _dry_run_create(control_plane, "chart-team-a")
+    assert refused.returncode != 0
+    assert "deployments.validate.provenance.dev" in refused.stderr
+    # ... while the exempt namespaces never reach the webhook.
+    ok(_dry_run_create(control_plane, "kube-system"))
+    ok(_dry_run_create(control_plane, RELEASE_NAMESPACE))
+
+
+@pytest.fixture
+async def sa_api(control_plane: LocalControlPlane, release: str) -> AsyncIterator[KubeApi]:
+    """An API client holding the chart's own service-account token, nothing more."""
+    token = ok(kubectl(control_plane, "create", "token", FULLNAME, "-n", RELEASE_NAMESPACE,
+                       "--duration=10m")).strip()
+    admin = load_credentials(str(control_plane.kubeconfig))
+    api = KubeApi(Credentials(server=admin.server, ca_file=admin.ca_file, token=token))
+    yield api
+    await api.close()
+
+
+async def test_self_managed_tls_works_with_the_charts_rbac_and_survives_upgrade(
+        control_plane: LocalControlPlane, sa_api: KubeApi, helm_home: Path,
+        tmp_path: Path) -> None:
+    status = await ensure_certificates(
+        sa_api, namespace=RELEASE_NAMESPACE, secret=f"{FULLNAME}-tls", service=FULLNAME,
+        webhook_config=FULLNAME, cert_dir=tmp_path, renew_before=dt.timedelta(days=30))
+    assert status.action == "created"
+    vwc = get_json(control_plane, "validatingwebhookconfiguration", FULLNAME)
+    bundle = base64.b64decode(vwc["webhooks"][0]["clientConfig"]["caBundle"])
+    assert bundle == status.ca_bundle_pem
+    secret = get_json(control_plane, "secret", f"{FULLNAME}-tls", "-n", RELEASE_NAMESPACE)
+    assert set(secret["data"]) == {"tls.crt", "tls.key", "ca.crt"}
+
+    # An upgrade must keep what the controller wrote: the chart never renders data or caBundle.
+    helm("upgrade", RELEASE, str(CHART), "--namespace", RELEASE_NAMESPACE, "--reuse-values",
+         "--set", "webhook.timeoutSeconds=12", home=helm_home,
+         kubeconfig=control_plane.kubeconfig)
+    vwc = get_json(control_plane, "validatingwebhookconfiguration", FULLNAME)
+    assert vwc["webhooks"][0]["timeoutSeconds"] == 12
+    assert base64.b64decode(vwc["webhooks"][0]["clientConfig"]["caBundle"]) == bundle
+    after = get_json(control_plane, "secret", f"{FULLNAME}-tls", "-n", RELEASE_NAMESPACE)
+    assert after["data"] == secret["data"]
+    again = await ensure_certificates(
+        sa_api, namespace=RELEASE_NAMESPACE, secret=f"{FULLNAME}-tls", service=FULLNAME,
+        webhook_config=FULLNAME, cert_dir=tmp_path)
+    assert (again.action, again.webhook_patched) == ("unchanged", False)
+
+
+def test_a_schema_violation_fails_the_install(
+        control_plane: LocalControlPlane, helm_home: Path, release: str) -> None:
+    result = helm("install", "pc-bad", str(CHART), "--namespace", RELEASE_NAMESPACE,
+                  "--set", "config.mode=block", "--set", "webhok.timeoutSeconds=5",
+                  home=helm_home, kubeconfig=control_plane.kubeconfig, check=False)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert "/config/mode" in result.stderr
+    assert "'webhok' not allowed" in result.stderr
+    assert kubectl(control_plane, "get", "validatingwebhookconfiguration",
+                   "pc-bad-provenance-controller").returncode != 0, "nothing may be created"
+    assert helm("status", "pc-bad", "--namespace", RELEASE_NAMESPACE, home=helm_home,
+                kubeconfig=control_plane.kubeconfig, check=False).returncode != 0
+
+
+def test_notes_warn_about_unsafe_settings(
+        control_plane: LocalControlPlane, helm_home: Path, release: str) -> None:
+    [audit] = [p for p in CI_VALUES if p.stem == "audit-mode-values"]
+    result = helm("install", "pc-audit", str(CHART), "--namespace", RELEASE_NAMESPACE,
+                  "-f", str(audit), "--dry-run=server",
+                  # The first release owns the ledger namespace; a second may not adopt it.
+                  "--set", "ledger.createNamespace=false", home=helm_home,
+                  kubeconfig=control_plane.kubeconfig)
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert "WARNING: replicaCount is 1" in notes
+    assert "WARNING: failurePolicy is Ignore" in notes
+    assert "WARNING: mode is audit" in notes
+
+
+# --- every rendering, validated by the API server ---------------------------------------------
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=scenario_id)
+def test_server_side_dry_run(control_plane: LocalControlPlane, helm_home: Path, crds: None,
+                             release: str, scenario: Path | None) -> None:
+    """Every object of every scenario, the helm test pod included, passes the API server's
+    validation (schemas, CRDs, RBAC escalation checks) without being stored."""
+    rendered = template(scenario, home=helm_home)
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    # Namespaced objects need their namespace to exist, even for a dry run.
+    for ns in {d["metadata"].get("namespace") for d in docs} - {None}:
+        if kubectl(control_plane, "get", "namespace", str(ns)).returncode != 0:
+            ok(kubectl(control_plane, "create", "namespace", str(ns)))
+    out = ok(kubectl(control_plane, "apply", "--dry-run=server", "-f", "-", stdin=rendered))
+    assert out.count("(server dry run)") == len(docs), out
