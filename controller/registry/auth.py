@@ -66,7 +66,7 @@ def parse_dockerconfigjson(data: bytes) -> dict[str, Credential]:
         raise CredentialsError(f"dockerconfigjson is larger than {MAX_DOCKERCONFIG_BYTES} bytes")
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise CredentialsError(f"dockerconfigjson is not JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise CredentialsError("dockerconfigjson must be a JSON object")

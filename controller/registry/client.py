@@ -437,7 +437,7 @@ def _media_type(registry: str, resp: _Response) -> str:
 def _json(registry: str, body: bytes, what: str) -> Any:
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise RegistryProtocolError(registry, f"{what} is not valid JSON: {exc}") from exc
 
 

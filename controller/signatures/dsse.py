@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -122,9 +121,13 @@ def parse_statement(envelope: Envelope) -> Statement:
     if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
         raise VerificationError(f"unexpected DSSE payload type {envelope.payload_type!r}")
     try:
-        statement = Statement.model_validate(json.loads(envelope.payload_bytes()))
-    except (ValueError, ValidationError) as exc:
-        raise VerificationError(f"malformed in-toto statement: {exc}") from exc
+        # pydantic's own JSON parser: bounded recursion, so a deeply nested payload is a
+        # ValidationError here, not a RecursionError somewhere else.
+        statement = Statement.model_validate_json(envelope.payload_bytes())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise VerificationError(f"malformed in-toto statement: {where} {first['msg']}") from exc
     if statement.type not in STATEMENT_TYPES:
         raise VerificationError(f"unknown in-toto statement type {statement.type!r}")
     return statement

@@ -17,7 +17,6 @@ Binding rules:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -127,10 +126,10 @@ def check_simplesigning(
         return Finding("legacy-sig", "signature", source, problem=str(exc))
     good = frozenset(k.name for k in keys if _verifies(k, signature, payload))
     try:
-        doc = _SimpleSigning.model_validate(json.loads(payload))
-    except (ValueError, ValidationError) as exc:
+        doc = _SimpleSigning.model_validate_json(payload)
+    except ValidationError as exc:
         return Finding("legacy-sig", "signature", source, keys=good,
-                       problem=f"malformed simple signing payload: {str(exc)[:200]}")
+                       problem=f"malformed simple signing payload: {exc.errors()[0]['msg']}")
     if doc.critical.type not in SIMPLESIGNING_TYPES:
         return Finding("legacy-sig", "signature", source, keys=good,
                        problem=f"unexpected payload type {doc.critical.type!r}")

@@ -21,6 +21,16 @@ TAG = IMAGE_DIGEST.replace(":", "-")
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 CHUNK = b"x" * (1024 * 1024)
+DEEP = b"[" * 200_000 + b"]" * 200_000
+"""Valid JSON nested far beyond Python's recursion limit."""
+DEEP_DIGEST = "sha256:" + hashlib.sha256(DEEP).hexdigest()
+DEEP_SIG_MANIFEST = json.dumps({
+    "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 2,
+               "digest": "sha256:" + "0" * 64},
+    "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+                "size": len(DEEP), "digest": DEEP_DIGEST,
+                "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQ=="}}]}).encode()
 USER, PASSWORD, TOKEN = "robot", "s3cret", "tok-123"
 """Credentials the `auth-*` repositories accept."""
 
@@ -100,6 +110,12 @@ class HostileRegistry:
                                           "digest": "sha256:" + "0" * 64},
                                "layers": layers}).encode()
             return web.Response(status=200, body=body, content_type=OCI_MANIFEST)
+        if mode == "deep-manifest" and rest.endswith(f"manifests/{TAG}.sig"):
+            return web.Response(status=200, body=DEEP, content_type=OCI_MANIFEST)
+        if mode == "deep-payload" and rest.endswith(f"manifests/{TAG}.sig"):
+            return web.Response(status=200, body=DEEP_SIG_MANIFEST, content_type=OCI_MANIFEST)
+        if mode == "deep-payload" and rest.endswith(f"blobs/{DEEP_DIGEST}"):
+            return web.Response(status=200, body=DEEP)
         if mode == "drip":
             return await self._drip(request)
         return web.Response(status=404)

@@ -73,6 +73,7 @@ CASES = [
     ("drip", "no complete answer within"),
     ("error", "HTTP 503"),
     ("malformed", "not valid JSON"),
+    ("deep-manifest", "not valid JSON"),
 ]
 
 
@@ -89,6 +90,15 @@ async def test_each_hostile_behaviour_is_a_clean_denial(
     assert host in message and why in message, message
     assert "container c0" in message
     assert elapsed < TOTAL_TIMEOUT + 0.5
+
+
+async def test_deeply_nested_signature_payload_is_an_invalid_signature(
+    hostile: tuple[str, HostileRegistry], verifier: ImageVerifier,
+) -> None:
+    host, _ = hostile
+    outcome = await run(verifier, f"{host}/deep-payload/app@{IMAGE_DIGEST}")
+    assert [v.reason for v in outcome.violations] == [Reason.SIGNATURE_INVALID]
+    assert "malformed simple signing payload" in outcome.violations[0].message
 
 
 async def test_all_at_once_with_bounded_memory_and_a_healthy_neighbour(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from controller.policy.violations import Reason
-from tests.fixtures.registry import COSIGN_DATA, RegistryServer
+from tests.fixtures.registry import COSIGN_DATA, RegistryServer, sha256
 from tests.signatures.helpers import (
     BUNDLE_FLAGS,
     COMMIT,
@@ -121,3 +121,25 @@ async def test_attestation_for_another_commit_is_rejected(
     outcome = await run(verifier, ref, git_sha=COMMIT)
     assert [v.reason for v in outcome.violations] == [Reason.ATTESTATION_COMMIT_MISMATCH]
     assert "0" * 40 in outcome.violations[0].message
+
+
+async def test_index_rule_signature_must_cover_the_pinned_digest(
+    registry: RegistryServer, verifier_factory: VerifierFactory,
+) -> None:
+    """A signed index vouches for the index digest only, not for a platform manifest below it."""
+    repo = "fresh/multi-arch"
+    children = [push_random_image(registry, repo) for _ in range(2)]
+    index = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": d, "size": len(registry.get_manifest(repo, d)),
+                       "platform": {"architecture": arch, "os": "linux"}}
+                      for d, arch in zip(children, ("amd64", "arm64"), strict=True)]}).encode()
+    index_digest = registry.push_manifest(repo, sha256(index), index)
+    cosign("sign", *BUNDLE_FLAGS, f"{registry.host}/{repo}@{index_digest}")
+    verifier = verifier_factory(registry.host)
+    outcome = await run(verifier, f"{registry.host}/{repo}@{index_digest}",
+                        f"{registry.host}/{repo}@{children[0]}")
+    assert [(v.reason, v.subject) for v in outcome.violations] == [
+        (Reason.SIGNATURE_MISSING, "container c1")]
+    assert outcome.evidence[0].index and outcome.evidence[0].verified
