@@ -8,10 +8,12 @@ The alternative to cert-manager. `ensure_certificates` is called at start-up and
 from controller.tls.errors import TlsError
 from controller.tls.issuer import Material, issue, rotation_reason, service_hosts
 from controller.tls.manager import CertificateStatus, ensure_certificates, keep_certificates_fresh
+from controller.tls.settings import SelfManagedTls
 
 __all__ = [
     "CertificateStatus",
     "Material",
+    "SelfManagedTls",
     "TlsError",
     "ensure_certificates",
     "issue",
