@@ -384,6 +384,10 @@ def _test_pod(helm_home: Path, *extra: str) -> dict[str, Any]:
 def test_the_test_hook_is_a_hardened_helm_test_pod(helm_home: Path) -> None:
     pod = _test_pod(helm_home)
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    selector = find(objects(template(None, home=helm_home)), "Deployment")["spec"]["selector"]
+    labels = pod["metadata"]["labels"]
+    assert not all(labels.get(k) == v for k, v in selector["matchLabels"].items()), (
+        "the Service would route webhook calls to the test pod")
     assert pod["spec"]["automountServiceAccountToken"] is False
     [container] = pod["spec"]["containers"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
