@@ -240,10 +240,13 @@ class ImageVerifier:
         self, target: _Target, credential: Credential | None, deadline: Deadline
     ) -> ImageVerdict:
         async def compute() -> ImageVerdict:
-            return await self._fetch_and_verify(target, credential, deadline)
+            # The shared work has its own budget, not the first caller's: a caller that is
+            # about to give up must not cut short (and cache the failure of) what others await.
+            own = Deadline.after(self.config.registry.total_timeout_seconds)
+            return await self._fetch_and_verify(target, credential, own)
 
         try:
-            async with asyncio.timeout(deadline.remaining() + 0.05):
+            async with asyncio.timeout(deadline.remaining()):
                 return await self.cache.get_or_compute(self._key(target), compute)
         except TimeoutError:
             err = RegistryError(target.ref.registry, "verification did not finish in time")

@@ -154,3 +154,18 @@ async def test_image_pull_secrets_are_used(auth_registry: str) -> None:
     assert [v.reason for v in with_secret.violations] == [Reason.SIGNATURE_MISSING]
     assert [v.reason for v in without.violations] == [Reason.REGISTRY_ERROR]
     assert "401" in without.violations[0].message
+
+
+async def test_an_impatient_caller_does_not_poison_the_shared_verification(
+    cosign_registry: dict[str, str], registry: RegistryServer, verifier_factory: VerifierFactory,
+) -> None:
+    verifier = verifier_factory(registry.host)
+    image = f"{registry.host}/demo/app@{DIGESTS['v1']}"
+    impatient = asyncio.create_task(run(verifier, image, seconds=0.0005))
+    patient = asyncio.create_task(run(verifier, image))
+    hurried, calm = await asyncio.gather(impatient, patient)
+    assert [v.reason for v in hurried.violations] == [Reason.REGISTRY_ERROR]
+    assert "did not finish in time" in hurried.violations[0].message
+    assert calm.violations == ()
+    assert verifier.cache.misses == 1
+    assert (await run(verifier, image, seconds=0.0005)).violations == ()  # now cached
