@@ -57,13 +57,25 @@ def _reject_floats(value: Any) -> None:
 def canonical_json(value: Any) -> bytes:
     """Sorted keys, no insignificant whitespace, UTF-8, no floats: the same bytes on every run."""
     _reject_floats(value)
+    return _dumps(value)
+
+
+def _dumps(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False).encode("utf-8")
 
 
 def record_bytes(record: Record) -> bytes:
     """The canonical bytes of a record: what is stored and what is hashed."""
-    return canonical_json(record.model_dump(mode="json"))
+    return record_bytes_from(record.model_dump(mode="json")["entry"], seq=record.seq,
+                             prev=record.prev)
+
+
+def record_bytes_from(entry: dict[str, Any], *, seq: int, prev: str) -> bytes:
+    """`record_bytes` from an entry already dumped to JSON data (the writer dumps each entry
+    once, however often a conflict makes it renumber). The models declare no float field, so the
+    float check that `canonical_json` makes is not needed here; it costs ~40 µs an entry."""
+    return _dumps({"entry": entry, "prev": prev, "seq": seq})
 
 
 def leaf_hash(data: bytes) -> bytes:

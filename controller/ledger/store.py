@@ -32,6 +32,7 @@ from controller.ledger.chain import (
     leaf_hash,
     next_head,
     record_bytes,
+    record_bytes_from,
 )
 from controller.ledger.config import LedgerConfig
 from controller.ledger.errors import (
@@ -78,6 +79,8 @@ class _Pending:
     key: str | None
     deadline: float
     future: asyncio.Future[AppendReceipt]
+    payload: dict[str, Any] | None = None
+    """The entry dumped to JSON data, once."""
 
 
 @dataclass
@@ -176,8 +179,9 @@ class Ledger:
         if key in self._index:
             self.stats.duplicates += 1
             return self._index[key].model_copy(update={"duplicate": True})
-        size = len(record_bytes(Record(seq=0, prev=GENESIS.hex(), entry=entry)))
-        if size + 32 > self.config.max_entry_bytes:
+        payload = entry.model_dump(mode="json")
+        size = len(record_bytes_from(payload, seq=10**12, prev=GENESIS.hex()))
+        if size > self.config.max_entry_bytes:
             raise LedgerUnavailable(
                 f"the ledger entry is {size} bytes, over the {self.config.max_entry_bytes} limit")
         existing = self._inflight.get(key)
@@ -185,7 +189,7 @@ class Ledger:
             existing = asyncio.get_running_loop().create_future()
             self._inflight[key] = existing
             existing.add_done_callback(lambda _f: self._inflight.pop(key, None))
-            await self._queue.put(_Pending(entry, key, deadline, existing))
+            await self._queue.put(_Pending(entry, key, deadline, existing, payload))
         return await self._wait(existing, deadline)
 
     async def append_factory(self, factory: EntryFactory, *, deadline: float) -> AppendReceipt:
@@ -315,11 +319,16 @@ class Ledger:
         receipts: list[AppendReceipt] = []
         seq, head, used = tail.next_seq, tail.head, tail.bytes_used
         limit = self.config.segment_max_bytes
+        full = False
         for item in batch:
-            entry = item.entry(seq, head) if callable(item.entry) else item.entry
-            raw = record_bytes(Record(seq=seq, prev=head.hex(), entry=entry)).decode()
+            if item.payload is not None:
+                raw = record_bytes_from(item.payload, seq=seq, prev=head.hex()).decode()
+            else:
+                entry = item.entry(seq, head) if callable(item.entry) else item.entry
+                raw = record_bytes(Record(seq=seq, prev=head.hex(), entry=entry)).decode()
             key = entry_key(seq)
             if used + len(key) + len(raw.encode()) > limit and (tail.count or data):
+                full = True
                 break
             leaf = leaf_hash(raw.encode())
             head = next_head(head, leaf)
@@ -330,7 +339,12 @@ class Ledger:
             seq += 1
         if not data:
             return 0
-        patch = {"metadata": {"resourceVersion": tail.rv}, "data": data}
+        patch: dict[str, Any] = {"metadata": {"resourceVersion": tail.rv}, "data": data}
+        if full:
+            # The segment is full: seal it in the same write, rather than rewriting the whole
+            # object a second time just to set `immutable`.
+            patch["immutable"] = True
+            patch["metadata"]["labels"] = {LABEL_STATE: "sealed"}
         path = configmaps_path(self.config.namespace, segment_name(self.config.chain, tail.segment))
         obj = await self.api.request("PATCH", path, body=patch, content_type=MERGE_PATCH,
                                      timeout=max(timeout, 0.05))
@@ -340,6 +354,9 @@ class Ledger:
         tail.rv = str(obj["metadata"]["resourceVersion"])
         tail.next_seq, tail.head, tail.bytes_used = seq, head, used
         tail.count += len(data)
+        if full:
+            tail.sealed = True
+            self.stats.seals += 1
         for item, receipt in zip(batch, receipts, strict=False):
             if item.key is not None:
                 self._index[item.key] = receipt

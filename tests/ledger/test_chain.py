@@ -83,3 +83,12 @@ def test_keys_round_trip_through_pem() -> None:
     assert CheckpointVerifier.from_pem(signer.verifier.public_pem()).verify(cp)
     with pytest.raises(LedgerError):
         CheckpointSigner.from_pem(b"not a key")
+
+
+def test_the_writers_fast_path_produces_the_same_bytes() -> None:
+    from controller.ledger.chain import record_bytes_from
+
+    entry = admission_entry("uid-fast")
+    record = Record(seq=41, prev="ab" * 32, entry=entry)
+    assert record_bytes_from(entry.model_dump(mode="json"), seq=41, prev="ab" * 32) == \
+        record_bytes(record)
