@@ -15,7 +15,9 @@ per-artifact problem (a tampered artifact must not hide the good ones next to it
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from controller.registry.auth import Credential
 from controller.registry.client import RegistryClient, parse_image_manifest
@@ -38,6 +40,7 @@ from controller.signatures.formats import (
 )
 
 BUNDLE_PREDICATE_ANNOTATION = "dev.sigstore.bundle.predicateType"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,18 +67,29 @@ class Collected:
 
 
 class _Budget:
-    """Counts artifacts across all formats against `max_signatures`."""
+    """Counts artifacts across all formats against `max_signatures`, and their declared bytes
+    against `max_blob_bytes`: one image's signatures together may not exceed one blob's limit, so
+    memory per verification stays bounded however the registry spreads its answer."""
 
-    def __init__(self, registry: str, limit: int) -> None:
+    def __init__(self, registry: str, limit: int, byte_limit: int) -> None:
         self.registry = registry
         self.limit = limit
         self.used = 0
+        self.byte_limit = byte_limit
+        self.bytes = 0
 
     def take(self, count: int, where: str) -> None:
         self.used += count
         if self.used > self.limit:
             raise RegistryLimitExceeded(
                 self.registry, f"more than {self.limit} signature artifacts ({where})")
+
+    def take_bytes(self, size: int, where: str) -> None:
+        # The client reads exactly the descriptor's size or fails, so declared sizes bound reads.
+        self.bytes += size
+        if self.bytes > self.byte_limit:
+            raise RegistryLimitExceeded(
+                self.registry, f"signature artifacts exceed {self.byte_limit} bytes ({where})")
 
 
 async def collect(
@@ -89,7 +103,7 @@ async def collect(
     want_attestations: bool,
 ) -> Collected:
     """Fetch the image manifest and every signature (and attestation) artifact for `digest`."""
-    budget = _Budget(registry, client.settings.max_signatures)
+    budget = _Budget(registry, client.settings.max_signatures, client.settings.max_blob_bytes)
     tag = digest.replace(":", "-", 1)
 
     async def image() -> str:
@@ -106,9 +120,10 @@ async def collect(
         parsed = parse_image_manifest(registry, manifest)
         layers = [d for d in parsed.layers if d.media_type == layer_type]
         budget.take(len(layers), f"{tag}.{suffix}")
-        return list(await asyncio.gather(*(
-            _blob(client, registry, repository, d, fmt, deadline=deadline, credential=credential)
-            for d in layers)))
+        return await _all([
+            _blob(client, registry, repository, d, fmt, budget, deadline=deadline,
+                  credential=credential)
+            for d in layers])
 
     async def bundles() -> list[RawArtifact]:
         referrers = await client.referrers(
@@ -118,18 +133,44 @@ async def collect(
         # artifactType; the count limit bounds the work.
         candidates = [d for d in referrers if d.media_type == OCI_MANIFEST]
         budget.take(len(candidates), "referrers")
-        found = await asyncio.gather(*(
-            _bundle(client, registry, repository, d, want_attestations,
+        found = await _all([
+            _bundle(client, registry, repository, d, want_attestations, budget,
                     deadline=deadline, credential=credential)
-            for d in candidates))
+            for d in candidates])
         return [a for a in found if a is not None]
 
     async def attestations() -> list[RawArtifact]:
         return await legacy("att", DSSE_LAYER, "legacy-att") if want_attestations else []
 
-    media_type, sigs, found, atts = await asyncio.gather(
-        image(), legacy("sig", SIMPLESIGNING, "legacy-sig"), bundles(), attestations())
-    return Collected(media_type=media_type, artifacts=(*sigs, *found, *atts))
+    try:
+        async with asyncio.TaskGroup() as group:
+            media_type = group.create_task(image())
+            sigs = group.create_task(legacy("sig", SIMPLESIGNING, "legacy-sig"))
+            found = group.create_task(bundles())
+            atts = group.create_task(attestations())
+    except BaseExceptionGroup as exc:
+        raise _first(exc) from None
+    return Collected(media_type=media_type.result(),
+                     artifacts=(*sigs.result(), *found.result(), *atts.result()))
+
+
+async def _all(jobs: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run `jobs` concurrently; the first failure cancels the others (no orphaned fetches keep
+    a hostile registry's connections busy after the verdict) and is raised as itself."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(job) for job in jobs]
+    except BaseExceptionGroup as exc:
+        raise _first(exc) from None
+    return [t.result() for t in tasks]
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real exception in a (possibly nested) exception group."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 async def _blob(
@@ -138,11 +179,13 @@ async def _blob(
     repository: str,
     descriptor: Descriptor,
     fmt: Format,
+    budget: _Budget,
     *,
     deadline: Deadline,
     credential: Credential | None,
 ) -> RawArtifact:
     signature = descriptor.annotations.get(SIGNATURE_ANNOTATION, "")
+    budget.take_bytes(descriptor.size, descriptor.digest)
     try:
         data = await client.get_blob(
             registry, repository, descriptor, deadline=deadline, credential=credential)
@@ -157,6 +200,7 @@ async def _bundle(
     repository: str,
     descriptor: Descriptor,
     want_attestations: bool,
+    budget: _Budget,
     *,
     deadline: Deadline,
     credential: Credential | None,
@@ -179,8 +223,8 @@ async def _bundle(
     if len(layers) != 1:
         return RawArtifact("bundle", manifest.digest,
                            problem=f"bundle artifact has {len(layers)} bundle layers, not 1")
-    return await _blob(client, registry, repository, layers[0], "bundle", deadline=deadline,
-                       credential=credential)
+    return await _blob(client, registry, repository, layers[0], "bundle", budget,
+                       deadline=deadline, credential=credential)
 
 
 __all__ = ["Collected", "RawArtifact", "RegistryError", "collect"]

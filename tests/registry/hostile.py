@@ -31,6 +31,15 @@ DEEP_SIG_MANIFEST = json.dumps({
     "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
                 "size": len(DEEP), "digest": DEEP_DIGEST,
                 "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQ=="}}]}).encode()
+BIG_SIGS_MANIFEST = json.dumps({
+    "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 2,
+               "digest": "sha256:" + "0" * 64},
+    "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+                "size": 1024 * 1024, "digest": "sha256:" + f"{i:064x}",
+                "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQ=="}}
+               for i in range(40)]}).encode()
+"""40 signatures of 1 MiB each: every one under the blob limit, together far above it."""
 USER, PASSWORD, TOKEN = "robot", "s3cret", "tok-123"
 """Credentials the `auth-*` repositories accept."""
 
@@ -116,6 +125,8 @@ class HostileRegistry:
             return web.Response(status=200, body=DEEP_SIG_MANIFEST, content_type=OCI_MANIFEST)
         if mode == "deep-payload" and rest.endswith(f"blobs/{DEEP_DIGEST}"):
             return web.Response(status=200, body=DEEP)
+        if mode == "big-sigs" and rest.endswith(f"manifests/{TAG}.sig"):
+            return web.Response(status=200, body=BIG_SIGS_MANIFEST, content_type=OCI_MANIFEST)
         if mode == "drip":
             return await self._drip(request)
         return web.Response(status=404)

@@ -74,6 +74,7 @@ CASES = [
     ("error", "HTTP 503"),
     ("malformed", "not valid JSON"),
     ("deep-manifest", "not valid JSON"),
+    ("big-sigs", "signature artifacts exceed 8388608 bytes"),
 ]
 
 
