@@ -1,5 +1,7 @@
 """Where the provenance values come from: the CI system's environment, then git, then flags.
 
+Precedence, lowest first: git, the CI system's variables, `PROVENANCE_*` variables, flags.
+
 Each CI system is detected by the variable it documents as its marker (`GITHUB_ACTIONS=true`,
 `GITLAB_CI=true`, `JENKINS_URL`, `TF_BUILD=True`) and read through its own documented variable
 names. Without a CI system, a plain git checkout gives the commit and the branch. Flags override
@@ -263,6 +265,10 @@ def collect(
     if info.build_timestamp is None:
         info = dataclasses.replace(info, build_timestamp=rfc3339(now))
     info = dataclasses.replace(info, build_id=_qualified_build_id(info))
+    # `PROVENANCE_*` variables (what `--print-env` prints) override detection, so that values
+    # exported once in a job (`eval "$(kubectl-provenance stamp --print-env)"`) are stamped
+    # unchanged later, timestamp included; flags override both.
+    info = info.overridden(**{name: _get(env, f"PROVENANCE_{name.upper()}") for name in FIELDS})
     info = info.overridden(**dict(overrides or {}))
 
     # 1. The commit: full and lower-case, or nothing is stamped at all.

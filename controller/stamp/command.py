@@ -67,7 +67,8 @@ def add_stamp_parser(subparsers: _Sub[argparse.ArgumentParser]) -> None:
                    help="docker config.json with registry credentials (default: "
                    "$DOCKER_CONFIG/config.json, else ~/.docker/config.json)")
     p.add_argument("--print-env", action="store_true",
-                   help="print the values as shell variable assignments instead of manifests")
+                   help="print the values as `export PROVENANCE_...=...` lines instead of "
+                   "manifests (for eval, or a file an image sources at start)")
     p.set_defaults(func=run_stamp)
 
 
@@ -83,7 +84,10 @@ def run_stamp(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         info = _build_info(args, required=("git-sha", *config.annotations.required))
         if args.print_env:
-            sys.stdout.write("".join(f"{k}={shlex.quote(v)}\n" for k, v in info.env().items()))
+            # `export` so that `eval "$(kubectl-provenance stamp --print-env)"` reaches child
+            # processes (later stamp runs, the predicate script), not only the shell itself.
+            sys.stdout.write("".join(f"export {k}={shlex.quote(v)}\n"
+                                     for k, v in info.env().items()))
             return 0
         if args.in_place and (not args.paths or STDIN in args.paths):
             raise StampError("--in-place needs files or directories, not stdin")

@@ -18,7 +18,8 @@ CI_MARKERS = ("GITHUB_ACTIONS", "GITLAB_CI", "TF_BUILD", "JENKINS_URL", "JENKINS
 def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
     """cwd is a clean one-commit repository; CI variables are removed. Returns (path, sha)."""
     for name in list(os.environ):
-        if name in CI_MARKERS or name.startswith(("GITHUB_", "CI_", "BUILD_", "SYSTEM_")):
+        if name in CI_MARKERS or name.startswith(
+                ("GITHUB_", "CI_", "BUILD_", "SYSTEM_", "PROVENANCE_")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.docker/config.json of the host
     repo = tmp_path / "repo"

@@ -180,3 +180,15 @@ def test_print_env_names(tmp_path: Path) -> None:
     assert env["PROVENANCE_GIT_SHA"] == SHA
     assert env["PROVENANCE_BUILD_ID"] == "12345678901"
     assert "PROVENANCE_ENVIRONMENT" not in env
+
+
+def test_provenance_variables_override_detection_and_flags_override_them(
+        tmp_path: Path) -> None:
+    printed = collect(env=GITHUB, cwd=tmp_path, now=NOW).env()
+    later = NOW + dt.timedelta(minutes=3)
+    # What `eval "$(kubectl-provenance stamp --print-env)"` leaves in the job's environment.
+    again = collect(env={**GITHUB, **printed}, cwd=tmp_path, now=later)
+    assert again.env() == printed
+    env = {**GITHUB, "PROVENANCE_ENVIRONMENT": "staging", "PROVENANCE_BUILD_ID": "x-1"}
+    info = collect(env=env, cwd=tmp_path, now=NOW, overrides={"build_id": "x-2"})
+    assert (info.environment, info.build_id) == ("staging", "x-2")

@@ -131,7 +131,7 @@ def test_print_env_can_be_sourced_by_a_shell(checkout: tuple[Path, str],
         ["sh", "-c", out + 'printf "%s|%s" "$PROVENANCE_GIT_SHA" "$PROVENANCE_DEPLOYED_BY"'],
         capture_output=True, text=True, check=True).stdout
     assert echoed == f"{sha}|Ada O'Neil"
-    assert shlex.split(out.splitlines()[0]) == [f"PROVENANCE_GIT_SHA={sha}"]
+    assert shlex.split(out.splitlines()[0]) == ["export", f"PROVENANCE_GIT_SHA={sha}"]
 
 
 def test_the_console_script_is_installed() -> None:
