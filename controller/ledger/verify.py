@@ -179,6 +179,9 @@ def verify_segments(
                     if first is not None:
                         head, seq = bytes.fromhex(first.prev), first.seq
                         report.first_seq = seq
+                        if seq > 0:
+                            # The anchoring checkpoint vouches for the head before the cut.
+                            report.heads[seq - 1] = first.prev
         if seg.number > pruned_before and records and (seg.number - 1) not in by_number \
                 and first is not None:
             # After a deleted segment (already reported), continue from what is there.
