@@ -55,6 +55,13 @@ class LedgerConfig(BaseModel):
     (no pruning). Pruning only ever cuts at a segment that starts with a signed checkpoint."""
 
     @model_validator(mode="after")
+    def _key_outside_ledger(self) -> LedgerConfig:
+        if self.checkpoint_key_namespace == self.namespace:
+            raise ValueError("checkpoint_key_namespace must differ from namespace: whoever can "
+                             "write the ledger must not be able to read the signing key")
+        return self
+
+    @model_validator(mode="after")
     def _entry_fits_segment(self) -> LedgerConfig:
         # A segment must hold its seal entry and at least one entry of the largest size.
         if self.max_entry_bytes * 2 > self.segment_max_bytes:

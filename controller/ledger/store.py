@@ -382,8 +382,13 @@ class Ledger:
         checkpoint: Checkpoint | None = None
         if tail.segment > 0:
             prev = await self.get_segment(tail.segment - 1)
-            if prev is None or not prev.sealed:
-                # Our view is stale (or the previous segment vanished): re-read everything.
+            if prev is None:
+                # Opening a segment after a deleted one would graft a new chain onto a cut one.
+                raise LedgerCorrupt(
+                    f"ledger segment {segment_name(self.config.chain, tail.segment - 1)} "
+                    "disappeared; run `ledger verify`")
+            if not prev.sealed:
+                # Our view is stale: re-read everything.
                 await self._discover()
                 return
             if self.signer is not None:
@@ -470,8 +475,13 @@ class Ledger:
     def _absorb(self, seg: Segment) -> None:
         """Take in a segment read from the API server: index its keys and move the tail."""
         tail = self._tail
-        same = tail is not None and tail.exists and tail.segment == seg.number \
-            and tail.uid == seg.uid
+        if tail is not None and tail.exists and tail.segment == seg.number \
+                and tail.uid != seg.uid:
+            # We never delete a segment we append to; someone else did and recreated it.
+            self._tail = None
+            raise LedgerCorrupt(f"ledger segment {seg.name} was deleted and recreated; "
+                                "run `ledger verify`")
+        same = tail is not None and tail.exists and tail.segment == seg.number
         if tail is not None and seg.number < tail.segment:
             return
         entries = seg.entries()

@@ -124,3 +124,20 @@ async def test_checkpoint_is_logged_and_published(
     # The key lives in a Secret outside the ledger namespace and loads back identically.
     again = await load_signer(kube_api, ledger_config)
     assert again.verifier.key_id == signer.verifier.key_id
+
+
+async def test_a_writer_refuses_a_recreated_open_segment(
+        kube_api: KubeApi, ledger: Ledger, ledger_config: LedgerConfig) -> None:
+    from controller.ledger.errors import LedgerUnavailable
+
+    await ledger.append(admission_entry("one"))
+    await ledger.append(admission_entry("two"))
+    path = configmaps_path(ledger_config.namespace, f"{ledger_config.chain}-00000000")
+    original = await kube_api.request("GET", path)
+    await kube_api.request("DELETE", path)
+    await kube_api.request("POST", configmaps_path(ledger_config.namespace), body={
+        "apiVersion": "v1", "kind": "ConfigMap", "data": original["data"],
+        "metadata": {"name": original["metadata"]["name"],
+                     "labels": original["metadata"]["labels"]}})
+    with pytest.raises(LedgerUnavailable, match="deleted and recreated"):
+        await ledger.append(admission_entry("three"))
