@@ -30,7 +30,7 @@ from controller.review import DeploymentRequest, request_from_manifest
 from controller.signatures import ImageVerifier, KeyLoadError, SignatureConfig
 from controller.stamp.errors import StampError
 from controller.stamp.manifests import Manifest, read_manifests
-from controller.stamp.stamping import is_deployment
+from controller.stamp.stamping import deployments
 
 AUTHENTICATED_GROUP = "system:authenticated"
 """The API server adds this group to every authenticated user; the offline request does too."""
@@ -106,19 +106,17 @@ def _judge(
     judged: list[_Judged] = []
     for manifest in manifests:
         for document in manifest.documents:
-            data = document.load_plain()
-            if not is_deployment(data):
-                continue
-            user = username if username is not None else _claimed_actor(data, config)
-            try:
-                request = request_from_manifest(
-                    data, username=user, groups=all_groups, namespace=namespace)
-            except ReviewError as exc:
-                raise document.error(f"not a valid Deployment: {exc}") from exc
-            judged.append(_Judged(Verdict(
-                source=document.source, document=document.index, line=document.line,
-                name=request.name, namespace=request.namespace, username=user,
-                decision=evaluate(request, config, now=now)), request))
+            for data in deployments(document.load_plain()):
+                user = username if username is not None else _claimed_actor(data, config)
+                try:
+                    request = request_from_manifest(
+                        data, username=user, groups=all_groups, namespace=namespace)
+                except ReviewError as exc:
+                    raise document.error(f"not a valid Deployment: {exc}") from exc
+                judged.append(_Judged(Verdict(
+                    source=document.source, document=document.index, line=document.line,
+                    name=request.name, namespace=request.namespace, username=user,
+                    decision=evaluate(request, config, now=now)), request))
     return judged
 
 

@@ -239,3 +239,17 @@ def test_signatures_are_verified_through_the_real_registry(
 
 def test_the_table_config_is_valid() -> None:
     assert load_config(CONFIG).environments["production"].groups == ("deployers",)
+
+
+def test_the_items_of_a_kubectl_list_are_judged(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    listing = {"apiVersion": "v1", "kind": "List", "items": [
+        GOOD.manifest, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}},
+        BAD.manifest]}
+    code, out, _ = check([*as_args(BAD), "-o", "json", write(tmp_path, yaml.safe_dump(listing))],
+                         capsys)
+    assert code == 1
+    assert [(d["name"], d["allowed"]) for d in json.loads(out)["deployments"]] == [
+        (GOOD.name, True), (BAD.name, False)]

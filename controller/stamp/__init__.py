@@ -9,7 +9,7 @@ Public surface: `collect` and `detect_ci` (where the values come from), `read_ma
 from controller.stamp.ci import BuildInfo, collect, detect_ci, read_git
 from controller.stamp.errors import BuildInfoError, ManifestError, PinError, StampError
 from controller.stamp.manifests import Document, Manifest, read_manifests, split_documents
-from controller.stamp.stamping import image_slots, is_deployment, stamp_document
+from controller.stamp.stamping import deployments, image_slots, is_deployment, stamp_document
 
 __all__ = [
     "BuildInfo",
@@ -20,6 +20,7 @@ __all__ = [
     "PinError",
     "StampError",
     "collect",
+    "deployments",
     "detect_ci",
     "image_slots",
     "is_deployment",

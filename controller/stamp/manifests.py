@@ -77,7 +77,8 @@ class Document:
     source: str
     """The file it was read from, or `<stdin>`."""
     index: int
-    """1-based position in its file, counting every `---`-separated document."""
+    """1-based position in its file, counting only documents with content (0 for a piece that
+    holds only comments or nothing)."""
     line: int
     """1-based line of the file where the document's content starts."""
     header: str
@@ -106,7 +107,8 @@ class Document:
             return None
         y = _round_trip_yaml()
         try:
-            self.data = y.load(self.body)
+            # Comments keep their raw line breaks; LF everywhere makes CRLF files round-trip.
+            self.data = y.load(self.body.replace("\r\n", "\n"))
         except YAMLError as exc:
             raise self._yaml_error(exc) from exc
         return self.data
@@ -130,6 +132,9 @@ class Document:
         dumped = _dump(_round_trip_yaml(self._stable_style()), self.data)
         if not self.body.endswith("\n"):
             dumped = dumped.rstrip("\n")
+        if "\r\n" in self.body:
+            # The parser reads CRLF as LF; a Windows checkout keeps its line endings.
+            dumped = dumped.replace("\n", "\r\n")
         return self.header + dumped
 
     def _stable_style(self) -> _Style:
@@ -141,7 +146,8 @@ class Document:
             for candidate in candidates:
                 y = _round_trip_yaml(candidate)
                 try:
-                    if _dump(y, y.load(self.body)) == self.body:
+                    lf = self.body.replace("\r\n", "\n")
+                    if _dump(y, y.load(lf)) == lf:
                         self._style = candidate
                         break
                 except YAMLError:  # pragma: no cover - the body parsed once already

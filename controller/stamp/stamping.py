@@ -34,6 +34,17 @@ def is_deployment(data: Any) -> bool:
             and data["apiVersion"].startswith(DEPLOYMENT_API_GROUPS))
 
 
+def deployments(data: Any) -> list[Any]:
+    """The Deployments a parsed document holds: itself, or the items of a `kind: List`
+    (what `kubectl get -o yaml` prints)."""
+    if is_deployment(data):
+        return [data]
+    if isinstance(data, dict) and data.get("kind") == "List" and isinstance(
+            data.get("items"), list):
+        return [item for item in data["items"] if is_deployment(item)]
+    return []
+
+
 def _mapping(parent: CommentedMap, key: str, *, after: tuple[str, ...] = ()) -> CommentedMap:
     """`parent[key]`, created (at a natural position) when absent or null."""
     value = parent.get(key)
@@ -56,7 +67,7 @@ class StampResult:
 
     document: Document
     deployment: bool
-    """False for every other kind, which is passed through unchanged."""
+    """Whether the document holds a Deployment; every other kind passes through unchanged."""
     changed: bool
 
 
@@ -93,14 +104,22 @@ def stamp_document(
     annotations: AnnotationConfig,
     keep_timestamp: bool = True,
 ) -> StampResult:
-    """Write `values` (short annotation name → value) onto a Deployment document.
+    """Write `values` (short annotation name → value) onto every Deployment of a document.
 
     `document` must have been parsed. With `keep_timestamp`, a build-timestamp already present
     for the same git-sha and build-id is kept rather than replaced by a new one.
     """
-    data = document.data
-    if not is_deployment(data):
-        return StampResult(document, deployment=False, changed=False)
+    found = deployments(document.data)
+    changed = False
+    for data in found:
+        changed = _stamp_one(data, values, annotations=annotations,
+                             keep_timestamp=keep_timestamp) or changed
+    document.changed = document.changed or changed
+    return StampResult(document, deployment=bool(found), changed=changed)
+
+
+def _stamp_one(data: CommentedMap, values: Mapping[str, str], *,
+               annotations: AnnotationConfig, keep_timestamp: bool) -> bool:
     keyed = {annotations.key(name): value for name, value in values.items()}
     stamp_key = annotations.key("build-timestamp")
     if keep_timestamp and stamp_key in keyed:
@@ -114,9 +133,7 @@ def stamp_document(
     template = _mapping(spec, "template")
     template_metadata = _mapping(template, "metadata")
     changed = _set_annotations(metadata, keyed)
-    changed = _set_annotations(template_metadata, keyed) or changed
-    document.changed = document.changed or changed
-    return StampResult(document, deployment=True, changed=changed)
+    return _set_annotations(template_metadata, keyed) or changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,18 +164,16 @@ class ImageSlot:
 
 
 def image_slots(document: Document) -> Iterator[ImageSlot]:
-    """Every image of a Deployment document's pod template."""
-    data = document.data
-    if not is_deployment(data):
-        return
-    spec = data.get("spec")
-    template = spec.get("template") if isinstance(spec, dict) else None
-    pod = template.get("spec") if isinstance(template, dict) else None
-    if not isinstance(pod, dict):
-        return
-    for kind in CONTAINER_LISTS:
-        containers = pod.get(kind)
-        if isinstance(containers, list | CommentedSeq):
-            for container in containers:
-                if isinstance(container, dict) and isinstance(container.get("image"), str):
-                    yield ImageSlot(document, kind, container)  # type: ignore[arg-type]
+    """Every image of every Deployment's pod template in a document."""
+    for data in deployments(document.data):
+        spec = data.get("spec")
+        template = spec.get("template") if isinstance(spec, dict) else None
+        pod = template.get("spec") if isinstance(template, dict) else None
+        if not isinstance(pod, dict):
+            continue
+        for kind in CONTAINER_LISTS:
+            containers = pod.get(kind)
+            if isinstance(containers, list | CommentedSeq):
+                for container in containers:
+                    if isinstance(container, dict) and isinstance(container.get("image"), str):
+                        yield ImageSlot(document, kind, container)  # type: ignore[arg-type]

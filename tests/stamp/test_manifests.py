@@ -138,3 +138,13 @@ def test_write_in_place_keeps_the_mode(tmp_path: Path) -> None:
     assert path.read_text() == "a: 2\n"
     assert path.stat().st_mode & 0o777 == 0o640
     assert [p.name for p in tmp_path.iterdir()] == ["m.yaml"]
+
+
+def test_a_windows_checkout_keeps_crlf_line_endings() -> None:
+    text = "a:\r\n  b: 1   # note\r\nc:\r\n  - x\r\n"
+    doc = split_documents(text, source="x")[0]
+    doc.parse()
+    doc.changed = True
+    assert doc.render() == text
+    doc.data["d"] = 2
+    assert doc.render() == text + "d: 2\r\n"

@@ -157,3 +157,18 @@ def test_image_slots_cover_init_containers_and_keep_quoting() -> None:
         ("initContainer migrate", "busybox:1.36"), ("container nginx", "nginx:1.25")]
     slots[1].replace("docker.io/library/nginx@sha256:" + "a" * 64)
     assert f'image: "docker.io/library/nginx@sha256:{"a" * 64}"' in doc.render()
+
+
+def test_the_deployments_of_a_kubectl_list_are_stamped() -> None:
+    # What `kubectl get deploy,svc -o yaml` prints.
+    deployment = KUBECTL_STYLE.split("---\n")[0]
+    items = "".join("- " + "\n  ".join(doc.rstrip("\n").splitlines()) + "\n"
+                    for doc in (deployment, KUBECTL_STYLE.split("---\n")[1]))
+    text = f"apiVersion: v1\nkind: List\nitems:\n{items}metadata:\n  resourceVersion: \"\"\n"
+    out, changes = stamped(text)
+    assert changes == [True]
+    data = split_documents(out, source="t")[0].load_plain()
+    stamped_deployment, service = data["items"]
+    assert stamped_deployment["metadata"]["annotations"]["provenance.dev/git-sha"] == SHA
+    assert "annotations" not in service["metadata"]
+    assert stamped(out) == (out, [False])
