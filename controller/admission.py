@@ -10,8 +10,8 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from controller.config import Config
 from controller.policy.engine import evaluate
@@ -21,16 +21,28 @@ from controller.review import DeploymentRequest
 logger = logging.getLogger("provenance.admission")
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What the pipeline knows about one request so far."""
+
+    decision: Decision
+    """The verdict so far; later stages may add violations or notes."""
+    evidence: tuple[Any, ...] = field(default=())
+    """Per-image verification evidence (`controller.signatures.ImageEvidence`) for the ledger."""
+    recorded_seq: int | None = None
+    """The ledger sequence number of this admission, once it is durable."""
+
+
 class Stage(Protocol):
     """A later pipeline stage (signature verification, ledger append).
 
-    `run` receives the decision so far and returns the decision to continue with. It must finish
+    `run` receives the outcome so far and returns the outcome to continue with. It must finish
     before `deadline` (a `time.monotonic()` value) and must fail closed: a stage that cannot decide
     adds a violation rather than letting the request through.
     """
 
-    async def run(self, request: DeploymentRequest, decision: Decision, *,
-                  deadline: float) -> Decision: ...
+    async def run(self, request: DeploymentRequest, outcome: Outcome, *,
+                  deadline: float) -> Outcome: ...
 
 
 @dataclass
@@ -45,20 +57,20 @@ class Admission:
     server hears our denial rather than its own timeout."""
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
 
-    async def review(self, request: DeploymentRequest) -> Decision:
-        """The decision for `request`, never raising: an internal failure is a denial."""
+    async def review(self, request: DeploymentRequest) -> Outcome:
+        """The outcome for `request`, never raising: an internal failure is a denial."""
         deadline = time.monotonic() + self.budget_seconds
         try:
-            decision = evaluate(request, self.config, now=self.clock())
-            if decision.exempt_reason:
-                return decision
+            outcome = Outcome(evaluate(request, self.config, now=self.clock()))
+            if outcome.decision.exempt_reason:
+                return outcome
             for stage in self.stages:
-                decision = await stage.run(request, decision, deadline=deadline)
-            return decision
+                outcome = await stage.run(request, outcome, deadline=deadline)
+            return outcome
         except Exception:
             # Fail closed, even in audit mode: we could not say what was admitted.
             logger.exception("admission review failed", extra={"admission_uid": request.uid})
-            return Decision(violations=(Violation(
+            return Outcome(Decision(violations=(Violation(
                 Reason.INTERNAL_ERROR, "the controller could not evaluate this Deployment",
                 "retry; if it persists, read the controller's log for this request uid",
-                request.uid),), enforce=True)
+                request.uid),), enforce=True))

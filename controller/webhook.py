@@ -81,7 +81,7 @@ def register(registry: kopf.OperatorRegistry, admission: Admission) -> None:
         side_effects=True, registry=registry)
     async def validate(warnings: list[str], **_: Any) -> None:
         request = _current.get()
-        decision = await admission.review(request)
+        decision = (await admission.review(request)).decision
         warnings.extend(decision.warnings())
         logger.info(
             "admission %s %s/%s: %s", request.operation, request.namespace, request.name,

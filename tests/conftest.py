@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures.cluster",
     "tests.fixtures.controller",
+    "tests.fixtures.registry",
 ]

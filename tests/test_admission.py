@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from controller.admission import Admission
+from controller.admission import Admission, Outcome
 from controller.config import Config, parse_config
-from controller.policy.violations import Decision, Reason, Violation
+from controller.policy.violations import Reason, Violation
 from controller.review import DeploymentRequest, parse_review
 from tests.builders import deployment, review
 
@@ -17,12 +17,12 @@ class Recorder:
         self.extra = extra
         self.fail = fail
 
-    async def run(self, request: DeploymentRequest, decision: Decision, *,
-                  deadline: float) -> Decision:
+    async def run(self, request: DeploymentRequest, outcome: Outcome, *,
+                  deadline: float) -> Outcome:
         self.calls.append((request.uid, deadline))
         if self.fail:
             raise RuntimeError("registry exploded")
-        return decision.with_violations([self.extra] if self.extra else [])
+        return Outcome(outcome.decision.with_violations([self.extra] if self.extra else []))
 
 
 async def test_stages_run_after_the_checks_with_a_deadline() -> None:
@@ -31,7 +31,7 @@ async def test_stages_run_after_the_checks_with_a_deadline() -> None:
     admission = Admission(Config(), stages=(first, second), budget_seconds=3)
     request = parse_review(review(deployment()))
     before = time.monotonic()
-    decision = await admission.review(request)
+    decision = (await admission.review(request)).decision
     assert [v.reason for v in decision.violations] == [Reason.SIGNATURE_MISSING]
     assert first.calls[0][0] == request.uid
     assert before + 2.5 < first.calls[0][1] <= time.monotonic() + 3
@@ -47,6 +47,6 @@ async def test_exempt_requests_skip_the_stages() -> None:
 
 async def test_a_failing_stage_denies_even_in_audit_mode() -> None:
     admission = Admission(parse_config("mode: audit"), stages=(Recorder(fail=True),))
-    decision = await admission.review(parse_review(review(deployment())))
+    decision = (await admission.review(parse_review(review(deployment())))).decision
     assert not decision.allowed
     assert [v.reason for v in decision.violations] == [Reason.INTERNAL_ERROR]
