@@ -18,7 +18,7 @@ from pathlib import Path
 
 from controller import __version__
 from controller.config import CONFIG_ENV, load_config
-from controller.errors import ConfigError
+from controller.errors import ConfigError, ProvenanceError
 
 
 def _operator_parser() -> argparse.ArgumentParser:
@@ -55,16 +55,19 @@ def operator_main(argv: Sequence[str] | None = None) -> int:
     if args.kubeconfig:
         # kopf's login reads the kubeconfig through the kubernetes client, which honours this.
         os.environ["KUBECONFIG"] = args.kubeconfig
-    from controller.admission import Admission
     from controller.webhook import ServerOptions, run_operator
 
     options = ServerOptions(
         host=args.webhook_host, port=args.webhook_port, cert_file=args.tls_cert,
         key_file=args.tls_key, health_port=args.health_port)
-    admission = Admission(config)
     # Ctrl-C in a terminal is a normal way to stop; kopf handles SIGTERM itself.
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_operator(admission, options))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_operator(config, options, kubeconfig=args.kubeconfig))
+    except ProvenanceError as exc:
+        # Keys that do not load, an unreachable API server at start-up: stop with the reason.
+        print(f"provenance-controller: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

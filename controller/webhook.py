@@ -20,8 +20,10 @@ import aiohttp.web
 import kopf
 
 from controller.admission import Admission
+from controller.config import Config
 from controller.errors import ReviewError
 from controller.review import DeploymentRequest, parse_review
+from controller.runtime import Runtime
 
 logger = logging.getLogger("provenance.webhook")
 
@@ -117,10 +119,12 @@ def _health_app(ready: Callable[[], bool]) -> aiohttp.web.Application:
     return app
 
 
-async def run_operator(admission: Admission, options: ServerOptions) -> None:
+async def run_operator(config: Config, options: ServerOptions, *,
+                       kubeconfig: str | None) -> None:
     """Run kopf with our handler and server until cancelled or signalled."""
+    runtime = await Runtime.build(config, kubeconfig=kubeconfig)
     registry = kopf.OperatorRegistry()
-    register(registry, admission)
+    register(registry, runtime.admission)
     ready = asyncio.Event()
 
     # A registry of our own has none of kopf's default login handlers; credentials come from the
@@ -142,3 +146,4 @@ async def run_operator(admission: Admission, options: ServerOptions) -> None:
         await kopf.operator(registry=registry, clusterwide=True, standalone=True)
     finally:
         await runner.cleanup()
+        await runtime.close()
