@@ -220,8 +220,12 @@ def test_configuration_is_valid_for_the_controller(
         if name not in Config.model_fields:
             sections[name] = data.pop(name)
     config = parse_config(yaml.safe_dump(data), source="rendered ConfigMap")
-    signatures = SignatureConfig.model_validate(sections.get("signatures", {}))
-    ledger = LedgerConfig.model_validate(sections.get("ledger", {}), strict=False)
+    signatures = (SignatureConfig.model_validate(sections["signatures"])
+                  if "signatures" in sections else getattr(config, "signatures"))  # noqa: B009
+    ledger = (LedgerConfig.model_validate(sections["ledger"], strict=False)
+              if "ledger" in sections else getattr(config, "ledger"))  # noqa: B009
+    assert isinstance(signatures, SignatureConfig)
+    assert isinstance(ledger, LedgerConfig)
     assert config.mode == values["config"]["mode"]
     assert config.annotations.prefix == values["config"]["annotations"]["prefix"]
     vwc = find(docs, "ValidatingWebhookConfiguration")
