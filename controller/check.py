@@ -21,13 +21,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from controller.admission import Outcome
 from controller.config import Config, load_config
 from controller.errors import ConfigError, ReviewError
 from controller.policy.engine import evaluate
-from controller.policy.provenance import read_claims
 from controller.policy.violations import Decision
 from controller.review import DeploymentRequest, request_from_manifest
 from controller.signatures import ImageVerifier, KeyLoadError, SignatureConfig
+from controller.stages import SignatureStage
 from controller.stamp.errors import StampError
 from controller.stamp.manifests import Manifest, read_manifests
 from controller.stamp.stamping import deployments
@@ -121,40 +122,29 @@ def _judge(
 
 
 def signature_config(config: Config) -> SignatureConfig:
-    """The configuration's `signatures` section; `StampError` when it has none or it is off."""
-    section = getattr(config, "signatures", None)
-    if not isinstance(section, SignatureConfig):
+    """The configuration's `signatures` section; `StampError` when verification is off there."""
+    if not config.signatures.enabled:
         raise StampError(
-            "--signatures: the configuration has no `signatures` section (this build's config "
-            "model does not carry one yet); run with --no-signatures")
-    if not section.enabled:
-        raise StampError("--signatures: signature verification is not enabled in the "
-                         "configuration (signatures.enabled: false)")
-    return section
+            "--signatures: signature verification is not enabled in the configuration "
+            "(signatures.enabled is false); enable it there, or run with --no-signatures")
+    return config.signatures
 
 
 async def _verify_signatures(judged: Sequence[_Judged], config: Config) -> list[Verdict]:
-    # The same inputs the webhook's verification stage passes: the claims as the policy read
-    # them, and the environment from the namespace table first, then the annotation.
+    # The webhook's own verification stage, so that the same claims, environment and rules
+    # reach the verifier as in admission.
     verifier = ImageVerifier(signature_config(config))
+    stage = SignatureStage(verifier, config)
     out: list[Verdict] = []
     try:
         for item in judged:
-            verdict, request = item.verdict, item.request
+            verdict = item.verdict
             if verdict.decision.exempt_reason:
                 out.append(verdict)
                 continue
-            claims = read_claims(request, config.annotations)
-            environment = (config.environment_for_namespace(request.namespace)
-                           or claims.get("environment"))
-            outcome = await verifier.verify(
-                request, git_sha=claims.get("git-sha"), build_id=claims.get("build-id"),
-                pipeline_url=claims.get("pipeline-url"), environment=environment,
-                deadline=time.monotonic() + SIGNATURE_BUDGET_SECONDS)
-            decision = verdict.decision.with_violations(outcome.violations)
-            if outcome.notes:
-                decision = dataclasses.replace(decision, notes=decision.notes + outcome.notes)
-            out.append(dataclasses.replace(verdict, decision=decision))
+            outcome = await stage.run(item.request, Outcome(verdict.decision),
+                                      deadline=time.monotonic() + SIGNATURE_BUDGET_SECONDS)
+            out.append(dataclasses.replace(verdict, decision=outcome.decision))
     finally:
         await verifier.close()
     return out

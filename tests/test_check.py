@@ -11,11 +11,10 @@ import pytest
 
 from controller.check import check_manifests
 from controller.cli import main
-from controller.config import Config, load_config
-from controller.signatures import SignatureConfig
+from controller.config import load_config
 from controller.stamp.manifests import read_manifests
 from tests.cases import CONFIG, Case, load_cases
-from tests.fixtures.registry import DEMO_REPOSITORY, start_registry, stop_registry
+from tests.fixtures.registry import DEMO_REPOSITORY, RegistryServer
 
 CASES = load_cases()
 GOOD = next(c for c in CASES if c.name == "compliant")
@@ -192,49 +191,48 @@ def test_stamped_manifests_pass_where_unstamped_ones_fail(
     assert check(["--as", "alice", path], capsys)[0] == 0
 
 
-def test_signatures_need_a_configured_verifier(tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_signatures_need_verification_enabled_in_the_configuration(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = check(["--signatures", "--as", "alice", write(tmp_path, GOOD.text)], capsys)
     assert (code, out) == (2, "")
-    assert "--signatures" in err and "--no-signatures" in err
-
-
-class _ConfigWithSignatures(Config):
-    """The configuration as it will be once the lead adds the `signatures` section."""
-
-    signatures: SignatureConfig = SignatureConfig()
+    assert "signatures.enabled is false" in err and "--no-signatures" in err
 
 
 @pytest.mark.registry
 def test_signatures_are_verified_through_the_real_registry(
-        tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+        tmp_path: Path, registry: RegistryServer, cosign_registry: dict[str, str],
+        capsys: pytest.CaptureFixture[str]) -> None:
     data = Path(__file__).resolve().parent / "data" / "cosign"
-    server = start_registry(tmp_path_factory.mktemp("check-registry"))
-    try:
-        tags = server.load_layout(DEMO_REPOSITORY)
-        config = _ConfigWithSignatures(signatures=SignatureConfig(
-            enabled=True, keys=({"name": "release", "path": str(data / "cosign.pub")},),
-            registry={"insecure_registries": (server.host,)}))
-        texts = []
-        for tag in ("v1", "v4", "v5"):
-            manifest: dict[str, Any] = json.loads(json.dumps(GOOD.manifest))
-            manifest["metadata"]["name"] = f"app-{tag}"
-            manifest["spec"]["template"]["spec"]["containers"][0]["image"] = (
-                f"{server.host}/{DEMO_REPOSITORY}@{tags[tag]}")
-            texts.append(json.dumps(manifest))
-        path = write(tmp_path, "\n---\n".join(texts))
-        verdicts = check_manifests(
-            read_manifests([path]), config=config, username="alice",
-            now=dt.datetime.now(dt.UTC), signatures=True)
-        got = {v.name: [str(x.reason) for x in v.decision.violations] for v in verdicts}
-        assert got == {"app-v1": [], "app-v4": ["SignatureUntrusted"],
-                       "app-v5": ["SignatureMissing"]}
-        # The same configuration without --signatures judges policy only.
-        plain = check_manifests(read_manifests([path]), config=config, username="alice",
-                                now=dt.datetime.now(dt.UTC))
-        assert all(v.decision.allowed for v in plain)
-    finally:
-        stop_registry(server)
+    config = write(tmp_path, f"""\
+signatures:
+  enabled: true
+  keys:
+    - name: release
+      path: {data / "cosign.pub"}
+  registry:
+    insecure_registries: ["{registry.host}"]
+""", name="config.yaml")
+    texts = []
+    for tag in ("v1", "v3", "v4", "v5"):
+        manifest: dict[str, Any] = json.loads(json.dumps(GOOD.manifest))
+        manifest["metadata"]["name"] = f"app-{tag}"
+        manifest["spec"]["template"]["spec"]["containers"][0]["image"] = (
+            f"{registry.host}/{DEMO_REPOSITORY}@{cosign_registry[tag]}")
+        texts.append(json.dumps(manifest))
+    path = write(tmp_path, "\n---\n".join(texts))
+    code, out, err = check(["--config", config, "--signatures", "--as", "alice", "-o", "json",
+                            path], capsys)
+    assert code == 1, err
+    got = {d["name"]: [v["reason"] for v in d["violations"]]
+           for d in json.loads(out)["deployments"]}
+    assert got == {"app-v1": [], "app-v3": [], "app-v4": ["SignatureUntrusted"],
+                   "app-v5": ["SignatureMissing"]}
+    # The same configuration without --signatures judges the policy only.
+    code, _, _ = check(["--config", config, "--as", "alice", path], capsys)
+    assert code == 0
+    verdicts = check_manifests(read_manifests([path]), config=load_config(config),
+                               username="alice", now=dt.datetime.now(dt.UTC))
+    assert all(v.decision.allowed for v in verdicts)
 
 
 def test_the_table_config_is_valid() -> None:

@@ -29,7 +29,7 @@ from controller.stamp.manifests import (
     write_in_place,
 )
 from controller.stamp.pin import docker_credentials, pin_slots
-from controller.stamp.stamping import image_slots, stamp_document
+from controller.stamp.stamping import deployments, image_slots, stamp_document
 
 _Sub = argparse._SubParsersAction  # the type argparse gives no public name
 
@@ -93,7 +93,10 @@ def run_stamp(args: argparse.Namespace) -> int:
             raise StampError("--in-place needs files or directories, not stdin")
         manifests = read_manifests(args.paths, recursive=args.recursive)
         for document in iter_documents(manifests):
-            document.parse()
+            # Every document is checked to be YAML (libyaml, fast); only those holding a
+            # Deployment get the slower round-trip parse that editing needs.
+            if deployments(document.load_plain()):
+                document.parse()
         if args.pin_digests:
             slots = [s for d in iter_documents(manifests) for s in image_slots(d)]
             settings = RegistrySettings(insecure_registries=tuple(args.insecure_registry))

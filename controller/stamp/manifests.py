@@ -41,6 +41,8 @@ _BARE_MARKER = re.compile(r"---[ \t]*(?:#.*)?")
 _INDENT_CANDIDATES = ((2, 2, 0), (2, 4, 2), (4, 4, 2), (4, 4, 0), (2, 3, 1), (3, 3, 0),
                       (4, 6, 2), (4, 2, 0))
 """(mapping, sequence, offset) settings tried, in order, until one reproduces the document."""
+_FAST_SAFE_LOADER = getattr(pyyaml, "CSafeLoader", pyyaml.SafeLoader)
+"""libyaml's safe loader when PyYAML was built with it: the same schema, many times faster."""
 _WIDTH = 1 << 16
 """Never fold long lines: folding would change bytes nobody asked to change."""
 
@@ -108,7 +110,7 @@ class Document:
         y = _round_trip_yaml()
         try:
             # Comments keep their raw line breaks; LF everywhere makes CRLF files round-trip.
-            self.data = y.load(self.body.replace("\r\n", "\n"))
+            self.data = y.load(self._lf_body)
         except YAMLError as exc:
             raise self._yaml_error(exc) from exc
         return self.data
@@ -118,7 +120,7 @@ class Document:
         if not self.body.strip():
             return None
         try:
-            return _plain(pyyaml.safe_load(self.body))
+            return _plain(pyyaml.load(self.body, Loader=_FAST_SAFE_LOADER))  # noqa: S506
         except pyyaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = self.line + mark.line if mark is not None else self.line
@@ -137,22 +139,32 @@ class Document:
             dumped = dumped.replace("\n", "\r\n")
         return self.header + dumped
 
+    def before_edit(self) -> None:
+        """Call before the first change to `data`: settles the output style on the original."""
+        if self._style is None and self.data is not None:
+            self._style = self._find_style(self.data)
+
     def _stable_style(self) -> _Style:
-        # The first style under which an unedited round trip gives back the very same bytes is
-        # the document's own; the original is re-parsed so that the edits do not count.
         if self._style is None:
-            candidates = [(i, n) for n in _NULL_STYLES for i in _INDENT_CANDIDATES]
-            self._style = candidates[0]
-            for candidate in candidates:
-                y = _round_trip_yaml(candidate)
-                try:
-                    lf = self.body.replace("\r\n", "\n")
-                    if _dump(y, y.load(lf)) == lf:
-                        self._style = candidate
-                        break
-                except YAMLError:  # pragma: no cover - the body parsed once already
-                    break
+            # Edited without `before_edit`: re-parse the original so the edits do not count.
+            self._style = self._find_style(_round_trip_yaml().load(self._lf_body))
         return self._style
+
+    def _find_style(self, original: Any) -> _Style:
+        # The first style under which the unedited data dumps to the very same bytes is the
+        # document's own. The likely ones are tried first: one dump is the usual cost.
+        lf = self._lf_body
+        nulls = sorted(_NULL_STYLES, key=lambda n: not re.search(
+            rf":[ \t]+{re.escape(n)}[ \t]*(?:#.*)?$" if n else r":[ \t]*$", lf, re.M))
+        candidates = [(i, n) for n in nulls for i in _INDENT_CANDIDATES]
+        for candidate in candidates:
+            if _dump(_round_trip_yaml(candidate), original) == lf:
+                return candidate
+        return candidates[0]
+
+    @property
+    def _lf_body(self) -> str:
+        return self.body.replace("\r\n", "\n")
 
     def _yaml_error(self, exc: YAMLError) -> ManifestError:
         line = self.line

@@ -71,10 +71,12 @@ class StampResult:
     changed: bool
 
 
-def _set_annotations(target: CommentedMap, values: Mapping[str, str]) -> bool:
+def _set_annotations(document: Document, target: CommentedMap,
+                     values: Mapping[str, str]) -> bool:
     current = target.get("annotations")
     if isinstance(current, dict) and all(current.get(k) == v for k, v in values.items()):
         return False
+    document.before_edit()
     annotations = _mapping(target, "annotations", after=_ANCHOR_KEYS)
     for key, value in values.items():
         if annotations.get(key) != value:
@@ -112,13 +114,13 @@ def stamp_document(
     found = deployments(document.data)
     changed = False
     for data in found:
-        changed = _stamp_one(data, values, annotations=annotations,
+        changed = _stamp_one(document, data, values, annotations=annotations,
                              keep_timestamp=keep_timestamp) or changed
     document.changed = document.changed or changed
     return StampResult(document, deployment=bool(found), changed=changed)
 
 
-def _stamp_one(data: CommentedMap, values: Mapping[str, str], *,
+def _stamp_one(document: Document, data: CommentedMap, values: Mapping[str, str], *,
                annotations: AnnotationConfig, keep_timestamp: bool) -> bool:
     keyed = {annotations.key(name): value for name, value in values.items()}
     stamp_key = annotations.key("build-timestamp")
@@ -128,12 +130,25 @@ def _stamp_one(data: CommentedMap, values: Mapping[str, str], *,
         previous = _existing(data, stamp_key)
         if same_build and previous:
             keyed[stamp_key] = previous
+    if all(_existing_at(meta, key) == value for meta in _metadatas(data)
+           for key, value in keyed.items()):
+        return False
+    document.before_edit()
     metadata = _mapping(data, "metadata", after=("kind",))
     spec = _mapping(data, "spec", after=("metadata",))
     template = _mapping(spec, "template")
     template_metadata = _mapping(template, "metadata")
-    changed = _set_annotations(metadata, keyed)
-    return _set_annotations(template_metadata, keyed) or changed
+    changed = _set_annotations(document, metadata, keyed)
+    return _set_annotations(document, template_metadata, keyed) or changed
+
+
+def _metadatas(data: CommentedMap) -> tuple[Any, Any]:
+    return data.get("metadata"), _template_metadata(data)
+
+
+def _existing_at(meta: Any, key: str) -> Any:
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    return annotations.get(key) if isinstance(annotations, dict) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +172,7 @@ class ImageSlot:
 
     def replace(self, image: str) -> None:
         """Rewrite the image, keeping the scalar's quoting style."""
+        self.document.before_edit()
         old = self.container.get("image")
         self.container["image"] = type(old)(image) if isinstance(old, str) and type(
             old) is not str else image

@@ -25,7 +25,7 @@ from controller.dev.controller import DevController
 from controller.dev.controlplane import LocalControlPlane
 from tests.cases import CONFIG, Case, load_cases
 from tests.fixtures.cluster import kubectl
-from tests.fixtures.registry import start_registry, stop_registry
+from tests.fixtures.registry import RegistryServer
 from tests.stamp.gitrepo import make_repo
 
 pytestmark = pytest.mark.e2e
@@ -97,13 +97,10 @@ def test_check_and_the_webhook_agree(case: Case, cluster: LocalControlPlane,
     assert (webhook_allowed, webhook_reasons) == (case.allowed, list(case.reasons))
 
 
-@pytest.fixture(scope="module")
-def registry_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = start_registry(tmp_path_factory.mktemp("pipeline-registry"))
-    try:
-        yield server.host
-    finally:
-        stop_registry(server)
+@pytest.fixture
+def registry_host(registry: RegistryServer) -> str:
+    """The session's shared registry."""
+    return registry.host
 
 
 def test_a_new_pipeline_passes_the_gate_on_its_first_apply(
@@ -119,7 +116,7 @@ def test_a_new_pipeline_passes_the_gate_on_its_first_apply(
         tar.add(tmp_path / "app.txt", arcname="app.txt")
     # build + push: the pipeline's image, by tag.
     subprocess.run([str(crane), "append", "--insecure", "-f", str(layer), "-t",
-                    f"{registry_host}/payments/api:{sha[:12]}"], check=True,
+                    f"{registry_host}/agreement/payments-api:{sha[:12]}"], check=True,
                    capture_output=True, timeout=120)
     manifest = tmp_path / "deploy.yaml"
     manifest.write_text(f"""\
@@ -143,7 +140,7 @@ spec:
     spec:
       containers:
         - name: api
-          image: {registry_host}/payments/api:{sha[:12]}
+          image: {registry_host}/agreement/payments-api:{sha[:12]}
 """)
     # The variables GitHub Actions sets; the Kubernetes user is the actor (a new user, "erin").
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GITHUB_ACTIONS": "true",
@@ -157,7 +154,7 @@ spec:
     assert stamp.returncode == 0, stamp.stderr
     text = manifest.read_text()
     assert text.startswith("# The payments API.")
-    assert f"image: {registry_host}/payments/api@sha256:" in text
+    assert f"image: {registry_host}/agreement/payments-api@sha256:" in text
     assert enforcing_controller.config_file is not None
     checked = check_cli(manifest, enforcing_controller.config_file, "erin", [TESTERS])
     assert checked.returncode == 0, checked.stdout + checked.stderr

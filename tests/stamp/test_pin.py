@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import subprocess
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from controller.cli import main
-from tests.fixtures.registry import RegistryServer, start_registry, stop_registry
+from tests.fixtures.registry import RegistryServer
 from tests.stamp.test_command import FLAGS, run
 
 pytestmark = pytest.mark.registry
 CRANE = Path(__file__).resolve().parents[2] / "bin" / "crane"
+PREFIX = "stamp-pin"
+"""This module's repositories in the session's shared registry."""
 
 
 def crane(*args: str) -> str:
@@ -30,27 +31,31 @@ def crane(*args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
-    """A live registry holding `demo/web:1.0`, `demo/worker:2.0` and an index `demo/multi:3`;
-    yields (host, reference → digest as crane reports it)."""
-    root = tmp_path_factory.mktemp("pin-registry")
-    server: RegistryServer = start_registry(root)
-    try:
-        digests: dict[str, str] = {}
-        for n, ref in enumerate(("demo/web:1.0", "demo/worker:2.0")):
-            content = root / f"file{n}.txt"
-            content.write_text(f"layer {n}\n")
-            layer = root / f"layer{n}.tar"
-            with tarfile.open(layer, "w") as tar:
-                tar.add(content, arcname=content.name)
-            crane("append", "-f", str(layer), "-t", f"{server.host}/{ref}")
-            digests[ref] = crane("digest", f"{server.host}/{ref}")
-        crane("index", "append", "-m", f"{server.host}/demo/web:1.0", "-m",
-              f"{server.host}/demo/worker:2.0", "-t", f"{server.host}/demo/multi:3")
-        digests["demo/multi:3"] = crane("digest", f"{server.host}/demo/multi:3")
-        yield server.host, digests
-    finally:
-        stop_registry(server)
+def images(registry: RegistryServer,
+           tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str]]:
+    """The session's live registry, holding `demo/web:1.0`, `demo/worker:2.0` and an index
+    `demo/multi:3` under this module's own prefix; returns (host, reference → digest as crane
+    reports it)."""
+    root = tmp_path_factory.mktemp("pin-images")
+    digests: dict[str, str] = {}
+    for n, ref in enumerate(("demo/web:1.0", "demo/worker:2.0")):
+        content = root / f"file{n}.txt"
+        content.write_text(f"layer {n}\n")
+        layer = root / f"layer{n}.tar"
+        with tarfile.open(layer, "w") as tar:
+            tar.add(content, arcname=content.name)
+        crane("append", "-f", str(layer), "-t", f"{registry.host}/{PREFIX}/{ref}")
+        digests[ref] = crane("digest", f"{registry.host}/{PREFIX}/{ref}")
+    crane("index", "append", "-m", f"{registry.host}/{PREFIX}/demo/web:1.0", "-m",
+          f"{registry.host}/{PREFIX}/demo/worker:2.0", "-t",
+          f"{registry.host}/{PREFIX}/demo/multi:3")
+    digests["demo/multi:3"] = crane("digest", f"{registry.host}/{PREFIX}/demo/multi:3")
+    return f"{registry.host}/{PREFIX}", digests
+
+
+def bare(host: str) -> str:
+    """The registry host of `host/prefix`."""
+    return host.split("/", 1)[0]
 
 
 def manifest(host: str, pinned: str) -> str:
@@ -83,8 +88,8 @@ def test_every_tag_is_rewritten_to_the_digest_crane_reports(
     pinned = f"{host}/demo/web:1.0@{digests['demo/web:1.0']}"
     path = repo.parent / "shop.yaml"
     path.write_text(manifest(host, pinned))
-    code, out, err = run(["stamp", "--pin-digests", "--insecure-registry", host, str(path),
-                          *FLAGS], capsys)
+    code, out, err = run(["stamp", "--pin-digests", "--insecure-registry", bare(host),
+                          str(path), *FLAGS], capsys)
     assert (code, err) == (0, "")
     assert f"image: {host}/demo/worker@{digests['demo/worker:2.0']}\n" in out
     # Quoting and the trailing comment survive (the comment moves right to fit the longer value).
@@ -101,7 +106,8 @@ def test_pinning_is_idempotent(images: tuple[str, dict[str, str]], checkout: tup
     repo, _ = checkout
     path = repo.parent / "shop.yaml"
     path.write_text(manifest(host, f"{host}/demo/web@{digests['demo/web:1.0']}"))
-    argv = ["stamp", "-i", "--pin-digests", "--insecure-registry", host, str(path), *FLAGS]
+    argv = ["stamp", "-i", "--pin-digests", "--insecure-registry", bare(host), str(path),
+            *FLAGS]
     assert main(argv) == 0
     once = path.read_text()
     assert main(argv) == 0
@@ -117,7 +123,7 @@ def test_an_unknown_tag_names_file_document_container_and_writes_nothing(
     path = repo.parent / "shop.yaml"
     text = "kind: ConfigMap\n---\n" + manifest(host, f"{host}/demo/web:9.9")
     path.write_text(text)
-    code, out, err = run(["stamp", "-i", "--pin-digests", "--insecure-registry", host,
+    code, out, err = run(["stamp", "-i", "--pin-digests", "--insecure-registry", bare(host),
                           str(path), *FLAGS], capsys)
     assert (code, out) == (2, "")
     assert f"{path}: document 2 (line 3), container pinned, image {host}/demo/web:9.9" in err

@@ -14,14 +14,13 @@ import re
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from controller.signatures.provenance import SLSA_V1, extract_provenance
-from tests.fixtures.registry import start_registry, stop_registry
+from tests.fixtures.registry import RegistryServer
 from tests.stamp import test_ci
 from tests.stamp.gitrepo import git, make_repo
 
@@ -61,13 +60,10 @@ def provenance_lines(block: str) -> list[str]:
     return lines
 
 
-@pytest.fixture(scope="module")
-def registry_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = start_registry(tmp_path_factory.mktemp("recipes-registry"))
-    try:
-        yield server.host
-    finally:
-        stop_registry(server)
+@pytest.fixture
+def registry_host(registry: RegistryServer) -> str:
+    """The session's shared registry."""
+    return registry.host
 
 
 def _env_for(ci: str, sha: str) -> dict[str, str]:
@@ -134,7 +130,7 @@ def test_the_recipe_runs_with_that_ci_systems_variables(
     (tmp_path / "app").write_text(f"{ci}\n")
     with tarfile.open(layer, "w") as tar:
         tar.add(tmp_path / "app", arcname="app")
-    image = f"{registry_host}/payments/api:{sha}"
+    image = f"{registry_host}/stamp-recipes/api:{sha}"
     subprocess.run([str(CRANE), "append", "--insecure", "-f", str(layer), "-t", image],
                    check=True, capture_output=True, timeout=120)
     digest = subprocess.run([str(CRANE), "digest", "--insecure", image], check=True,
@@ -181,7 +177,7 @@ spec:
     got = {k.removeprefix("provenance.dev/"): v for k, v in annotations.items()}
     assert {k: got[k] for k in expected} == expected
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
-        f"{registry_host}/payments/api@{digest}")
+        f"{registry_host}/stamp-recipes/api@{digest}")
 
     # The predicate names the same commit, run and timestamp as the annotations.
     predicate = json.loads((repo / "provenance.json").read_text())
