@@ -25,6 +25,7 @@ from controller.dev.controller import DevController
 from controller.dev.controlplane import LocalControlPlane
 from tests.cases import CONFIG, Case, load_cases
 from tests.fixtures.cluster import kubectl
+from tests.fixtures.controller import AUDIT_NAMESPACE
 from tests.fixtures.registry import RegistryServer
 from tests.stamp.gitrepo import make_repo
 
@@ -95,6 +96,34 @@ def test_check_and_the_webhook_agree(case: Case, cluster: LocalControlPlane,
 
     assert (check_allowed, check_reasons) == (webhook_allowed, webhook_reasons)
     assert (webhook_allowed, webhook_reasons) == (case.allowed, list(case.reasons))
+
+
+AUDITED = [c for c in CASES if c.namespace == "default"]
+"""The cases that can move to the audit namespace (the others are about their namespace)."""
+
+
+@pytest.mark.parametrize("case", AUDITED, ids=[c.name for c in AUDITED])
+def test_check_and_the_webhook_agree_in_audit_mode(
+        case: Case, cluster: LocalControlPlane, auditing_controller: DevController,
+        tmp_path: Path) -> None:
+    # The same Deployment in the namespace the auditing controller judges: admitted, with one
+    # warning per violation, and check (with that controller's file) says the same and exits 0.
+    kubectl(cluster, "create", "namespace", AUDIT_NAMESPACE)
+    text = case.text.replace("namespace: default", f"namespace: {AUDIT_NAMESPACE}")
+    groups = [*case.groups, TESTERS]
+    applied = kubectl(cluster, "apply", "--dry-run=server", "-f", "-", "--as", case.user,
+                      *[a for g in groups for a in ("--as-group", g)], stdin=text)
+    assert applied.returncode == 0, applied.stderr
+    warnings = [line for line in applied.stderr.splitlines() if line.startswith("Warning:")]
+    webhook_reasons = [r for line in warnings for r in _REASON.findall(line)]
+    path = tmp_path / f"{case.name}.yaml"
+    path.write_text(text)
+    assert auditing_controller.config_file is not None
+    offline = check_cli(path, auditing_controller.config_file, case.user, groups)
+    assert offline.returncode == 0, offline.stdout + offline.stderr
+    assert _REASON.findall(offline.stdout) == webhook_reasons
+    # Nothing but the environment rules differ from the enforcing policy here.
+    assert webhook_reasons == [r for r in case.reasons if r != "ActorNotAuthorised"]
 
 
 @pytest.fixture
