@@ -19,7 +19,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +96,23 @@ class _Tail:
     head: bytes = GENESIS
     bytes_used: int = 0
     count: int = 0
+    prev_uid: str = ""
+    """When this segment does not exist yet: the uid of the sealed one before it."""
+    prev_count: int = 0
+    """... and how many entries that one holds."""
+
+
+@dataclass
+class _Built:
+    """Records prepared for one write."""
+
+    seq: int
+    head: bytes
+    used: int
+    data: dict[str, str] = field(default_factory=dict)
+    receipts: list[AppendReceipt] = field(default_factory=list)
+    full: bool = False
+    """Some of the batch did not fit: this write fills (and seals) the segment."""
 
 
 @dataclass
@@ -131,6 +148,7 @@ class Ledger:
         self._index: dict[str, AppendReceipt] = {}
         self._tail: _Tail | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._side_tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._last_checkpoint_size = -1
 
@@ -155,6 +173,8 @@ class Ledger:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self._side_tasks:
+            await asyncio.gather(*self._side_tasks, return_exceptions=True)
         while not self._queue.empty():
             item = self._queue.get_nowait()
             if item is not None and not item.future.done():
@@ -270,11 +290,12 @@ class Ledger:
                 tail = self._tail
                 assert tail is not None
                 if not tail.exists:
-                    await self._create_segment(tail)
+                    batch = batch[await self._create_segment(tail, batch):]
                     continue
                 if tail.sealed:
                     self._tail = _Tail(segment=tail.segment + 1, exists=False,
-                                       next_seq=tail.next_seq, head=tail.head)
+                                       next_seq=tail.next_seq, head=tail.head,
+                                       prev_uid=tail.uid, prev_count=tail.count)
                     continue
                 written = await self._write(tail, batch, timeout)
                 if written == 0:
@@ -313,34 +334,49 @@ class Ledger:
                 live.append(item)
         return live
 
-    async def _write(self, tail: _Tail, batch: list[_Pending], timeout: float) -> int:
-        """Write as many of `batch` as fit; return how many (0: the segment is full)."""
-        data: dict[str, str] = {}
-        receipts: list[AppendReceipt] = []
-        seq, head, used = tail.next_seq, tail.head, tail.bytes_used
+    def _build(self, batch: list[_Pending], *, seq: int, head: bytes, used: int,
+               segment: int, first: bool) -> _Built:
+        """Records for as many of `batch` as fit in the segment, chained from `head`."""
+        built = _Built(seq=seq, head=head, used=used)
         limit = self.config.segment_max_bytes
-        full = False
         for item in batch:
             if item.payload is not None:
-                raw = record_bytes_from(item.payload, seq=seq, prev=head.hex()).decode()
+                raw = record_bytes_from(item.payload, seq=built.seq, prev=built.head.hex())
             else:
-                entry = item.entry(seq, head) if callable(item.entry) else item.entry
-                raw = record_bytes(Record(seq=seq, prev=head.hex(), entry=entry)).decode()
-            key = entry_key(seq)
-            if used + len(key) + len(raw.encode()) > limit and (tail.count or data):
-                full = True
+                entry = item.entry(built.seq, built.head) if callable(item.entry) else item.entry
+                raw = record_bytes(Record(seq=built.seq, prev=built.head.hex(), entry=entry))
+            key = entry_key(built.seq)
+            if built.used + len(key) + len(raw) > limit and not (first and not built.data):
+                built.full = True
                 break
-            leaf = leaf_hash(raw.encode())
-            head = next_head(head, leaf)
-            data[key] = raw
-            used += len(key) + len(raw.encode())
-            receipts.append(AppendReceipt(seq=seq, leaf=leaf.hex(), head=head.hex(),
-                                          segment=tail.segment))
-            seq += 1
-        if not data:
+            leaf = leaf_hash(raw)
+            built.head = next_head(built.head, leaf)
+            built.data[key] = raw.decode()
+            built.used += len(key) + len(raw)
+            built.receipts.append(AppendReceipt(seq=built.seq, leaf=leaf.hex(),
+                                                head=built.head.hex(), segment=segment))
+            built.seq += 1
+        return built
+
+    def _settled_by(self, batch: list[_Pending], built: _Built) -> None:
+        """Hand out receipts for what a successful write stored."""
+        for item, receipt in zip(batch, built.receipts, strict=False):
+            if item.key is not None:
+                self._index[item.key] = receipt
+            if not item.future.done():
+                item.future.set_result(receipt)
+        self.stats.writes += 1
+        self.stats.entries += len(built.receipts)
+        self.stats.batch_sizes.append(len(built.receipts))
+
+    async def _write(self, tail: _Tail, batch: list[_Pending], timeout: float) -> int:
+        """Write as many of `batch` as fit; return how many (0: the segment is full)."""
+        built = self._build(batch, seq=tail.next_seq, head=tail.head, used=tail.bytes_used,
+                            segment=tail.segment, first=tail.count == 0)
+        if not built.data:
             return 0
-        patch: dict[str, Any] = {"metadata": {"resourceVersion": tail.rv}, "data": data}
-        if full:
+        patch: dict[str, Any] = {"metadata": {"resourceVersion": tail.rv}, "data": built.data}
+        if built.full:
             # The segment is full: seal it in the same write, rather than rewriting the whole
             # object a second time just to set `immutable`.
             patch["immutable"] = True
@@ -348,21 +384,14 @@ class Ledger:
         path = configmaps_path(self.config.namespace, segment_name(self.config.chain, tail.segment))
         obj = await self.api.request("PATCH", path, body=patch, content_type=MERGE_PATCH,
                                      timeout=max(timeout, 0.05))
-        self.stats.writes += 1
-        self.stats.entries += len(data)
-        self.stats.batch_sizes.append(len(data))
         tail.rv = str(obj["metadata"]["resourceVersion"])
-        tail.next_seq, tail.head, tail.bytes_used = seq, head, used
-        tail.count += len(data)
-        if full:
+        tail.next_seq, tail.head, tail.bytes_used = built.seq, built.head, built.used
+        tail.count += len(built.data)
+        if built.full:
             tail.sealed = True
             self.stats.seals += 1
-        for item, receipt in zip(batch, receipts, strict=False):
-            if item.key is not None:
-                self._index[item.key] = receipt
-            if not item.future.done():
-                item.future.set_result(receipt)
-        return len(receipts)
+        self._settled_by(batch, built)
+        return len(built.receipts)
 
     async def _seal(self, tail: _Tail, timeout: float) -> None:
         """Make the full segment immutable; the next write opens the next segment."""
@@ -376,28 +405,40 @@ class Ledger:
         tail.sealed = True
         self.stats.seals += 1
 
-    async def _create_segment(self, tail: _Tail) -> None:
-        """Create the tail segment; after the first, it starts with the seal entry."""
+    async def _create_segment(self, tail: _Tail, batch: list[_Pending]) -> int:
+        """Create the tail segment with as much of `batch` as fits; return how many.
+
+        Every segment after the first starts with the seal entry of its predecessor, whose uid
+        and size this writer learnt when it saw it sealed. Creation by name makes a racing
+        writer fail cleanly (409 AlreadyExists); it then takes the winner's segment.
+        """
         data: dict[str, str] = {}
         checkpoint: Checkpoint | None = None
+        seq, head, used = tail.next_seq, tail.head, 0
         if tail.segment > 0:
-            prev = await self.get_segment(tail.segment - 1)
-            if prev is None:
-                # Opening a segment after a deleted one would graft a new chain onto a cut one.
-                raise LedgerCorrupt(
-                    f"ledger segment {segment_name(self.config.chain, tail.segment - 1)} "
-                    "disappeared; run `ledger verify`")
-            if not prev.sealed:
-                # Our view is stale: re-read everything.
-                await self._discover()
-                return
+            if not tail.prev_uid:
+                prev = await self.get_segment(tail.segment - 1)
+                if prev is None:
+                    # Opening a segment after a deleted one would graft a new chain onto a
+                    # cut one.
+                    raise LedgerCorrupt(
+                        f"ledger segment {segment_name(self.config.chain, tail.segment - 1)} "
+                        "disappeared; run `ledger verify`")
+                if not prev.sealed:
+                    await self._discover()  # our view is stale
+                    return 0
+                tail.prev_uid, tail.prev_count = prev.uid, len(prev.entries())
             if self.signer is not None:
-                checkpoint = self.signer.sign(chain=self.config.chain, size=tail.next_seq,
-                                              head=tail.head)
-            seal = SealEntry(segment=prev.number, segment_uid=prev.uid,
-                             entries=len(prev.entries()), checkpoint=checkpoint)
-            raw = record_bytes(Record(seq=tail.next_seq, prev=tail.head.hex(), entry=seal))
-            data[entry_key(tail.next_seq)] = raw.decode()
+                checkpoint = self.signer.sign(chain=self.config.chain, size=seq, head=head)
+            seal = SealEntry(segment=tail.segment - 1, segment_uid=tail.prev_uid,
+                             entries=tail.prev_count, checkpoint=checkpoint)
+            raw = record_bytes(Record(seq=seq, prev=head.hex(), entry=seal))
+            data[entry_key(seq)] = raw.decode()
+            used = len(entry_key(seq)) + len(raw)
+            head, seq = next_head(head, leaf_hash(raw)), seq + 1
+        built = self._build(batch, seq=seq, head=head, used=used, segment=tail.segment,
+                            first=not data)
+        data.update(built.data)
         body = {
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {
@@ -416,12 +457,23 @@ class Ledger:
                 raise
             # Another replica opened it first (AlreadyExists): take its version.
             await self._refresh()
-            return
+            return 0
         seg = Segment.from_object(obj, chain=self.config.chain)
         assert seg is not None
-        self._absorb(seg)
+        self._tail = _Tail(segment=seg.number, exists=True, uid=seg.uid,
+                           rv=seg.resource_version, next_seq=built.seq, head=built.head,
+                           bytes_used=seg.size, count=len(data))
+        if built.receipts:
+            self._settled_by(batch, built)
         if checkpoint is not None:
-            await self._publish_checkpoint(checkpoint)
+            self._background(self._publish_checkpoint(checkpoint))
+        return len(built.receipts)
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run best-effort work off the commit path; `close()` waits for it."""
+        task = asyncio.create_task(work)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
 
     # -- reading ---------------------------------------------------------------------------------
 
