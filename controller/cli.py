@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -34,6 +33,15 @@ def _operator_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key", type=Path, help="serving key (PEM)")
     p.add_argument("--health-port", type=int, default=8080,
                    help="port for /livez, /readyz, /metrics and /version")
+    tls = p.add_argument_group("self-managed TLS (instead of cert-manager)")
+    tls.add_argument("--tls-self-managed", action="store_true",
+                     help="issue and rotate the serving certificate in a Secret, and keep the "
+                     "webhook configuration's caBundle current")
+    tls.add_argument("--tls-secret", help="the Secret holding the certificate")
+    tls.add_argument("--webhook-config", help="the ValidatingWebhookConfiguration to patch")
+    tls.add_argument("--service", help="the webhook Service (names the certificate)")
+    tls.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE"),
+                     help="namespace of the Service and Secret (default: $POD_NAMESPACE)")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
@@ -41,9 +49,11 @@ def _operator_parser() -> argparse.ArgumentParser:
 
 def operator_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `provenance-controller`."""
-    args = _operator_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = _operator_parser()
+    args = parser.parse_args(argv)
+    from controller.observability import configure_logging
+
+    configure_logging(args.log_level.upper())
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -57,9 +67,23 @@ def operator_main(argv: Sequence[str] | None = None) -> int:
         os.environ["KUBECONFIG"] = args.kubeconfig
     from controller.webhook import ServerOptions, run_operator
 
+    self_managed = None
+    if args.tls_self_managed:
+        missing = [f"--{n.replace('_', '-')}" for n in
+                   ("tls_cert", "tls_secret", "webhook_config", "service", "namespace")
+                   if not getattr(args, n)]
+        if missing:
+            print(f"provenance-controller: --tls-self-managed needs {', '.join(missing)}",
+                  file=sys.stderr)
+            return 2
+        from controller.tls import SelfManagedTls
+
+        self_managed = SelfManagedTls.from_environ(
+            namespace=args.namespace, secret=args.tls_secret, service=args.service,
+            webhook_config=args.webhook_config, cert_dir=Path(args.tls_cert).parent)
     options = ServerOptions(
         host=args.webhook_host, port=args.webhook_port, cert_file=args.tls_cert,
-        key_file=args.tls_key, health_port=args.health_port)
+        key_file=args.tls_key, health_port=args.health_port, self_managed_tls=self_managed)
     # Ctrl-C in a terminal is a normal way to stop; kopf handles SIGTERM itself.
     try:
         with contextlib.suppress(KeyboardInterrupt):

@@ -8,10 +8,11 @@ operator's start-up. Everything it calls is plain Python in controller.admission
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import logging
-from collections.abc import Callable
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,14 @@ from typing import Any
 import aiohttp.web
 import kopf
 
+from controller import metrics
 from controller.admission import Admission
 from controller.config import Config
 from controller.errors import ReviewError
+from controller.observability import admission_context, build_health_app
 from controller.review import DeploymentRequest, parse_review
 from controller.runtime import Runtime
+from controller.tls import SelfManagedTls
 
 logger = logging.getLogger("provenance.webhook")
 
@@ -46,6 +50,8 @@ class ServerOptions:
     health_port: int = 8080
     cert_check_interval: float = 30.0
     """How often the served certificate files are checked for rotation."""
+    self_managed_tls: SelfManagedTls | None = None
+    """When set, the controller issues and rotates its own certificate (no cert-manager)."""
 
 
 class ReviewingWebhookServer(kopf.WebhookServer):
@@ -60,16 +66,19 @@ class ReviewingWebhookServer(kopf.WebhookServer):
         if request.content_length is not None and request.content_length > MAX_REVIEW_BYTES:
             raise aiohttp.web.HTTPRequestEntityTooLarge(
                 max_size=MAX_REVIEW_BYTES, actual_size=request.content_length)
+        started = time.perf_counter()
         try:
             data = json.loads(await request.read())
             typed = parse_review(data)
         except (ValueError, ReviewError) as exc:
             logger.warning("rejected a malformed AdmissionReview: %s", exc)
+            metrics.record_review_error(seconds=time.perf_counter() - started)
             return aiohttp.web.json_response({"error": str(exc)}, status=400)
         token = _current.set(typed)
         try:
-            response = await fn(data, webhook=request.match_info.get("id"), headers={},
-                                sslpeer={})
+            with admission_context(typed.uid):
+                response = await fn(data, webhook=request.match_info.get("id"), headers={},
+                                    sslpeer={})
         finally:
             _current.reset(token)
         return aiohttp.web.json_response(response)
@@ -83,7 +92,9 @@ def register(registry: kopf.OperatorRegistry, admission: Admission) -> None:
         side_effects=True, registry=registry)
     async def validate(warnings: list[str], **_: Any) -> None:
         request = _current.get()
+        started = time.perf_counter()
         decision = (await admission.review(request)).decision
+        metrics.record_admission(decision, seconds=time.perf_counter() - started)
         warnings.extend(decision.warnings())
         logger.info(
             "admission %s %s/%s: %s", request.operation, request.namespace, request.name,
@@ -105,24 +116,18 @@ def configure(settings: kopf.OperatorSettings, options: ServerOptions) -> None:
     settings.peering.standalone = True
 
 
-def _health_app(ready: Callable[[], bool]) -> aiohttp.web.Application:
-    async def livez(_: aiohttp.web.Request) -> aiohttp.web.Response:
-        return aiohttp.web.Response(text="ok")
-
-    async def readyz(_: aiohttp.web.Request) -> aiohttp.web.Response:
-        return aiohttp.web.Response(text="ok" if ready() else "starting",
-                                    status=200 if ready() else 503)
-
-    app = aiohttp.web.Application()
-    app.add_routes([aiohttp.web.get("/livez", livez), aiohttp.web.get("/readyz", readyz),
-                    aiohttp.web.get("/healthz", livez)])
-    return app
-
-
 async def run_operator(config: Config, options: ServerOptions, *,
                        kubeconfig: str | None) -> None:
     """Run kopf with our handler and server until cancelled or signalled."""
     runtime = await Runtime.build(config, kubeconfig=kubeconfig)
+    background: list[asyncio.Task[None]] = []
+    if options.self_managed_tls is not None:
+        # The files must exist before kopf's server loads them; later rotations are picked up
+        # by its file watcher.
+        status = await options.self_managed_tls.ensure(runtime.api)
+        logger.info("webhook certificate %s (%s), valid until %s", status.action,
+                    status.reason, status.not_after)
+        background.append(asyncio.create_task(options.self_managed_tls.keep_fresh(runtime.api)))
     registry = kopf.OperatorRegistry()
     register(registry, runtime.admission)
     ready = asyncio.Event()
@@ -138,12 +143,16 @@ async def run_operator(config: Config, options: ServerOptions, *,
         configure(settings, options)
         ready.set()
 
-    runner = aiohttp.web.AppRunner(_health_app(ready.is_set), handle_signals=False)
+    runner = aiohttp.web.AppRunner(build_health_app(ready=ready.is_set), handle_signals=False)
     await runner.setup()
     site = aiohttp.web.TCPSite(runner, options.host, options.health_port)
     await site.start()
     try:
         await kopf.operator(registry=registry, clusterwide=True, standalone=True)
     finally:
+        for task in background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await runner.cleanup()
         await runtime.close()

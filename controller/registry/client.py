@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import aiohttp
 from pydantic import ValidationError
 
+from controller import metrics
 from controller.errors import ImageReferenceError
 from controller.images import ImageReference, parse_reference
 from controller.registry.auth import DOCKER_HUB, Challenge, Credential, parse_challenge
@@ -252,6 +253,32 @@ class RegistryClient:
         return f"{scheme}://{api_host(registry)}/v2/"
 
     async def _get(
+        self,
+        registry: str,
+        repository: str,
+        path: str,
+        *,
+        deadline: Deadline,
+        accept: str,
+        credential: Credential | None,
+        limit: int,
+        params: Mapping[str, str] | None = None,
+    ) -> _Response:
+        """`_get_once`, timed and counted by operation (manifests, blobs, tags, referrers)."""
+        operation = path.split("/", 1)[0]
+        started = time.perf_counter()
+        try:
+            resp = await self._get_once(registry, repository, path, deadline=deadline,
+                                        accept=accept, credential=credential, limit=limit,
+                                        params=params)
+        except RegistryError as exc:
+            metrics.record_registry_request(operation, seconds=time.perf_counter() - started,
+                                            error=type(exc).__name__)
+            raise
+        metrics.record_registry_request(operation, seconds=time.perf_counter() - started)
+        return resp
+
+    async def _get_once(
         self,
         registry: str,
         repository: str,

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from controller import metrics
+
 V = TypeVar("V")
 
 
@@ -83,6 +85,7 @@ class VerdictCache(Generic[V]):
         cached = self.get(key)
         if cached is not None:
             self.hits += 1
+            metrics.record_cache(hit=True)
         return cached
 
     async def get_or_compute(self, key: Hashable, compute: Callable[[], Awaitable[V]]) -> V:
@@ -93,6 +96,7 @@ class VerdictCache(Generic[V]):
         task = self._inflight.get(key)
         if task is None:
             self.misses += 1
+            metrics.record_cache(hit=False)
             task = asyncio.ensure_future(self._run(key, compute))
             self._inflight[key] = task
         else:

@@ -152,3 +152,29 @@ def test_malformed_review_gets_400_and_the_server_keeps_serving(
         assert info.value.code == 400
     # Still serving: a real admission goes through afterwards.
     assert apply(control_plane, deployment(_name()))[0] == 0
+
+
+def test_metrics_and_version_after_admissions(
+    enforcing_controller: DevController, control_plane: LocalControlPlane,
+) -> None:
+    assert apply(control_plane, deployment(_name()))[0] == 0
+    assert apply(control_plane, deployment(_name(), containers=["nginx:1"]))[0] != 0
+    base = f"http://127.0.0.1:{enforcing_controller.health_port}"
+    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    allowed = [v for k, v in samples.items()
+               if k.startswith("provenance_admissions_total") and 'verdict="allowed"' in k]
+    assert allowed
+    assert sum(allowed) >= 1
+    assert any(k.startswith("provenance_admissions_total") and 'verdict="denied"' in k
+               and 'reason="ImageNotPinned"' in k and v >= 1 for k, v in samples.items())
+    assert any("provenance_admission_duration_seconds_bucket" in k and 'le="0.001"' in k
+               for k in samples)
+    with urllib.request.urlopen(f"{base}/version", timeout=5) as resp:
+        version = json.loads(resp.read())
+    assert {"version", "commit", "build", "built_at", "environment"} <= set(version)
