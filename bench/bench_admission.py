@@ -29,6 +29,7 @@ from controller.certs import write_webhook_certs
 from controller.dev.controller import DevController
 from controller.dev.controlplane import LocalControlPlane, free_port
 from tests.builders import deployment, review
+from tests.fixtures.registry import COSIGN_DATA, start_registry, stop_registry
 
 DIGESTS = ["sha256:" + c * 64 for c in "abc"]
 IMAGES = [f"registry.example.com/shop/svc{i}@{d}" for i, d in enumerate(DIGESTS)]
@@ -76,15 +77,46 @@ async def _load(url: str, ca: Path, bodies: list[bytes], concurrency: int) -> di
     }
 
 
-def _bodies(n: int) -> list[bytes]:
-    obj = deployment("bench", containers=IMAGES)
+def _bodies(n: int, images: list[str] = IMAGES) -> list[bytes]:
+    obj = deployment("bench", containers=images)
     obj["spec"]["template"]["spec"]["containers"][2]["name"] = "sidecar"
     return [json.dumps(review(obj)).encode() for _ in range(n)]
+
+
+def _warm_signatures(cp: LocalControlPlane, work: Path,
+                     requests: int) -> dict[int, dict[str, float]]:
+    """The same webhook verifying three signed images (v1, v2, v3) with a warm verdict cache."""
+    (work / "registry").mkdir()
+    registry = start_registry(work / "registry")
+    try:
+        tags = registry.load_layout("demo/app")
+        images = [f"{registry.host}/demo/app@{tags[t]}" for t in ("v1", "v2", "v3")]
+        config = work / "sigs.yaml"
+        config.write_text(json.dumps({"signatures": {
+            "enabled": True,
+            "keys": [{"name": "release", "path": str(COSIGN_DATA / "cosign.pub")}],
+            "registry": {"insecure_registries": [registry.host]},
+        }}))
+        ctl = DevController(cp, work / "ctl-sigs", config_file=config, name="bench-sigs",
+                            extra_args=["--log-level", "WARNING"])
+        try:
+            ctl.start()
+            assert ctl._proc is not None
+            _pin(ctl._proc.pid, 0)
+            ca = ctl.workdir / f"{ctl.name}-certs" / "ca.crt"
+            bodies = _bodies(requests + 100, images)
+            return {c: asyncio.run(_load(ctl.url, ca, bodies, c)) for c in (1, 16)}
+        finally:
+            ctl.stop()
+    finally:
+        stop_registry(registry)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--no-signatures", action="store_true",
+                        help="skip the warm-signature scenario (needs docker-registry)")
     args = parser.parse_args()
     _pin(0, 1)
     bodies = _bodies(args.requests + 100)
@@ -112,6 +144,11 @@ def main() -> None:
             url = f"https://127.0.0.1:{port}/validate"
             results["bare aiohttp"] = {
                 c: asyncio.run(_load(url, bare_ca, bodies, c)) for c in (1, 16)}
+            bare.terminate()
+            bare.wait()
+            bare = None
+            if not args.no_signatures:
+                results["kopf + sigs"] = _warm_signatures(cp, work, args.requests)
         finally:
             if bare is not None:
                 bare.terminate()
@@ -131,6 +168,11 @@ def main() -> None:
     print(f"kopf overhead at 16 clients: {bare16['rps'] / kopf16['rps']:.1f}x throughput, "
           f"p99 {kopf16['p99_ms']:.2f} ms vs {bare16['p99_ms']:.2f} ms")
     print("goal: >= 2000 reviews/s and p99 <= 5 ms at 16 clients")
+    if "kopf + sigs" in results:
+        sig16 = results["kopf + sigs"][16]
+        print(f"warm signatures vs no signatures at 16 clients: throughput "
+              f"{sig16['rps'] / kopf16['rps'] * 100:.0f}%, p99 {sig16['p99_ms']:.2f} ms vs "
+              f"{kopf16['p99_ms']:.2f} ms (goal: within 10%)")
 
 
 if __name__ == "__main__":
