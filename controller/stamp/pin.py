@@ -53,9 +53,13 @@ def docker_credentials(path: Path | None = None) -> dict[str, Credential]:
         doc = json.loads(raw)
         if isinstance(doc, dict) and "auths" not in doc:
             return {}  # only credential helpers or settings: nothing we can use
-        return parse_dockerconfigjson(raw)
+        credentials = parse_dockerconfigjson(raw)
     except (ValueError, CredentialsError) as exc:
         raise PinError(f"docker config {path}: {exc}") from exc
+    # Docker Desktop leaves empty entries when a credential helper holds the secret: sending
+    # empty credentials would turn an anonymous pull into a 401.
+    return {host: c for host, c in credentials.items()
+            if c.username or c.password or c.identity_token}
 
 
 async def resolve_tags(

@@ -138,3 +138,21 @@ def test_an_unreachable_registry_is_a_clear_refusal(
     code, _, err = run(["stamp", "--pin-digests", "--insecure-registry", "127.0.0.1:9",
                         str(path), *FLAGS], capsys)
     assert code == 2 and "cannot resolve image tags to digests" in err and "127.0.0.1:9" in err
+
+
+def test_docker_config_credentials(tmp_path: Path) -> None:
+    from controller.stamp.errors import PinError
+    from controller.stamp.pin import docker_credentials
+
+    config = tmp_path / "config.json"
+    assert docker_credentials(config) == {}  # no file: anonymous
+    config.write_text('{"auths": {"https://index.docker.io/v1/": {"auth": "dXNlcjpwdw=="},'
+                      ' "ghcr.io": {}}, "credsStore": "desktop"}')
+    got = docker_credentials(config)
+    assert list(got) == ["docker.io"]
+    assert (got["docker.io"].username, got["docker.io"].password) == ("user", "pw")
+    config.write_text('{"credsStore": "desktop"}')
+    assert docker_credentials(config) == {}
+    config.write_text("{not json")
+    with pytest.raises(PinError, match=r"docker config .*config\.json"):
+        docker_credentials(config)
