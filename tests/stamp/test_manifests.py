@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from controller.stamp.errors import ManifestError
 from controller.stamp.manifests import (
@@ -148,3 +150,20 @@ def test_a_windows_checkout_keeps_crlf_line_endings() -> None:
     assert doc.render() == text
     doc.data["d"] = 2
     assert doc.render() == text + "d: 2\r\n"
+
+
+_LINES = st.sampled_from([
+    "---", "--- ", "--- # c", "--- {a: 1}", "...", "# comment", "", "a: 1", "  b: [x, y]",
+    "- item", "%YAML 1.2", "----", "key: ---", "  ---", "k: |", "  text ---",
+])
+
+
+@given(st.lists(_LINES, max_size=30), st.sampled_from(["\n", "\r\n"]), st.booleans())
+def test_any_stream_splits_and_renders_back_byte_for_byte(
+        lines: list[str], newline: str, final_newline: bool) -> None:
+    text = newline.join(lines) + (newline if final_newline and lines else "")
+    docs = split_documents(text, source="x")
+    assert "".join(d.text for d in docs) == text
+    assert "".join(d.render() for d in docs) == text
+    numbered = [d.index for d in docs if d.index]
+    assert numbered == list(range(1, len(numbered) + 1))

@@ -172,3 +172,80 @@ def test_the_deployments_of_a_kubectl_list_are_stamped() -> None:
     assert stamped_deployment["metadata"]["annotations"]["provenance.dev/git-sha"] == SHA
     assert "annotations" not in service["metadata"]
     assert stamped(out) == (out, [False])
+
+
+HELM_STYLE = """\
+---
+# Source: payments/templates/deployment.yaml
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: release-payments
+  labels:
+    helm.sh/chart: payments-0.1.0
+    app.kubernetes.io/name: payments
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: payments
+  template:
+    metadata:
+      annotations:
+        checksum/config: 01ba4719c80b6fe911b091a7c05124b64eeece964e09c058ef8f9805daca546b
+      labels:
+        app.kubernetes.io/name: payments
+    spec:
+      containers:
+        - name: payments
+          image: "registry.example.com/payments:1.2.3"
+          imagePullPolicy: IfNotPresent
+          ports:
+            - name: http
+              containerPort: 8080
+              protocol: TCP
+          env:
+            - name: GREETING
+              value: 'hello: "world"'
+"""
+
+FOUR_SPACES = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+    name: api
+spec:
+    template:
+        metadata:
+            labels:
+                app: api
+        spec:
+            containers:
+              - name: api
+                image: api:1
+"""
+
+
+@pytest.mark.parametrize("text", [KUBECTL_STYLE, HELM_STYLE, FOUR_SPACES],
+                         ids=["kubectl", "helm", "four-spaces"])
+def test_in_every_common_style_only_lines_are_added(text: str) -> None:
+    out, changes = stamped(text)
+    assert changes[0] is True
+    removed = [line for line in difflib.ndiff(text.splitlines(), out.splitlines())
+               if line.startswith("- ")]
+    assert removed == []
+    data = split_documents(out, source="t")[-1 if text is HELM_STYLE else 0].load_plain()
+    template = data["spec"]["template"]["metadata"]["annotations"]
+    assert template["provenance.dev/git-sha"] == SHA
+    if text is HELM_STYLE:
+        assert template["checksum/config"].startswith("01ba47")  # kept beside ours
+
+
+def test_flow_style_metadata_stays_valid() -> None:
+    text = ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x, labels: {a: b}}\n"
+            "spec: {template: {metadata: {labels: {a: b}}, spec: {containers: []}}}\n")
+    out, _ = stamped(text)
+    data = split_documents(out, source="t")[0].load_plain()
+    assert data["metadata"]["annotations"]["provenance.dev/build-id"] == "412"
+    assert data["spec"]["template"]["metadata"]["annotations"]["provenance.dev/build-id"] == "412"
+    assert stamped(out) == (out, [False])
