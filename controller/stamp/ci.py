@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import re
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from controller.policy.checks import FULL_SHA, TIMESTAMP_LIKE
+from controller.config import AnnotationConfig, Config
+from controller.policy.checks import FULL_SHA, TIMESTAMP_LIKE, AnnotationsCheck, CheckContext
+from controller.policy.provenance import Claims
+from controller.review import request_from_manifest
 from controller.stamp.errors import BuildInfoError
 
 GIT_TIMEOUT_SECONDS = 10.0
@@ -248,11 +250,14 @@ def collect(
     overrides: Mapping[str, str | None] | None = None,
     allow_dirty: bool = False,
     required: Sequence[str] = ("git-sha",),
+    annotations: AnnotationConfig | None = None,
 ) -> BuildInfo:
     """The provenance for this build: CI environment, else git; flags in `overrides` win.
 
     Raises `BuildInfoError` for a missing or short SHA, a dirty working tree (unless
-    `allow_dirty`), or a missing value named in `required` (short annotation names).
+    `allow_dirty`), a missing value named in `required` (short annotation names), or any value
+    the gate's annotation check would reject under `annotations` (the default prefix and limits
+    when None).
     """
     git = read_git(cwd)
     info = detect_ci(env)
@@ -295,8 +300,20 @@ def collect(
         flags = ", ".join(f"--{name}" for name in missing)
         raise BuildInfoError(
             f"no value for {', '.join(missing)} (detected CI: {info.system}); pass {flags}")
-    if info.pipeline_url is not None and not info.pipeline_url.startswith("https://"):
-        raise BuildInfoError(f"pipeline URL {info.pipeline_url!r} is not https")
-    if info.build_id is not None and re.search(r"\s", info.build_id):
-        raise BuildInfoError(f"build id {info.build_id!r} contains whitespace")
+    # 4. Every value as the gate will judge it: never write what it would reject.
+    problems = annotation_problems(info, annotations or AnnotationConfig(), now=now)
+    if problems:
+        raise BuildInfoError("the gate would reject these values:\n" + "\n".join(
+            f"  {p}" for p in problems))
     return info
+
+
+def annotation_problems(info: BuildInfo, annotations: AnnotationConfig, *,
+                        now: dt.datetime) -> list[str]:
+    """What the gate's annotation check says about these values, one rendered line each."""
+    config = Config(annotations=annotations.model_copy(update={"required": ()}))
+    placeholder = request_from_manifest(
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "stamp"}},
+        username="stamp")
+    ctx = CheckContext(config=config, claims=Claims(info.annotations()), now=now)
+    return [v.render() for v in AnnotationsCheck()(placeholder, ctx)]

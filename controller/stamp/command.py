@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from controller.check import add_check_parser
-from controller.config import load_config
+from controller.config import Config, load_config
 from controller.errors import ConfigError
 from controller.registry import RegistrySettings
 from controller.stamp.ci import FIELDS, BuildInfo, collect
@@ -72,17 +72,19 @@ def add_stamp_parser(subparsers: _Sub[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run_stamp)
 
 
-def _build_info(args: argparse.Namespace, required: tuple[str, ...]) -> BuildInfo:
+def _build_info(args: argparse.Namespace, config: Config) -> BuildInfo:
     overrides = {name: getattr(args, name) for name in FIELDS}
     return collect(env=os.environ, cwd=Path.cwd(), now=dt.datetime.now(dt.UTC),
-                   overrides=overrides, allow_dirty=args.allow_dirty, required=required)
+                   overrides=overrides, allow_dirty=args.allow_dirty,
+                   required=("git-sha", *config.annotations.required),
+                   annotations=config.annotations)
 
 
 def run_stamp(args: argparse.Namespace) -> int:
     """The `stamp` handler: 0 on success, 2 on any refusal (nothing is written then)."""
     try:
         config = load_config(args.config)
-        info = _build_info(args, required=("git-sha", *config.annotations.required))
+        info = _build_info(args, config)
         if args.print_env:
             # `export` so that `eval "$(kubectl-provenance stamp --print-env)"` reaches child
             # processes (later stamp runs, the predicate script), not only the shell itself.

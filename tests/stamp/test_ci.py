@@ -169,10 +169,28 @@ def test_a_required_value_that_nobody_provides_is_refused(tmp_path: Path) -> Non
         collect(env=env, cwd=tmp_path, now=NOW, required=("git-sha", "deployed-by"))
 
 
-def test_http_pipeline_url_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(BuildInfoError, match=r"not https"):
-        collect(env=GITHUB, cwd=tmp_path, now=NOW,
-                overrides={"pipeline_url": "http://ci.example.com/1"})
+@pytest.mark.parametrize(("overrides", "reason"), [
+    ({"pipeline_url": "http://ci.example.com/1"}, "InvalidPipelineUrl"),
+    ({"build_id": "20261125120000"}, "InvalidBuildId"),
+    ({"build_id": " run-7"}, "InvalidBuildId"),
+    ({"build_timestamp": "25/11/2026"}, "InvalidBuildTimestamp"),
+    ({"build_timestamp": "2999-01-01T00:00:00Z"}, "FutureBuildTimestamp"),
+    ({"environment": "Production"}, "InvalidAnnotation"),
+    ({"branch": "x" * 3000}, "AnnotationTooLong"),
+])
+def test_values_the_gate_would_reject_are_refused(
+        tmp_path: Path, overrides: dict[str, str], reason: str) -> None:
+    expected = rf"the gate would reject these values:\n  \[{reason}\]"
+    with pytest.raises(BuildInfoError, match=expected):
+        collect(env=GITHUB, cwd=tmp_path, now=NOW, overrides=overrides)
+
+
+def test_the_gate_limits_come_from_the_configuration(tmp_path: Path) -> None:
+    from controller.config import AnnotationConfig
+
+    tight = AnnotationConfig(max_build_id_length=4)
+    with pytest.raises(BuildInfoError, match=r"InvalidBuildId.*longer than 4"):
+        collect(env=GITHUB, cwd=tmp_path, now=NOW, annotations=tight)
 
 
 def test_print_env_names(tmp_path: Path) -> None:
