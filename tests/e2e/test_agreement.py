@@ -26,7 +26,7 @@ from controller.dev.controlplane import LocalControlPlane
 from tests.cases import CONFIG, Case, load_cases
 from tests.fixtures.cluster import kubectl
 from tests.fixtures.controller import AUDIT_NAMESPACE
-from tests.fixtures.registry import RegistryServer
+from tests.fixtures.registry import COSIGN_DATA, RegistryServer
 from tests.stamp.gitrepo import make_repo
 
 pytestmark = pytest.mark.e2e
@@ -195,3 +195,116 @@ spec:
                      "jsonpath={.spec.template.metadata.annotations.provenance\\.dev/git-sha}")
     assert stored.stdout == sha
     kubectl(cluster, "delete", "deploy", "payments-api", "--wait=false")
+
+
+SIGNED_NAMESPACE = "signed-zone"
+"""Judged by a third controller with signature verification on (and by the enforcing one)."""
+
+
+@pytest.fixture(scope="module")
+def verifying_controller(cluster: LocalControlPlane, registry: RegistryServer,
+                         tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevController]:
+    """The real controller with signatures on: images under `<registry>/signed/` need a
+    signature and a SLSA attestation whose commit, build id and run URL match the annotations."""
+    workdir = tmp_path_factory.mktemp("controller-signed")
+    config = workdir / "config.yaml"
+    config.write_text(f"""\
+mode: enforce
+signatures:
+  enabled: true
+  default_require: none
+  keys:
+    - name: release
+      path: {COSIGN_DATA / "cosign.pub"}
+  rules:
+    - prefix: {registry.host}/signed/
+      require: attestation
+      check_build_id: true
+      check_pipeline_url: true
+  registry:
+    insecure_registries: ["{registry.host}"]
+""")
+    kubectl(cluster, "create", "namespace", SIGNED_NAMESPACE)
+    ctl = DevController(cluster, workdir, config_file=config, name="provenance-signed",
+                        exempt_namespaces=["kube-system"], only_namespaces=[SIGNED_NAMESPACE])
+    ctl.start()
+    yield ctl
+    ctl.stop()
+
+
+def _pipeline(repo: Path, registry_host: str, image: str, env: dict[str, str]) -> Path:
+    """The recipe's provenance steps, as docs/ci-recipes.md has them, for one image tag."""
+    from tests.stamp.test_recipes import shared_file
+
+    (repo / "ci").mkdir(exist_ok=True)
+    (repo / "ci" / "slsa-predicate.sh").write_text(shared_file("ci/slsa-predicate.sh"))
+    manifest = repo.parent / f"{repo.name}.yaml"
+    manifest.write_text(f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {repo.name}
+  namespace: {SIGNED_NAMESPACE}
+spec:
+  selector:
+    matchLabels: {{app: {repo.name}}}
+  template:
+    metadata:
+      labels: {{app: {repo.name}}}
+    spec:
+      containers:
+        - name: api
+          image: {image}
+""")
+    script = (f'set -eu\neval "$(kubectl-provenance stamp --print-env)"\n'
+              f"sh ci/slsa-predicate.sh > {repo.parent}/{repo.name}.predicate.json\n"
+              f"kubectl-provenance stamp --pin-digests --insecure-registry {registry_host} "
+              f"-i {manifest}\n")
+    done = subprocess.run(["bash", "-c", script], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return manifest
+
+
+def test_a_signed_and_attested_pipeline_passes_and_check_agrees_on_what_fails(
+        cluster: LocalControlPlane, enforcing_controller: DevController,
+        verifying_controller: DevController, registry: RegistryServer,
+        tmp_path: Path) -> None:
+    from tests.signatures.helpers import BUNDLE_FLAGS, cosign, push_random_image
+
+    assert verifying_controller.config_file is not None
+    results: dict[str, tuple[int, list[str], int, list[str]]] = {}
+    for name in ("signed", "unsigned", "wrong-commit"):
+        repo = tmp_path / name
+        sha = make_repo(repo)
+        digest = push_random_image(registry, "signed/api")
+        image = f"{registry.host}/signed/api@{digest}"
+        env = {"PATH": f"{KUBECTL_PROVENANCE.parent}:/usr/bin:/bin", "HOME": str(tmp_path),
+               "GITHUB_ACTIONS": "true", "GITHUB_SHA": sha, "GITHUB_REF_NAME": "main",
+               "GITHUB_RUN_ID": "34567890123", "GITHUB_RUN_ATTEMPT": "1",
+               "GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "example-org/api",
+               "GITHUB_ACTOR": "erin", "REPO_URL": "https://github.com/example-org/api"}
+        manifest = _pipeline(repo, registry.host, image, env)
+        predicate = tmp_path / f"{name}.predicate.json"
+        if name != "unsigned":
+            if name == "wrong-commit":  # the image was built from another commit
+                predicate.write_text(predicate.read_text().replace(sha, "b" * 40))
+            cosign("sign", *BUNDLE_FLAGS, image)
+            cosign("attest", *BUNDLE_FLAGS, "--type", "slsaprovenance1",
+                   "--predicate", str(predicate), image)
+        checked = check_cli(manifest, verifying_controller.config_file, "erin", [TESTERS],
+                            "--signatures")
+        applied = kubectl(cluster, "apply", "-f", str(manifest), "--as", "erin",
+                          "--as-group", TESTERS)
+        denial = applied.stderr.split("denied the request:", 1)[-1]
+        results[name] = (checked.returncode, _REASON.findall(checked.stdout),
+                         applied.returncode, _REASON.findall(denial) if applied.returncode
+                         else [])
+        if applied.returncode == 0:
+            kubectl(cluster, "delete", "deploy", name, "-n", SIGNED_NAMESPACE, "--wait=false")
+    assert results == {
+        "signed": (0, [], 0, []),
+        "unsigned": (1, ["SignatureMissing", "AttestationMissing"],
+                     1, ["SignatureMissing", "AttestationMissing"]),
+        "wrong-commit": (1, ["AttestationCommitMismatch"], 1, ["AttestationCommitMismatch"]),
+    }
