@@ -77,7 +77,7 @@ def check_manifests(
     config: Config,
     username: str | None,
     groups: Sequence[str] = (),
-    namespace: str = "default",
+    namespace: str | None = None,
     now: dt.datetime,
     signatures: bool = False,
 ) -> list[Verdict]:
@@ -100,7 +100,7 @@ def _judge(
     config: Config,
     username: str | None,
     groups: Sequence[str],
-    namespace: str,
+    namespace: str | None,
     now: dt.datetime,
 ) -> list[_Judged]:
     all_groups = tuple(dict.fromkeys([*groups, AUTHENTICATED_GROUP]))
@@ -109,9 +109,17 @@ def _judge(
         for document in manifest.documents:
             for data in deployments(document.load_plain()):
                 user = username if username is not None else _claimed_actor(data, config)
+                own = data.get("metadata", {}).get("namespace") if isinstance(
+                    data.get("metadata"), dict) else None
+                if namespace and own and own != namespace:
+                    # kubectl refuses this too, before the API server sees anything.
+                    raise document.error(
+                        f"the namespace of the Deployment ({own!r}) does not match -n "
+                        f"{namespace!r}")
                 try:
                     request = request_from_manifest(
-                        data, username=user, groups=all_groups, namespace=namespace)
+                        data, username=user, groups=all_groups,
+                        namespace=namespace or "default")
                 except ReviewError as exc:
                     raise document.error(f"not a valid Deployment: {exc}") from exc
                 judged.append(_Judged(Verdict(
@@ -247,8 +255,9 @@ def add_check_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
                    "else each Deployment's deployed-by annotation)")
     p.add_argument("--as-group", dest="as_groups", action="append", default=[],
                    help="a group of that user (repeatable)")
-    p.add_argument("-n", "--namespace", default="default",
-                   help="namespace for manifests that name none (default: default)")
+    p.add_argument("-n", "--namespace", default=None,
+                   help="namespace for manifests that name none (default: default); like "
+                   "kubectl, a manifest naming another one is an error")
     p.add_argument("-o", "--output", choices=OUTPUT_FORMATS, default="text")
     sig = p.add_mutually_exclusive_group()
     sig.add_argument("--signatures", dest="signatures", action="store_true", default=False,

@@ -164,6 +164,16 @@ def test_namespace_flag_applies_to_manifests_without_one(
     assert code == 1 and "Deployment prod/compliant" in out and "ActorNotAuthorised" in out
 
 
+def test_namespace_flag_contradicting_the_manifest_is_refused_as_kubectl_does(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "kind: ConfigMap\napiVersion: v1\n---\n" + GOOD.text)
+    code, _, err = check(["--as", "alice", "-n", "prod", path], capsys)
+    assert code == 2
+    assert f"{path}: document 2 (line 4): the namespace of the Deployment ('default') does " \
+        "not match -n 'prod'" in err
+    assert check(["--as", "alice", "-n", "default", path], capsys)[0] == 0
+
+
 def test_stdin_is_read_when_no_path_is_given(capsys: pytest.CaptureFixture[str],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import io
