@@ -139,3 +139,20 @@ def test_the_console_script_is_installed() -> None:
     done = subprocess.run([str(script), "stamp", "--help"], capture_output=True, text=True,
                           check=False, timeout=60)
     assert done.returncode == 0 and "--pin-digests" in done.stdout
+
+
+def test_other_workloads_are_named_as_passed_through(
+        checkout: tuple[Path, str], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    text = ("apiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\n"
+            "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\n---\n"
+            "apiVersion: example.com/v1\nkind: Deployment\nmetadata: {name: crd}\n")
+    code, out, err = run(["stamp", *FLAGS], capsys, stdin=text, monkeypatch=monkeypatch)
+    assert (code, out) == (0, text)
+    assert err.splitlines() == [
+        "kubectl-provenance stamp: note: <stdin>: document 2 (line 5): apps/v1 StatefulSet db "
+        "passed through unchanged (only apps Deployments are stamped and judged)",
+        "kubectl-provenance stamp: note: <stdin>: document 3 (line 9): example.com/v1 "
+        "Deployment crd passed through unchanged (only apps Deployments are stamped and "
+        "judged)",
+        "kubectl-provenance stamp: warning: no Deployment found in the input"]
