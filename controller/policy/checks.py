@@ -25,10 +25,25 @@ FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})")
 # A build id that is only a date or a timestamp identifies no build: the seed's red flag
-# "a version that is only a timestamp".
-TIMESTAMP_LIKE = re.compile(
-    r"\d{8}(?:[T_.-]?\d{4,6})?|\d{4}-\d{2}-\d{2}(?:[T_ .-]?\d{2}[:.-]?\d{2}(?:[:.-]?\d{2})?)?Z?"
-    r"|\d{10}(?:\d{3})?")
+# "a version that is only a timestamp". Bare numbers are CI run ids (GitHub's and GitLab's have
+# 10-11 digits), so only a number that reads as a date in 2000-2099 counts as a timestamp.
+_DATED = re.compile(
+    r"(?P<y>20\d{2})-?(?P<m>\d{2})-?(?P<d>\d{2})"
+    r"(?:[T_ .-]?\d{2}[:.-]?\d{2}(?:[:.-]?\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?")
+
+
+def is_timestamp_like(value: str) -> bool:
+    """True if `value` is only a date or date-time (`20261120-1015`, `2026-11-20T10:15:00Z`)."""
+    match = _DATED.fullmatch(value)
+    if match is None:
+        return False
+    try:
+        dt.date(int(match["y"]), int(match["m"]), int(match["d"]))
+    except ValueError:
+        return False
+    return True
+
+
 ENVIRONMENT = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
@@ -96,7 +111,7 @@ class AnnotationsCheck:
                 yield Violation(
                     Reason.INVALID_BUILD_ID, f"{subject} has whitespace or control characters",
                     "use the CI system's run id", subject)
-            elif TIMESTAMP_LIKE.fullmatch(value):
+            elif is_timestamp_like(value):
                 yield Violation(
                     Reason.INVALID_BUILD_ID, f"{subject} is only a timestamp: {value!r}",
                     "use the CI system's build or run id, which names one build", subject)

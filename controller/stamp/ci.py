@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from controller.config import AnnotationConfig, Config
-from controller.policy.checks import FULL_SHA, TIMESTAMP_LIKE, AnnotationsCheck, CheckContext
+from controller.policy.checks import FULL_SHA, AnnotationsCheck, CheckContext, is_timestamp_like
 from controller.policy.provenance import Claims
 from controller.review import request_from_manifest
 from controller.stamp.errors import BuildInfoError
@@ -232,11 +232,11 @@ def rfc3339(moment: dt.datetime) -> str:
 
 
 def _qualified_build_id(info: BuildInfo) -> str | None:
-    # The gate rejects a build id that is only a timestamp; a bare CI number of 8, 10 or 13
-    # digits (GitLab.com pipeline ids are 10 digits) looks like one. Prefixing the CI system's
-    # name keeps it naming exactly one build and makes it pass.
+    # The gate rejects a build id that is only a timestamp; a CI number that happens to read
+    # as a date (an Azure build id of 20260115, say) would look like one. Prefixing the CI
+    # system's name keeps it naming exactly one build and makes it pass.
     build_id = info.build_id
-    if build_id is not None and TIMESTAMP_LIKE.fullmatch(build_id) and info.system not in (
+    if build_id is not None and is_timestamp_like(build_id) and info.system not in (
             "none", "git"):
         return f"{info.system.split('-')[0]}-{build_id}"
     return build_id

@@ -43,7 +43,13 @@ def test_compliant_deployment_has_no_violations() -> None:
     ({"build_id": " 12"}, [Reason.INVALID_BUILD_ID]),
     ({"build_id": "20261120-1015"}, [Reason.INVALID_BUILD_ID]),
     ({"build_id": "2026-11-20T10:15:00Z"}, [Reason.INVALID_BUILD_ID]),
-    ({"build_id": "1732530000"}, [Reason.INVALID_BUILD_ID]),
+    ({"build_id": "20261120"}, [Reason.INVALID_BUILD_ID]),
+    ({"build_id": "2026-11-20"}, [Reason.INVALID_BUILD_ID]),
+    ({"build_id": "20261120T101500Z"}, [Reason.INVALID_BUILD_ID]),
+    ({"build_id": "1732530000"}, []),  # a GitLab pipeline id, not epoch seconds
+    ({"build_id": "12345678901"}, []),  # a GitHub run id
+    ({"build_id": "45678912"}, []),  # an Azure build id: no such date
+    ({"build_id": "20261340"}, []),  # not a valid date either
     ({"build_id": "gh-7321-2"}, []),
     ({"build_timestamp": "yesterday"}, [Reason.INVALID_TIMESTAMP]),
     ({"build_timestamp": "2026-11-20 10:15:00"}, [Reason.INVALID_TIMESTAMP]),

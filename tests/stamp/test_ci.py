@@ -103,9 +103,12 @@ def test_collect_in_ci_fills_the_timestamp_and_honours_flags(tmp_path: Path) -> 
 
 
 def test_a_bare_ci_number_that_looks_like_a_timestamp_is_qualified(tmp_path: Path) -> None:
-    # GitLab.com pipeline ids have 10 digits, which the gate would take for epoch seconds.
+    # GitLab.com pipeline ids have 10 digits: a run id, kept as it is.
     info = collect(env={**GITLAB, "CI_PIPELINE_ID": "1834567890"}, cwd=tmp_path, now=NOW)
-    assert info.build_id == "gitlab-1834567890"
+    assert info.build_id == "1834567890"
+    # A number that reads as a date would be taken for a timestamp: qualified by the CI's name.
+    info = collect(env={**GITLAB, "CI_PIPELINE_ID": "20260115"}, cwd=tmp_path, now=NOW)
+    assert info.build_id == "gitlab-20260115"
     assert collect(env=GITLAB, cwd=tmp_path, now=NOW).build_id == "987654"
 
 
