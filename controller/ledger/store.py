@@ -65,6 +65,11 @@ from controller.ledger.segments import (
 
 log = logging.getLogger(__name__)
 
+CONTENTION_MEMORY = 1.0
+"""Seconds after a conflict during which this writer assumes other replicas are writing."""
+COURTESY_PAUSE = 0.008
+"""The pause after a write while contended: about one re-read of a segment on loopback."""
+
 EntryFactory = Callable[[int, bytes], Entry]
 """Builds an entry once its sequence number and previous head are known (checkpoints)."""
 
@@ -149,6 +154,8 @@ class Ledger:
         self._tail: _Tail | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._contended_at = -CONTENTION_MEMORY
         self._closed = False
         self._last_checkpoint_size = -1
 
@@ -239,20 +246,14 @@ class Ledger:
 
     async def _run(self) -> None:
         window = self.config.group_commit_window_ms / 1000
-        while True:
+        while not self._stopping:
             first = await self._queue.get()
             if first is None:
                 return
             if window:
                 await asyncio.sleep(window)
             batch = [first]
-            stop = False
-            while len(batch) < self.config.group_commit_max_entries and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
+            self._drain(batch)
             try:
                 await self._commit(batch)
             except Exception as exc:
@@ -263,15 +264,35 @@ class Ledger:
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(error)
-            if stop:
+
+    async def _courtesy(self) -> None:
+        """After a write, while other replicas are contending, pause about one round trip.
+
+        The writer that just won holds the fresh resourceVersion; without a pause it wins the
+        next round too, while the others re-read, and their admissions starve (p99 of seconds
+        with three replicas). The pause lets a re-read loser land its write; this writer's own
+        next batch grows meanwhile, so throughput does not suffer.
+        """
+        if time.monotonic() - self._contended_at < CONTENTION_MEMORY:
+            await asyncio.sleep(COURTESY_PAUSE)
+
+    def _drain(self, batch: list[_Pending]) -> None:
+        """Move queued entries into `batch`, up to the batch limit (group commit)."""
+        while len(batch) < self.config.group_commit_max_entries and not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is None:
+                self._stopping = True
                 return
+            batch.append(item)
 
     async def _commit(self, batch: list[_Pending]) -> None:
+        """Write every entry of `batch`; the list is updated in place, so that on an error the
+        caller fails exactly the entries that are still waiting."""
         attempt = 0
         stale = False
         while True:
             now = time.monotonic()
-            batch = [i for i in batch if not i.future.done()]
+            batch[:] = [i for i in batch if not i.future.done()]
             if not batch:
                 return
             timeout = max(i.deadline for i in batch) - now
@@ -284,13 +305,13 @@ class Ledger:
                 elif stale:
                     await self._refresh()
                 stale = False
-                batch = self._settle(batch)
+                batch[:] = self._settle(batch)
                 if not batch:
                     return
                 tail = self._tail
                 assert tail is not None
                 if not tail.exists:
-                    batch = batch[await self._create_segment(tail, batch):]
+                    del batch[:await self._create_segment(tail, batch)]
                     continue
                 if tail.sealed:
                     self._tail = _Tail(segment=tail.segment + 1, exists=False,
@@ -301,20 +322,27 @@ class Ledger:
                 if written == 0:
                     await self._seal(tail, timeout)
                     continue
-                batch = batch[written:]
+                del batch[:written]
                 attempt = 0
+                await self._courtesy()
             except KubeApiError as exc:
                 if exc.status in (401, 403):
                     raise LedgerUnavailable(
                         f"the controller may not write the ledger: {exc.message}") from exc
                 # 409 (someone else wrote), 422 (sealed meanwhile), 404, 5xx, 429, unreachable:
-                # re-read and try again with jittered backoff, within the deadline.
+                # re-read and try again within the deadline. The re-read itself spaces the
+                # attempts out; jitter is added only when conflicts repeat, and kept short,
+                # because a long sleep lets the other replicas win the next round too.
                 if exc.status == 409:
                     self.stats.conflicts += 1
+                    self._contended_at = time.monotonic()
                 attempt += 1
                 stale = True
-                pause = random.uniform(0, min(0.05, 0.002 * 2 ** min(attempt, 6)))  # noqa: S311
-                await asyncio.sleep(min(pause, max(0.0, timeout)))
+                if attempt > 1 or exc.status != 409:
+                    pause = random.uniform(0, min(0.02, 0.001 * 2 ** min(attempt, 5)))  # noqa: S311
+                    await asyncio.sleep(min(pause, max(0.0, timeout)))
+                # Entries that arrived meanwhile join this write instead of waiting for it.
+                self._drain(batch)
 
     def _settle(self, batch: list[_Pending]) -> list[_Pending]:
         """Fail what is past its deadline, answer what is already recorded, keep the rest."""
