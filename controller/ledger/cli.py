@@ -154,7 +154,7 @@ def _progress(args: argparse.Namespace) -> Callable[[int], None] | None:
         return None
 
     def report(count: int) -> None:
-        print(f"ledger: read {count} segments…", file=sys.stderr, flush=True)
+        print(f"ledger: read {count} segment(s)…", file=sys.stderr, flush=True)
 
     return report
 
