@@ -189,3 +189,32 @@ async def test_rewritten_history_is_caught_by_a_saved_checkpoint(
         0, checkpoint_map_name(ledger_config.chain), "", "", False), {"latest": None})
     result = await verify(control_plane, ledger_config, "--checkpoint", str(saved))
     expect(result, TamperKind.CHECKPOINT_MISMATCH)
+
+
+async def test_a_forged_checkpoint_is_named(filled: list[Segment], kube_api: KubeApi,
+                                            control_plane: LocalControlPlane,
+                                            ledger_config: LedgerConfig) -> None:
+    from controller.ledger.chain import CheckpointSigner
+
+    # Signed, and consistent with the chain, but by a key that is not the controller's.
+    forged = CheckpointSigner.generate().sign(chain=ledger_config.chain, size=0,
+                                              head=bytes(32))
+    await patch_data(kube_api, ledger_config, Segment(
+        0, checkpoint_map_name(ledger_config.chain), "", "", False),
+        {"latest": forged.model_dump_json()})
+    expect(await verify(control_plane, ledger_config), TamperKind.BAD_SIGNATURE)
+
+
+async def test_a_sealed_segment_recreated_mutable_is_named_twice(
+        filled: list[Segment], kube_api: KubeApi, control_plane: LocalControlPlane,
+        ledger_config: LedgerConfig) -> None:
+    seg = filled[0]
+    original = await kube_api.request("GET", configmaps_path(ledger_config.namespace, seg.name))
+    await kube_api.request("DELETE", configmaps_path(ledger_config.namespace, seg.name))
+    await kube_api.request("POST", configmaps_path(ledger_config.namespace), body={
+        "apiVersion": "v1", "kind": "ConfigMap", "data": original["data"],
+        "metadata": {"name": seg.name, "labels": original["metadata"]["labels"]}})
+    result = await verify(control_plane, ledger_config)
+    kinds = {line.split("]")[0].removeprefix("TAMPERED [") for line in tampered(result)}
+    assert kinds == {TamperKind.UNSEALED_SEGMENT, TamperKind.RECREATED_SEGMENT}
+    assert result[0] == TAMPER_EXIT_CODES[TamperKind.UNSEALED_SEGMENT]
