@@ -120,7 +120,12 @@ class Reconciler:
             watch.rollout = True
 
     async def observe(self, body: Mapping[str, Any], *, now: datetime | None = None) -> list[str]:
-        """Take in one Deployment as stored; return the outcome kinds appended."""
+        """Take in one Deployment as stored; return the outcome kinds appended.
+
+        `body` may be any Mapping (kopf hands out views); it is copied into plain dicts first,
+        because the template hash must see exactly what the admission saw.
+        """
+        body = _plain(body)
         await self.sync()
         meta = body.get("metadata") or {}
         key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
@@ -194,3 +199,12 @@ def _rollout_outcome(body: Mapping[str, Any]) -> tuple[OutcomeType, str] | None:
         if reason == "ProgressDeadlineExceeded":
             return "rollout-failed", detail
     return None
+
+
+def _plain(value: Any) -> Any:
+    """Mappings and sequences (kopf's views included) as plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

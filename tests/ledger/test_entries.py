@@ -50,3 +50,30 @@ def test_annotations_hash_tells_builds_of_one_template_apart() -> None:
     two = build_admission_entry(review(deployment("web", build="b-2")), CONFIG)
     assert one.template_hash == two.template_hash
     assert one.annotations_hash != two.annotations_hash
+
+
+def test_observed_bodies_may_be_read_only_mapping_views() -> None:
+    from collections.abc import Iterator, Mapping
+    from typing import Any
+
+    from controller.ledger.reconcile import _plain
+    from controller.review import template_hash
+
+    class View(Mapping[str, Any]):
+        """Like kopf's body views: a Mapping, not a dict."""
+
+        def __init__(self, raw: dict[str, Any]) -> None:
+            self._raw = raw
+
+        def __getitem__(self, key: str) -> Any:
+            value = self._raw[key]
+            return View(value) if isinstance(value, dict) else value
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(self._raw)
+
+        def __len__(self) -> int:
+            return len(self._raw)
+
+    raw = deployment("web")
+    assert template_hash(_plain(View(raw))) == template_hash(raw)
