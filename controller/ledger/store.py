@@ -74,6 +74,13 @@ EntryFactory = Callable[[int, bytes], Entry]
 """Builds an entry once its sequence number and previous head are known (checkpoints)."""
 
 
+def _retrieve(future: asyncio.Future[AppendReceipt]) -> None:
+    # A caller that gave up at its deadline no longer awaits the future; mark its exception
+    # as seen so asyncio does not log "exception was never retrieved" for it.
+    if not future.cancelled():
+        future.exception()
+
+
 def idempotency_key(entry: Entry) -> str:
     return entry.idempotency_key
 
@@ -216,12 +223,14 @@ class Ledger:
             existing = asyncio.get_running_loop().create_future()
             self._inflight[key] = existing
             existing.add_done_callback(lambda _f: self._inflight.pop(key, None))
+            existing.add_done_callback(_retrieve)
             await self._queue.put(_Pending(entry, key, deadline, existing, payload))
         return await self._wait(existing, deadline)
 
     async def append_factory(self, factory: EntryFactory, *, deadline: float) -> AppendReceipt:
         """Append an entry built from its own sequence number and previous head."""
         future: asyncio.Future[AppendReceipt] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)
         await self._queue.put(_Pending(factory, None, deadline, future))
         return await self._wait(future, deadline)
 
