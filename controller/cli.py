@@ -31,6 +31,8 @@ def _operator_parser() -> argparse.ArgumentParser:
     p.add_argument("--webhook-port", type=int, default=9443)
     p.add_argument("--tls-cert", type=Path, help="serving certificate (PEM, chain)")
     p.add_argument("--tls-key", type=Path, help="serving key (PEM)")
+    p.add_argument("--timeout-seconds", type=float, default=10.0,
+                   help="the webhook configuration's timeoutSeconds; reviews answer inside it")
     p.add_argument("--health-port", type=int, default=8080,
                    help="port for /livez, /readyz, /metrics and /version")
     tls = p.add_argument_group("self-managed TLS (instead of cert-manager)")
@@ -83,7 +85,8 @@ def operator_main(argv: Sequence[str] | None = None) -> int:
             webhook_config=args.webhook_config, cert_dir=Path(args.tls_cert).parent)
     options = ServerOptions(
         host=args.webhook_host, port=args.webhook_port, cert_file=args.tls_cert,
-        key_file=args.tls_key, health_port=args.health_port, self_managed_tls=self_managed)
+        key_file=args.tls_key, health_port=args.health_port, self_managed_tls=self_managed,
+        timeout_seconds=args.timeout_seconds)
     # Ctrl-C in a terminal is a normal way to stop; kopf handles SIGTERM itself.
     try:
         with contextlib.suppress(KeyboardInterrupt):
@@ -115,9 +118,11 @@ def _main_parser() -> argparse.ArgumentParser:
     certs.add_argument("--host", action="append", default=None,
                        help="DNS name or IP for the certificate (repeatable)")
     certs.set_defaults(func=_cmd_certs)
-    from controller.stamp.command import add_subcommands  # stamp and check (issue 6)
+    from controller.ledger.cli import add_subcommands as add_ledger
+    from controller.stamp.command import add_subcommands as add_stamp_and_check
 
-    add_subcommands(sub)
+    add_stamp_and_check(sub)
+    add_ledger(sub)
     return p
 
 
@@ -127,8 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "host", "unset") is None:
         args.host = ["127.0.0.1", "localhost"]
+    # The ledger commands name their handler `handler` (each runs its own event loop).
+    func = getattr(args, "func", None) or args.handler
     try:
-        return int(args.func(args))
+        return int(func(args))
     except ConfigError as exc:
         print(f"kubectl-provenance: {exc}", file=sys.stderr)
         return 2

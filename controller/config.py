@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from controller.errors import ConfigError
+from controller.ledger.config import LedgerConfig
 from controller.signatures.config import SignatureConfig
 
 CONFIG_ENV = "PROVENANCE_CONFIG"
@@ -96,6 +97,8 @@ class Config(_Strict):
     namespace or environment annotation names one of these must come from an authorised user."""
     signatures: SignatureConfig = SignatureConfig()
     """Signature and SLSA provenance verification (off by default; see the README)."""
+    ledger: LedgerConfig = LedgerConfig()
+    """The audit ledger (on by default; see the README)."""
     exempt_namespaces: tuple[str, ...] = ("kube-system",)
     """Namespaces never judged. The webhook configuration excludes them by the immutable
     `kubernetes.io/metadata.name` label; the controller re-checks, so a stale configuration

@@ -61,7 +61,9 @@ def load_credentials(kubeconfig: str | None = None) -> Credentials:
             server=cfg.host, ca_file=cfg.ssl_ca_cert, token_file=str(SA_DIR / "token"))
     kconfig.load_kube_config(  # type: ignore[no-untyped-call]
         config_file=kubeconfig, client_configuration=cfg)
-    auth = (cfg.api_key or {}).get("authorization")
+    keys = cfg.api_key or {}
+    # The kubernetes loader stores a kubeconfig token under "BearerToken" (older: "authorization").
+    auth = keys.get("authorization") or keys.get("BearerToken")
     token = auth.removeprefix("Bearer ").strip() if isinstance(auth, str) else None
     return Credentials(
         server=cfg.host,

@@ -6,14 +6,15 @@ Plain Python (no kopf): the webhook edge calls `Runtime.build` at start-up and `
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from controller.admission import Admission, Stage
 from controller.config import Config
 from controller.kube import KubeApi
+from controller.ledger import Ledger, Reconciler, load_signer
 from controller.registry import KubeSecretSource
 from controller.signatures import ImageVerifier
-from controller.stages import SignatureStage
+from controller.stages import LedgerStage, SignatureStage
 
 logger = logging.getLogger("provenance.runtime")
 
@@ -26,7 +27,8 @@ class Runtime:
     api: KubeApi
     admission: Admission
     verifier: ImageVerifier | None = None
-    _closers: list[object] = field(default_factory=list)
+    ledger: Ledger | None = None
+    reconciler: Reconciler | None = None
 
     @classmethod
     async def build(cls, config: Config, *, kubeconfig: str | None,
@@ -38,11 +40,23 @@ class Runtime:
         if config.signatures.enabled:
             verifier = ImageVerifier(config.signatures, secrets=KubeSecretSource(api))
             stages.append(SignatureStage(verifier, config))
+        ledger = reconciler = None
+        if config.ledger.enabled:
+            # The key signs checkpoints; it lives outside the ledger namespace, so whoever can
+            # rewrite ledger ConfigMaps still cannot forge a checkpoint.
+            signer = await load_signer(api, config.ledger, create=True)
+            ledger = Ledger(api, config.ledger, signer=signer)
+            await ledger.start()
+            reconciler = Reconciler(ledger, annotation_prefix=config.annotations.prefix)
+            stages.append(LedgerStage(ledger, config))  # last: record only what is admitted
         admission = Admission(config, stages=tuple(stages), budget_seconds=budget_seconds)
-        return cls(config=config, api=api, admission=admission, verifier=verifier)
+        return cls(config=config, api=api, admission=admission, verifier=verifier,
+                   ledger=ledger, reconciler=reconciler)
 
     async def close(self) -> None:
-        """Close connections; safe to call more than once."""
+        """Flush the ledger and close connections."""
+        if self.ledger is not None:
+            await self.ledger.close()
         if self.verifier is not None:
             await self.verifier.close()
         await self.api.close()

@@ -11,9 +11,18 @@ import logging
 
 from controller.admission import Outcome
 from controller.config import Config
-from controller.policy.provenance import read_claims
+from controller.ledger import (
+    AttestationRecord,
+    Ledger,
+    LedgerError,
+    SignatureRecord,
+    build_admission_entry,
+)
+from controller.ledger import ImageEvidence as LedgerImage
+from controller.policy.provenance import claims_changed, read_claims
+from controller.policy.violations import Decision, Reason, Violation
 from controller.review import DeploymentRequest
-from controller.signatures import ImageVerifier
+from controller.signatures import ImageEvidence, ImageVerifier
 
 logger = logging.getLogger("provenance.stages")
 
@@ -42,3 +51,51 @@ class SignatureStage:
         if result.notes:
             decision = dataclasses.replace(decision, notes=decision.notes + result.notes)
         return dataclasses.replace(outcome, decision=decision, evidence=result.evidence)
+
+
+def _ledger_image(evidence: ImageEvidence) -> LedgerImage:
+    """The verifier's evidence for one image, as the ledger records it."""
+    checked = evidence.requirement != "none"
+    signature = SignatureRecord(
+        verified=evidence.verified or bool(evidence.signature_formats),
+        formats=evidence.signature_formats, key_ids=evidence.key_ids) if checked else None
+    attestation = AttestationRecord(
+        verified=evidence.attestation_commit is not None,
+        commit_sha=evidence.attestation_commit, key_ids=evidence.key_ids,
+    ) if evidence.requirement == "attestation" else None
+    return LedgerImage(digest=evidence.digest, signature=signature, attestation=attestation)
+
+
+class LedgerStage:
+    """Append every admitted Deployment to the ledger before answering; deny if it cannot.
+
+    Not recorded: denials, dryRun requests (never a side effect), and UPDATEs that change neither
+    the pod template nor the provenance annotations (nothing is being deployed; the deployment
+    controller's own revision bumps are such updates).
+    """
+
+    def __init__(self, ledger: Ledger, config: Config) -> None:
+        self._ledger = ledger
+        self._config = config
+
+    async def run(self, request: DeploymentRequest, outcome: Outcome, *,
+                  deadline: float) -> Outcome:
+        if (not outcome.decision.allowed or request.dry_run
+                or not claims_changed(request, self._config.annotations)):
+            return outcome
+        images = {ev.image: _ledger_image(ev) for ev in outcome.evidence
+                  if isinstance(ev, ImageEvidence)}
+        entry = build_admission_entry(request, self._config, images=images)
+        try:
+            receipt = await self._ledger.append(entry, deadline=deadline)
+        except LedgerError as exc:
+            logger.error("ledger append failed: %s", exc, extra={"admission_uid": request.uid})
+            # Nothing admitted goes unrecorded: deny, even in audit mode.
+            violation = Violation(
+                Reason.LEDGER_UNAVAILABLE,
+                f"the admission could not be recorded in the audit ledger ({exc})",
+                "retry the apply; nothing was deployed", "ledger")
+            return dataclasses.replace(outcome, decision=Decision(
+                violations=(*outcome.decision.violations, violation), enforce=True,
+                notes=outcome.decision.notes))
+        return dataclasses.replace(outcome, recorded_seq=receipt.seq)

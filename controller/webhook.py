@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import datetime as dt
 import json
 import logging
 import time
@@ -23,7 +24,8 @@ import kopf
 from controller import metrics
 from controller.admission import Admission
 from controller.config import Config
-from controller.errors import ReviewError
+from controller.errors import ProvenanceError, ReviewError
+from controller.ledger import Reconciler
 from controller.observability import admission_context, build_health_app
 from controller.review import DeploymentRequest, parse_review
 from controller.runtime import Runtime
@@ -52,6 +54,10 @@ class ServerOptions:
     """How often the served certificate files are checked for rotation."""
     self_managed_tls: SelfManagedTls | None = None
     """When set, the controller issues and rotates its own certificate (no cert-manager)."""
+    timeout_seconds: float = 10.0
+    """The webhook configuration's timeoutSeconds; the review must answer well inside it."""
+    sweep_interval: float = 30.0
+    """How often admissions not yet seen persisted are looked at by the reconciler."""
 
 
 class ReviewingWebhookServer(kopf.WebhookServer):
@@ -114,12 +120,38 @@ def configure(settings: kopf.OperatorSettings, options: ServerOptions) -> None:
     settings.admission.managed = None
     settings.posting.enabled = False
     settings.peering.standalone = True
+    # Deployments are a built-in resource: no need to watch CRDs (and no RBAC for them).
+    settings.scanning.disabled = True
+
+
+def register_reconciler(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
+    """Watch Deployments so that admitted entries get their outcome (persisted, rolled out)."""
+
+    @kopf.on.event("apps", "v1", "deployments", registry=registry)
+    async def observe(body: kopf.Body, **_: Any) -> None:
+        try:
+            await reconciler.observe(body)
+        except ProvenanceError as exc:
+            # The next event or sweep retries; an outcome entry is late, never lost.
+            logger.warning("reconciling %s/%s failed: %s", body.metadata.namespace,
+                           body.metadata.name, exc)
+
+
+async def _sweep_forever(reconciler: Reconciler, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await reconciler.sweep(dt.datetime.now(dt.UTC))
+        except ProvenanceError as exc:
+            logger.warning("ledger sweep failed: %s", exc)
 
 
 async def run_operator(config: Config, options: ServerOptions, *,
                        kubeconfig: str | None) -> None:
     """Run kopf with our handler and server until cancelled or signalled."""
-    runtime = await Runtime.build(config, kubeconfig=kubeconfig)
+    # Answer well inside the API server's timeout, so the user hears our reason, not its own.
+    budget = max(1.0, options.timeout_seconds * 0.8 - 0.5)
+    runtime = await Runtime.build(config, kubeconfig=kubeconfig, budget_seconds=budget)
     background: list[asyncio.Task[None]] = []
     if options.self_managed_tls is not None:
         # The files must exist before kopf's server loads them; later rotations are picked up
@@ -130,6 +162,10 @@ async def run_operator(config: Config, options: ServerOptions, *,
         background.append(asyncio.create_task(options.self_managed_tls.keep_fresh(runtime.api)))
     registry = kopf.OperatorRegistry()
     register(registry, runtime.admission)
+    if runtime.reconciler is not None:
+        register_reconciler(registry, runtime.reconciler)
+        background.append(asyncio.create_task(
+            _sweep_forever(runtime.reconciler, options.sweep_interval)))
     ready = asyncio.Event()
 
     # A registry of our own has none of kopf's default login handlers; credentials come from the

@@ -73,6 +73,10 @@ class DevController:
     exempt_namespaces: list[str] = field(default_factory=lambda: ["kube-system"])
     only_namespaces: list[str] | None = None
     extra_args: list[str] = field(default_factory=list)
+    timeout_seconds: int = 5
+    """The webhook configuration's timeoutSeconds, also passed to the controller."""
+    system_namespace: str = "provenance-system"
+    """Where the controller keeps its checkpoint key, as the chart's release namespace."""
     port: int = 0
     health_port: int = 0
     _proc: subprocess.Popen[bytes] | None = None
@@ -98,10 +102,16 @@ class DevController:
             "--webhook-host", "127.0.0.1", "--webhook-port", str(self.port),
             "--tls-cert", str(cert), "--tls-key", str(key),
             "--health-port", str(self.health_port),
+            "--timeout-seconds", str(self.timeout_seconds),
             *self.extra_args,
         ]
         if self.config_file is not None:
             argv += ["--config", str(self.config_file)]
+        # The chart installs into its release namespace; the ledger's key Secret lives there.
+        subprocess.run(
+            [str(find_binary("kubectl")), "--kubeconfig", str(self.control_plane.kubeconfig),
+             "create", "namespace", self.system_namespace], capture_output=True, timeout=60,
+            check=False)
         self._log = self.log_path.open("wb")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self._proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
@@ -110,7 +120,8 @@ class DevController:
         self._wait_ready(ca, timeout)
         self._apply(webhook_configuration(
             name=self.name, url=self.url, ca_bundle=ca.read_bytes(),
-            exempt_namespaces=self.exempt_namespaces, only_namespaces=self.only_namespaces))
+            exempt_namespaces=self.exempt_namespaces, only_namespaces=self.only_namespaces,
+            timeout_seconds=self.timeout_seconds))
 
     def _wait_ready(self, ca: Path, timeout: float) -> None:
         ctx = ssl.create_default_context(cafile=str(ca))

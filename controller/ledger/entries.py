@@ -5,9 +5,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from controller.config import Config
 from controller.errors import ImageReferenceError
 from controller.images import parse_reference
 from controller.ledger.chain import canonical_json, utc_timestamp
@@ -22,6 +21,10 @@ from controller.ledger.models import (
     Provenance,
 )
 from controller.review import DeploymentRequest
+
+if TYPE_CHECKING:
+    # controller.config imports this package for LedgerConfig; the reverse import is types only.
+    from controller.config import Config
 
 
 def annotations_hash(annotations: Mapping[str, str], prefix: str) -> str:
@@ -48,9 +51,14 @@ def build_admission_entry(
         raise LedgerError(f"only CREATE and UPDATE are recorded, not {request.operation}")
     annotations = request.annotations
     keys = config.annotations
+    # The same reading as the policy checks: the pod template first, then the Deployment, so the
+    # record names the provenance of what runs (after `rollout undo`, the old template's).
+    from controller.policy.provenance import read_claims
+
+    claims = read_claims(request, keys)
 
     def annotation(name: str) -> str | None:
-        return annotations.get(keys.key(name))
+        return claims.get(name)
 
     containers = []
     for container in request.containers:

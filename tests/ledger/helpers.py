@@ -36,7 +36,9 @@ def deployment(name: str, *, namespace: str = "default", image: str = f"nginx@{D
         "metadata": {"name": name, "namespace": namespace, "annotations": {
             "provenance.dev/git-sha": "0123456789abcdef0123456789abcdef01234567",
             "provenance.dev/build-id": build,
-            "provenance.dev/deployed-by": "alice",
+            # kubectl authenticates as "admin" in the test cluster; the enforcing webhook of the
+            # e2e session judges these applies too.
+            "provenance.dev/deployed-by": "admin",
         }},
         "spec": spec,
     }

@@ -19,7 +19,7 @@ def test_entry_records_provenance_actor_and_digests() -> None:
     assert (entry.namespace, entry.name) == ("default", "web")
     assert entry.actor.username == "alice"
     assert entry.actor.groups == ("dev",)
-    assert entry.actor.annotated == "alice"
+    assert entry.actor.annotated == "admin"  # as claimed; the authenticated user is alice
     assert entry.provenance.commit_sha == "0123456789abcdef0123456789abcdef01234567"
     assert entry.provenance.build_id == "b-1"
     init, app = entry.containers
