@@ -33,6 +33,11 @@ from controller.review import template_hash
 log = logging.getLogger(__name__)
 
 
+MISS_RESYNC_SECONDS = 0.1
+"""Least time between syncs forced by a stored object with no known entry: bounds the reads
+that Deployments never admitted by us (exempt namespaces) can cause to ten a second."""
+
+
 @dataclass
 class _Watch:
     seq: int
@@ -129,12 +134,17 @@ class Reconciler:
         await self.sync()
         meta = body.get("metadata") or {}
         key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
-        seqs = self._by_name.get(key)
-        if not seqs:
-            return []
         stored_template = template_hash(body)
         stored_annotations = annotations_hash(meta.get("annotations") or {}, self.prefix)
         generation = meta.get("generation")
+        if not self._known(key, stored_template, stored_annotations, generation) and \
+                time.monotonic() - self._synced_at >= MISS_RESYNC_SECONDS:
+            # An admission is durable before the object is stored, so a stored object whose
+            # entry we do not know yet was admitted after our last (rate-limited) sync: read on.
+            await self.sync(force=True)
+        seqs = self._by_name.get(key)
+        if not seqs:
+            return []
         appended: list[str] = []
         matching: list[_Watch] = []
         for seq in seqs:
@@ -160,6 +170,22 @@ class Reconciler:
                 await self._mark(newest, kind, body, now, detail)
                 appended.append(kind)
         return appended
+
+    def _known(self, key: tuple[str, str], template: str, annotations: str,
+               generation: object) -> bool:
+        """True if an entry we hold could be the admission of this stored object.
+
+        The generation matters: `rollout undo` stores an earlier template and annotations again,
+        which an old entry matches; only an entry of this generation (or newer) is this one.
+        """
+        for seq in self._by_name.get(key, ()):
+            entry = self._watches[seq].entry
+            if entry.template_hash != template or entry.annotations_hash != annotations:
+                continue
+            if entry.generation is None or not isinstance(generation, int) \
+                    or entry.generation >= generation:
+                return True
+        return False
 
     async def sweep(self, now: datetime) -> list[int]:
         """Mark admissions not seen persisted within the window; return their sequence numbers."""
