@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from controller.admission import Admission, Stage
 from controller.config import Config
 from controller.kube import KubeApi
-from controller.ledger import Ledger, Reconciler, load_signer
+from controller.ledger import CheckpointSigner, Ledger, LedgerError, Reconciler, load_signer
 from controller.registry import KubeSecretSource
 from controller.signatures import ImageVerifier
 from controller.stages import LedgerStage, SignatureStage
@@ -44,7 +44,15 @@ class Runtime:
         if config.ledger.enabled:
             # The key signs checkpoints; it lives outside the ledger namespace, so whoever can
             # rewrite ledger ConfigMaps still cannot forge a checkpoint.
-            signer = await load_signer(api, config.ledger, create=True)
+            try:
+                signer: CheckpointSigner | None = await load_signer(
+                    api, config.ledger, create=True)
+            except LedgerError as exc:
+                # The chart grants only `get` on the key Secret (its NOTES show how to create
+                # it). Without the key the ledger is still kept and chained; its checkpoints are
+                # just unsigned, so truncation is detectable only against saved checkpoints.
+                logger.warning("ledger checkpoints will be unsigned: %s", exc)
+                signer = None
             ledger = Ledger(api, config.ledger, signer=signer)
             await ledger.start()
             reconciler = Reconciler(ledger, annotation_prefix=config.annotations.prefix)
