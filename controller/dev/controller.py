@@ -77,6 +77,9 @@ class DevController:
     """The webhook configuration's timeoutSeconds, also passed to the controller."""
     system_namespace: str = "provenance-system"
     """Where the controller keeps its checkpoint key, as the chart's release namespace."""
+    controller_kubeconfig: Path | None = None
+    """Credentials the controller itself uses (default: the control plane's admin); the tests
+    pass the chart's service-account token to prove its RBAC suffices."""
     port: int = 0
     health_port: int = 0
     _proc: subprocess.Popen[bytes] | None = None
@@ -98,7 +101,7 @@ class DevController:
         self.health_port = self.health_port or free_port()
         argv = [
             sys.executable, "-m", "controller.cli_operator",
-            "--kubeconfig", str(self.control_plane.kubeconfig),
+            "--kubeconfig", str(self.controller_kubeconfig or self.control_plane.kubeconfig),
             "--webhook-host", "127.0.0.1", "--webhook-port", str(self.port),
             "--tls-cert", str(cert), "--tls-key", str(key),
             "--health-port", str(self.health_port),

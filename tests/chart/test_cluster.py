@@ -11,6 +11,8 @@ import base64
 import datetime as dt
 import json
 import subprocess
+import sys
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
+from controller.dev.controller import DevController
 from controller.dev.controlplane import LocalControlPlane
 from controller.kube import Credentials, KubeApi, load_credentials
 from controller.tls import ensure_certificates
+from tests.builders import deployment
 from tests.chart.helm import (
     CHART,
     CI_VALUES,
@@ -274,3 +278,56 @@ def test_static_manifests_apply(control_plane: LocalControlPlane, release: str) 
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
     out = ok(kubectl(control_plane, "apply", "--dry-run=server", "-f", str(path)))
     assert out.count("(server dry run)") == len(docs), out
+
+
+# --- the controller itself under the chart's RBAC ---------------------------------------------
+
+def test_the_controller_runs_with_only_the_charts_rbac(
+        control_plane: LocalControlPlane, release: str, tmp_path: Path) -> None:
+    """The real controller process, holding nothing but the chart's service-account token and
+    the chart's rendered configuration: it starts (kopf watch, ledger, key lookup), judges, and
+    records. Only the network differs from a cluster: the API server reaches it by URL."""
+    cp = control_plane
+    token = ok(kubectl(cp, "create", "token", FULLNAME, "-n", RELEASE_NAMESPACE,
+                       "--duration=10m")).strip()
+    admin = yaml.safe_load(cp.kubeconfig.read_text())
+    sa_kubeconfig = tmp_path / "sa-kubeconfig"
+    sa_kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "clusters": admin["clusters"],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": "sa"}}],
+        "current-context": "sa"}))
+    rendered = get_json(cp, "configmap", f"{FULLNAME}-config", "-n", RELEASE_NAMESPACE)
+    config = yaml.safe_load(rendered["data"]["config.yaml"])
+    # The chart's webhook (no pod behind its Service) refuses every judged namespace; ours is
+    # routed the release namespace, which the chart's webhook exempts.
+    config["exempt_namespaces"] = ["kube-system"]
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    ctl = DevController(cp, tmp_path, config_file=config_file, name="pc-as-sa",
+                        only_namespaces=[RELEASE_NAMESPACE], system_namespace=RELEASE_NAMESPACE,
+                        controller_kubeconfig=sa_kubeconfig)
+    ctl.start()
+    try:
+        name = f"sa-{uuid.uuid4().hex[:6]}"
+        good = deployment(name, RELEASE_NAMESPACE)
+        ok(kubectl(cp, "apply", "-f", "-", stdin=yaml.safe_dump(good)))
+        bad = kubectl(cp, "apply", "-f", "-", stdin=yaml.safe_dump(
+            deployment(f"{name}-bad", RELEASE_NAMESPACE, containers=["nginx:1"])))
+        assert bad.returncode != 0
+        assert "[ImageNotPinned]" in bad.stderr
+        history = subprocess.run(
+            [sys.executable, "-m", "controller.cli", "ledger", "history", f"deploy/{name}",
+             "-n", RELEASE_NAMESPACE, "-o", "json", "--quiet",
+             "--kubeconfig", str(cp.kubeconfig)],
+            capture_output=True, text=True, timeout=120, check=False)
+        assert history.returncode == 0, history.stderr
+        assert [v["entry"]["operation"] for v in json.loads(history.stdout)] == ["CREATE"]
+    finally:
+        ctl.stop()
+    # The one expected refusal: the chart grants `get` on the checkpoint key, never `create`.
+    lines = ctl.log_path.read_text().splitlines()
+    unsigned = [line for line in lines if "checkpoints will be unsigned" in line]
+    assert len(unsigned) == 1
+    forbidden = [line for line in lines if "Forbidden" in line and line not in unsigned]
+    assert forbidden == []
