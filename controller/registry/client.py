@@ -264,32 +264,6 @@ class RegistryClient:
         limit: int,
         params: Mapping[str, str] | None = None,
     ) -> _Response:
-        """`_get_once`, timed and counted by operation (manifests, blobs, tags, referrers)."""
-        operation = path.split("/", 1)[0]
-        started = time.perf_counter()
-        try:
-            resp = await self._get_once(registry, repository, path, deadline=deadline,
-                                        accept=accept, credential=credential, limit=limit,
-                                        params=params)
-        except RegistryError as exc:
-            metrics.record_registry_request(operation, seconds=time.perf_counter() - started,
-                                            error=type(exc).__name__)
-            raise
-        metrics.record_registry_request(operation, seconds=time.perf_counter() - started)
-        return resp
-
-    async def _get_once(
-        self,
-        registry: str,
-        repository: str,
-        path: str,
-        *,
-        deadline: Deadline,
-        accept: str,
-        credential: Credential | None,
-        limit: int,
-        params: Mapping[str, str] | None = None,
-    ) -> _Response:
         url = f"{self._base(registry)}{repository}/{path}"
         scope = f"repository:{repository}:pull"
         key = (registry, scope, _identity(credential))
@@ -329,6 +303,29 @@ class RegistryClient:
         budget = deadline.budget(self.settings.request_timeout_seconds)
         if budget <= 0:
             raise RegistryUnavailable(registry, "deadline exceeded before the request was sent")
+        started = time.perf_counter()
+        try:
+            resp = await self._fetch_once(registry, url, headers, budget=budget, limit=limit,
+                                          params=params, method=method, data=data)
+        except RegistryError as exc:
+            metrics.record_registry_request(_operation(url), error=type(exc).__name__,
+                                            seconds=time.perf_counter() - started)
+            raise
+        metrics.record_registry_request(_operation(url), seconds=time.perf_counter() - started)
+        return resp
+
+    async def _fetch_once(
+        self,
+        registry: str,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        budget: float,
+        limit: int,
+        params: Mapping[str, str] | None,
+        method: str,
+        data: Mapping[str, str] | None,
+    ) -> _Response:
         try:
             async with asyncio.timeout(budget):
                 async with self._session_().request(
@@ -418,6 +415,15 @@ def _identity(credential: Credential | None) -> str:
         return ""
     secret = f"{credential.username}\0{credential.password}\0{credential.identity_token}"
     return hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+def _operation(url: str) -> str:
+    """The metrics label of a request: manifests, blobs, tags, referrers, or token."""
+    parts = url.split("?", 1)[0].rstrip("/").split("/")
+    for kind in ("manifests", "blobs", "referrers"):
+        if kind in parts:
+            return kind
+    return "tags" if "tags" in parts else "token"
 
 
 async def _read_limited(
