@@ -10,8 +10,11 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import socket
+import ssl
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,9 +22,11 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from controller.dev.controller import DevController
-from controller.dev.controlplane import LocalControlPlane
+from controller.dev.controlplane import LocalControlPlane, free_port
 from controller.kube import Credentials, KubeApi, load_credentials
 from controller.tls import ensure_certificates
 from tests.builders import deployment
@@ -282,23 +287,35 @@ def test_static_manifests_apply(control_plane: LocalControlPlane, release: str) 
 
 # --- the controller itself under the chart's RBAC ---------------------------------------------
 
+def _sa_kubeconfig(cp: LocalControlPlane, directory: Path) -> Path:
+    """A kubeconfig holding only a token of the chart's service account."""
+    token = ok(kubectl(cp, "create", "token", FULLNAME, "-n", RELEASE_NAMESPACE,
+                       "--duration=10m")).strip()
+    admin = yaml.safe_load(cp.kubeconfig.read_text())
+    path = directory / "sa-kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "clusters": admin["clusters"],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": "sa"}}],
+        "current-context": "sa"}))
+    return path
+
+
+def _chart_config(cp: LocalControlPlane) -> dict[str, Any]:
+    """The controller configuration the chart rendered into its ConfigMap."""
+    rendered = get_json(cp, "configmap", f"{FULLNAME}-config", "-n", RELEASE_NAMESPACE)
+    config: dict[str, Any] = yaml.safe_load(rendered["data"]["config.yaml"])
+    return config
+
+
 def test_the_controller_runs_with_only_the_charts_rbac(
         control_plane: LocalControlPlane, release: str, tmp_path: Path) -> None:
     """The real controller process, holding nothing but the chart's service-account token and
     the chart's rendered configuration: it starts (kopf watch, ledger, key lookup), judges, and
     records. Only the network differs from a cluster: the API server reaches it by URL."""
     cp = control_plane
-    token = ok(kubectl(cp, "create", "token", FULLNAME, "-n", RELEASE_NAMESPACE,
-                       "--duration=10m")).strip()
-    admin = yaml.safe_load(cp.kubeconfig.read_text())
-    sa_kubeconfig = tmp_path / "sa-kubeconfig"
-    sa_kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "clusters": admin["clusters"],
-        "users": [{"name": "sa", "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": "sa"}}],
-        "current-context": "sa"}))
-    rendered = get_json(cp, "configmap", f"{FULLNAME}-config", "-n", RELEASE_NAMESPACE)
-    config = yaml.safe_load(rendered["data"]["config.yaml"])
+    sa_kubeconfig = _sa_kubeconfig(cp, tmp_path)
+    config = _chart_config(cp)
     # The chart's webhook (no pod behind its Service) refuses every judged namespace; ours is
     # routed the release namespace, which the chart's webhook exempts.
     config["exempt_namespaces"] = ["kube-system"]
@@ -331,3 +348,58 @@ def test_the_controller_runs_with_only_the_charts_rbac(
     assert len(unsigned) == 1
     forbidden = [line for line in lines if "Forbidden" in line and line not in unsigned]
     assert forbidden == []
+
+
+def test_the_controller_serves_its_self_managed_certificate(
+        control_plane: LocalControlPlane, release: str, tmp_path: Path) -> None:
+    """`--tls-self-managed`, as the chart's Deployment passes it: the process issues (or reuses)
+    the certificate in the chart's Secret, keeps the chart's caBundle current, and serves it."""
+    cp = control_plane
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(_chart_config(cp)))
+    port, health = free_port(), free_port()
+    certs = tmp_path / "tls"
+    log = (tmp_path / "controller.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli_operator",
+         "--kubeconfig", str(_sa_kubeconfig(cp, tmp_path)), "--config", str(config_file),
+         "--webhook-host", "127.0.0.1", "--webhook-port", str(port),
+         "--health-port", str(health),
+         "--tls-cert", str(certs / "tls.crt"), "--tls-key", str(certs / "tls.key"),
+         "--tls-self-managed", "--tls-secret", f"{FULLNAME}-tls",
+         "--webhook-config", FULLNAME, "--service", FULLNAME,
+         "--namespace", RELEASE_NAMESPACE], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        served = _served_certificate(port, proc, tmp_path / "controller.log")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+    secret = get_json(cp, "secret", f"{FULLNAME}-tls", "-n", RELEASE_NAMESPACE)
+    stored = x509.load_pem_x509_certificates(base64.b64decode(secret["data"]["tls.crt"]))[0]
+    assert served == stored.public_bytes(serialization.Encoding.DER)
+    vwc = get_json(cp, "validatingwebhookconfiguration", FULLNAME)
+    bundle = x509.load_pem_x509_certificates(
+        base64.b64decode(vwc["webhooks"][0]["clientConfig"]["caBundle"]))
+    assert any(ca.subject == stored.issuer for ca in bundle)
+    san = stored.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert f"{FULLNAME}.{RELEASE_NAMESPACE}.svc" in san.get_values_for_type(x509.DNSName)
+
+
+def _served_certificate(port: int, proc: subprocess.Popen[bytes], log: Path) -> bytes:
+    """The DER certificate the webhook port presents, once it listens."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # we compare the certificate itself below
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock, \
+                    ctx.wrap_socket(sock) as tls:
+                der = tls.getpeercert(binary_form=True)
+                if der:
+                    return der
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"the webhook port never served TLS:\n{log.read_text()[-3000:]}")
