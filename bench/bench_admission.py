@@ -92,7 +92,7 @@ def _warm_signatures(cp: LocalControlPlane, work: Path,
         tags = registry.load_layout("demo/app")
         images = [f"{registry.host}/demo/app@{tags[t]}" for t in ("v1", "v2", "v3")]
         config = work / "sigs.yaml"
-        config.write_text(json.dumps({"signatures": {
+        config.write_text(json.dumps({"ledger": {"enabled": False}, "signatures": {
             "enabled": True,
             "keys": [{"name": "release", "path": str(COSIGN_DATA / "cosign.pub")}],
             "registry": {"insecure_registries": [registry.host]},
@@ -125,7 +125,11 @@ def main() -> None:
         work = Path(tmp)
         cp = LocalControlPlane(work / "cp", etcd_fsync=False)
         cp.start()
-        ctl = DevController(cp, work / "ctl", extra_args=["--log-level", "WARNING"])
+        # The checks alone: the ledger (bench_ledger.py measures it) is off here.
+        checks_only = work / "checks.yaml"
+        checks_only.write_text(json.dumps({"ledger": {"enabled": False}}))
+        ctl = DevController(cp, work / "ctl", config_file=checks_only,
+                            extra_args=["--log-level", "WARNING"])
         bare: subprocess.Popen[bytes] | None = None
         try:
             ctl.start()
