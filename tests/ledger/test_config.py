@@ -17,7 +17,7 @@ def test_defaults_match_the_issue() -> None:
     config = LedgerConfig()
     assert config.enabled
     assert config.namespace == "provenance-ledger"
-    assert config.segment_max_bytes == 256 * 1024
+    assert config.segment_max_bytes == 128 * 1024
     assert config.checkpoint_key_namespace != config.namespace
 
 
