@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
         helm-lint image kind-e2e clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing provenance-controller with its dev dependencies"
@@ -46,7 +46,7 @@ manifests-check: ## fail when manifests/ is stale
 	@git diff --exit-code -- manifests/ || { echo "manifests/ is stale: run 'make manifests' and commit"; exit 1; }
 
 # pytest exits 5 when it collected nothing: that is a broken test tree, never a pass.
-unit: venv ## unit tests only (no binaries needed)
+unit: venv ## tests that need no API server (the registry and cosign tests still run their real binaries)
 	@$(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
