@@ -85,7 +85,8 @@ class LedgerStage:
             return outcome
         images = {ev.image: _ledger_image(ev) for ev in outcome.evidence
                   if isinstance(ev, ImageEvidence)}
-        entry = build_admission_entry(request, self._config, images=images)
+        waived = tuple(sorted({str(v.reason) for v in outcome.decision.violations}))
+        entry = build_admission_entry(request, self._config, images=images, waived=waived)
         try:
             receipt = await self._ledger.append(entry, deadline=deadline)
         except LedgerError as exc:

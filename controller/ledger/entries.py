@@ -39,6 +39,7 @@ def build_admission_entry(
     *,
     images: Mapping[str, ImageEvidence] | None = None,
     now: datetime | None = None,
+    waived: tuple[str, ...] = (),
 ) -> AdmissionEntry:
     """The entry for an admitted request. `images` maps an image reference, as written in the
     pod template, to the verifier's evidence; without it only digest pinning is recorded.
@@ -95,6 +96,7 @@ def build_admission_entry(
             build_id=annotation("build-id"), build_timestamp=annotation("build-timestamp"),
             pipeline_url=annotation("pipeline-url"), environment=annotation("environment")),
         containers=tuple(containers),
+        waived=waived,
     )
 
 

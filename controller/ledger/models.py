@@ -108,6 +108,9 @@ class AdmissionEntry(_Model):
     actor: Actor
     provenance: Provenance
     containers: tuple[ContainerRecord, ...] = Field(max_length=768)
+    waived: tuple[Short, ...] = Field(default=(), max_length=256)
+    """Reason codes of violations admitted anyway because the policy was in audit mode: the
+    record says what was let through, not only that something was."""
 
     @property
     def idempotency_key(self) -> str:

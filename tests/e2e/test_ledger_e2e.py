@@ -61,6 +61,7 @@ def test_an_admitted_deployment_is_recorded_and_the_ledger_verifies(
     assert entry["actor"]["username"] == "admin"
     assert entry["provenance"]["commit_sha"] == prov_annotations()["provenance.dev/git-sha"]
     assert [c["digest"] for c in entry["containers"]] == [DIGEST]
+    assert entry["waived"] == []
     verify = ledger_cli(control_plane, "verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
@@ -84,6 +85,7 @@ def test_audit_mode_admissions_are_recorded(
     views = history(control_plane, name, AUDIT_NAMESPACE)
     assert len(views) == 1
     assert views[0]["entry"]["containers"][0]["digest"] is None  # recorded as it was: a tag
+    assert views[0]["entry"]["waived"] == ["ImageNotPinned"]
 
 
 def test_rollback_target_after_a_real_rollout_undo(control_plane: LocalControlPlane) -> None:
