@@ -106,6 +106,9 @@ def parse_reference(text: str) -> ImageReference:
         registry, remainder = DEFAULT_REGISTRY, name
     if not re.fullmatch(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*", remainder):
         raise ImageReferenceError(f"{text!r} has an invalid repository path {remainder!r}")
+    # Host names are case-insensitive and :443 is the HTTPS default: without this,
+    # `REGISTRY.example.com:443/team/app` would slip past a rule for `registry.example.com/team/`.
+    registry = registry.lower().removesuffix(":443")
     if registry in ("index.docker.io", "registry-1.docker.io"):
         registry = DEFAULT_REGISTRY
     if registry == DEFAULT_REGISTRY and "/" not in remainder:

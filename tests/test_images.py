@@ -24,7 +24,10 @@ D = "sha256:" + "b5b1e7f55d49730ba3119608964ba401309f389835dac7ab40657beafbb5ad0
     ("ghcr.io/org/app@" + D, ImageReference("ghcr.io", "org/app", None, D)),
     ("ghcr.io/org/app:v1@" + D, ImageReference("ghcr.io", "org/app", "v1", D)),
     ("[::1]:5000/app", ImageReference("[::1]:5000", "app")),
-    ("Registry.Example.com/a/b-c_d.e", ImageReference("Registry.Example.com", "a/b-c_d.e")),
+    ("Registry.Example.com/a/b-c_d.e", ImageReference("registry.example.com", "a/b-c_d.e")),
+    ("registry.example.com:443/a/b", ImageReference("registry.example.com", "a/b")),
+    ("registry-1.docker.io/bitnami/redis", ImageReference("docker.io", "bitnami/redis")),
+    ("localhost:5000/x", ImageReference("localhost:5000", "x")),
 ])
 def test_parses_and_normalises(text: str, expected: ImageReference) -> None:
     assert parse_reference(text) == expected
@@ -81,7 +84,7 @@ def test_roundtrip_of_generated_references(
     if digest is not None:
         text += "@sha256:" + digest
     ref = parse_reference(text)
-    assert ref.registry == host
+    assert ref.registry == host.removesuffix(":443")  # the HTTPS default port is dropped
     assert ref.repository == "/".join(path)
     assert ref.tag == tag
     assert ref.pinned_digest == (None if digest is None else "sha256:" + digest)
