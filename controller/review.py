@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from controller.errors import ReviewError
 
-MAX_CONTAINERS = 256
-"""More containers than any real pod has; a bound so a hostile body cannot make us loop."""
+# No per-field caps on lists or strings here: Kubernetes has none, and a cap it lacks would turn a
+# valid object into a 400 (a bypass under failurePolicy Ignore). The webhook bounds the whole
+# body instead (MAX_REVIEW_BYTES), which bounds every loop over it.
 
 
 class _Loose(BaseModel):
@@ -29,9 +30,9 @@ class _Loose(BaseModel):
 class UserInfo(_Loose):
     """The authenticated user, as the API server vouches for it."""
 
-    username: str = Field(default="", max_length=1024)
-    uid: str = Field(default="", max_length=1024)
-    groups: tuple[str, ...] = Field(default=(), max_length=1024)
+    username: str = ""
+    uid: str = ""
+    groups: tuple[str, ...] = ()
 
 
 class GroupVersionKind(_Loose):
@@ -58,8 +59,8 @@ class ObjectMeta(_Loose):
 
 
 class Container(_Loose):
-    name: str = Field(default="", max_length=253)
-    image: str = Field(default="", max_length=4096)
+    name: str = ""
+    image: str = ""
 
 
 class LocalObjectReference(_Loose):
@@ -67,13 +68,11 @@ class LocalObjectReference(_Loose):
 
 
 class PodSpec(_Loose):
-    containers: tuple[Container, ...] = Field(default=(), max_length=MAX_CONTAINERS)
-    init_containers: tuple[Container, ...] = Field(
-        default=(), alias="initContainers", max_length=MAX_CONTAINERS)
-    ephemeral_containers: tuple[Container, ...] = Field(
-        default=(), alias="ephemeralContainers", max_length=MAX_CONTAINERS)
+    containers: tuple[Container, ...] = ()
+    init_containers: tuple[Container, ...] = Field(default=(), alias="initContainers")
+    ephemeral_containers: tuple[Container, ...] = Field(default=(), alias="ephemeralContainers")
     image_pull_secrets: tuple[LocalObjectReference, ...] = Field(
-        default=(), alias="imagePullSecrets", max_length=64)
+        default=(), alias="imagePullSecrets")
     service_account_name: str = Field(default="", alias="serviceAccountName")
 
 

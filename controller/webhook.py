@@ -73,8 +73,20 @@ class ReviewingWebhookServer(kopf.WebhookServer):
             raise aiohttp.web.HTTPRequestEntityTooLarge(
                 max_size=MAX_REVIEW_BYTES, actual_size=request.content_length)
         started = time.perf_counter()
+        # kopf builds its aiohttp app with the default 1 MiB client_max_size, which an UPDATE of
+        # a large Deployment (object and oldObject) exceeds; read the stream with our own bound.
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await request.content.read(1024 * 1024):
+            size += len(chunk)
+            if size > MAX_REVIEW_BYTES:
+                metrics.record_review_error(seconds=time.perf_counter() - started)
+                raise aiohttp.web.HTTPRequestEntityTooLarge(
+                    max_size=MAX_REVIEW_BYTES, actual_size=size)
+            chunks.append(chunk)
+        body = b"".join(chunks)
         try:
-            data = json.loads(await request.read())
+            data = json.loads(body)
             typed = parse_review(data)
         except (ValueError, ReviewError) as exc:
             logger.warning("rejected a malformed AdmissionReview: %s", exc)

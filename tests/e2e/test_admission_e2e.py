@@ -13,7 +13,7 @@ import yaml
 
 from controller.dev.controller import DevController
 from controller.dev.controlplane import LocalControlPlane
-from tests.builders import IMAGE, deployment, prov_annotations
+from tests.builders import IMAGE, deployment, prov_annotations, review
 from tests.fixtures.cluster import kubectl
 from tests.fixtures.controller import AUDIT_NAMESPACE, EXEMPT_NAMESPACE
 
@@ -178,3 +178,28 @@ def test_metrics_and_version_after_admissions(
     with urllib.request.urlopen(f"{base}/version", timeout=5) as resp:
         version = json.loads(resp.read())
     assert {"version", "commit", "build", "built_at", "environment"} <= set(version)
+
+
+def test_a_review_over_one_mebibyte_is_judged_not_refused(
+    enforcing_controller: DevController,
+) -> None:
+    # An UPDATE carries the object twice; aiohttp's default 1 MiB body limit would refuse it
+    # with a 413 and the API server would fail the request without our reason.
+    obj = deployment(_name(), containers=[IMAGE])
+    obj["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": "BLOB", "value": "x" * 700_000}]
+    body = json.dumps(review(obj, operation="UPDATE", old=obj)).encode()
+    assert len(body) > 1024 * 1024
+    ca = enforcing_controller.workdir / f"{enforcing_controller.name}-certs" / "ca.crt"
+    ctx = ssl.create_default_context(cafile=str(ca))
+    req = urllib.request.Request(enforcing_controller.url, data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+        answer = json.loads(resp.read())
+    assert answer["response"]["allowed"] is True
+    # Above the controller's own bound (6 MiB) the answer is a clean 413.
+    huge = urllib.request.Request(enforcing_controller.url, data=b" " * (7 * 1024 * 1024),
+                                  method="POST", headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(huge, context=ctx, timeout=10)
+    assert info.value.code == 413
