@@ -39,7 +39,9 @@ class Runtime:
         verifier = None
         if config.signatures.enabled:
             verifier = ImageVerifier(config.signatures, secrets=KubeSecretSource(api))
-            stages.append(SignatureStage(verifier, config))
+            # Keep a third of the budget (at most 2 s) for the ledger append that follows.
+            reserve = min(2.0, budget_seconds / 3) if config.ledger.enabled else 0.0
+            stages.append(SignatureStage(verifier, config, reserve_seconds=reserve))
         ledger = reconciler = None
         if config.ledger.enabled:
             # The key signs checkpoints; it lives outside the ledger namespace, so whoever can

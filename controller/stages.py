@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+from pydantic import ValidationError
+
 from controller.admission import Outcome
 from controller.config import Config
 from controller.ledger import (
@@ -30,13 +32,21 @@ logger = logging.getLogger("provenance.stages")
 class SignatureStage:
     """Verify signatures and attestations of every pinned image; violations join the decision."""
 
-    def __init__(self, verifier: ImageVerifier, config: Config) -> None:
+    def __init__(self, verifier: ImageVerifier, config: Config, *,
+                 reserve_seconds: float = 0.0) -> None:
         self._verifier = verifier
         self._config = config
+        self._reserve = reserve_seconds
+        """Time kept back for the stages after this one (the ledger append), so that a slow
+        registry cannot leave the ledger without time and turn an admission into a denial."""
 
     async def run(self, request: DeploymentRequest, outcome: Outcome, *,
                   deadline: float) -> Outcome:
-        if not self._config.signatures.enabled:
+        # An UPDATE that changes neither the template nor the provenance deploys nothing new:
+        # its images were judged when they were admitted. Re-verifying would deny label edits
+        # and the deployment controller's own revision bumps whenever a registry is down.
+        if not self._config.signatures.enabled or not claims_changed(
+                request, self._config.annotations):
             return outcome
         claims = read_claims(request, self._config.annotations)
         # The namespace decides the environment when it is mapped; the annotation cannot move a
@@ -46,7 +56,7 @@ class SignatureStage:
         result = await self._verifier.verify(
             request, git_sha=claims.get("git-sha"), build_id=claims.get("build-id"),
             pipeline_url=claims.get("pipeline-url"), environment=environment,
-            deadline=deadline)
+            deadline=deadline - self._reserve)
         decision = outcome.decision.with_violations(result.violations)
         if result.notes:
             decision = dataclasses.replace(decision, notes=decision.notes + result.notes)
@@ -54,14 +64,19 @@ class SignatureStage:
 
 
 def _ledger_image(evidence: ImageEvidence) -> LedgerImage:
-    """The verifier's evidence for one image, as the ledger records it."""
+    """The verifier's evidence for one image, as the ledger records it.
+
+    `verified` means the image's rule was met in full (signature threshold, and the attested
+    commit where an attestation is required); an audit-mode admission that waived a failure
+    records `verified: false` and the entry's `waived` codes say which.
+    """
     checked = evidence.requirement != "none"
     signature = SignatureRecord(
-        verified=evidence.verified or bool(evidence.signature_formats),
-        formats=evidence.signature_formats, key_ids=evidence.key_ids) if checked else None
+        verified=evidence.verified, formats=evidence.signature_formats,
+        key_ids=evidence.key_ids) if checked else None
     attestation = AttestationRecord(
-        verified=evidence.attestation_commit is not None,
-        commit_sha=evidence.attestation_commit, key_ids=evidence.key_ids,
+        verified=evidence.verified, commit_sha=evidence.attestation_commit,
+        key_ids=evidence.key_ids,
     ) if evidence.requirement == "attestation" else None
     return LedgerImage(digest=evidence.digest, signature=signature, attestation=attestation)
 
@@ -86,15 +101,17 @@ class LedgerStage:
         images = {ev.image: _ledger_image(ev) for ev in outcome.evidence
                   if isinstance(ev, ImageEvidence)}
         waived = tuple(sorted({str(v.reason) for v in outcome.decision.violations}))
-        entry = build_admission_entry(request, self._config, images=images, waived=waived)
         try:
+            entry = build_admission_entry(request, self._config, images=images, waived=waived)
             receipt = await self._ledger.append(entry, deadline=deadline)
-        except LedgerError as exc:
+        except (LedgerError, ValidationError) as exc:
             logger.error("ledger append failed: %s", exc, extra={"admission_uid": request.uid})
+            reason = (f"{exc.error_count()} field(s) exceed the ledger's bounds"
+                      if isinstance(exc, ValidationError) else str(exc))
             # Nothing admitted goes unrecorded: deny, even in audit mode.
             violation = Violation(
                 Reason.LEDGER_UNAVAILABLE,
-                f"the admission could not be recorded in the audit ledger ({exc})",
+                f"the admission could not be recorded in the audit ledger ({reason})",
                 "retry the apply; nothing was deployed", "ledger")
             return dataclasses.replace(outcome, decision=Decision(
                 violations=(*outcome.decision.violations, violation), enforce=True,

@@ -27,25 +27,30 @@ class _Model(BaseModel):
 class Actor(_Model):
     """Who deployed: the authenticated user (trusted) and the annotated actor (as claimed)."""
 
-    username: Short
+    username: Claim
     """`userInfo.username` as the API server authenticated it."""
-    uid: Short = ""
+    uid: Claim = ""
     """`userInfo.uid`."""
-    groups: tuple[Short, ...] = Field(default=(), max_length=256)
+    groups: tuple[Claim, ...] = ()
     """`userInfo.groups`."""
-    annotated: Short | None = None
+    annotated: Claim | None = None
     """The `deployed-by` annotation, when present (for CI deploying on someone's behalf)."""
+
+
+Claim = Annotated[str, Field(max_length=65536)]
+"""An annotation value as admitted: bounded by the policy's own limit (at most 65536), so that
+everything the checks accept can be recorded."""
 
 
 class Provenance(_Model):
     """The build provenance the Deployment's annotations declared."""
 
-    commit_sha: Short | None = None
-    branch: Short | None = None
-    build_id: Short | None = None
-    build_timestamp: Short | None = None
-    pipeline_url: Long | None = None
-    environment: Short | None = None
+    commit_sha: Claim | None = None
+    branch: Claim | None = None
+    build_id: Claim | None = None
+    build_timestamp: Claim | None = None
+    pipeline_url: Claim | None = None
+    environment: Claim | None = None
 
 
 class SignatureRecord(_Model):
@@ -108,9 +113,10 @@ class AdmissionEntry(_Model):
     actor: Actor
     provenance: Provenance
     containers: tuple[ContainerRecord, ...] = Field(max_length=768)
-    waived: tuple[Short, ...] = Field(default=(), max_length=256)
+    waived: tuple[Short, ...] = Field(default=(), max_length=256, exclude_if=lambda v: not v)
     """Reason codes of violations admitted anyway because the policy was in audit mode: the
-    record says what was let through, not only that something was."""
+    record says what was let through, not only that something was. Omitted when empty, so an
+    entry without waivers has the same canonical bytes as one written before this field."""
 
     @property
     def idempotency_key(self) -> str:

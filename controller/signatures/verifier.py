@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 THREAD_THRESHOLD = 4
 """More artifacts than this are verified in a worker thread. One ECDSA P-256 verification takes
 about 0.1 ms, so a few run inline faster than a thread hop; dozens would stall the loop."""
+THREAD_BYTES = 64 * 1024
+"""...and so is any verification that hashes more than this (payload bytes times keys): a
+registry chosen by the requester may serve megabyte payloads, each hashed once per key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +284,8 @@ class ImageVerifier:
         except RegistryError as exc:
             log.info("registry error for %s@%s: %s", ref.name, target.digest, exc)
             return ImageVerdict(ref.name, target.digest, error=exc)
-        if len(collected.artifacts) > THREAD_THRESHOLD:
+        work = sum(len(a.data) for a in collected.artifacts) * max(1, len(self.keys))
+        if len(collected.artifacts) > THREAD_THRESHOLD or work > THREAD_BYTES:
             findings = await asyncio.to_thread(
                 verify_artifacts, collected, self.keys, target.digest)
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from controller.ledger.chain import canonical_json
 from controller.ledger.entries import build_admission_entry
 from controller.ledger.errors import DryRunNotRecorded
 from controller.ledger.models import ImageEvidence, SignatureRecord
@@ -77,3 +78,12 @@ def test_observed_bodies_may_be_read_only_mapping_views() -> None:
 
     raw = deployment("web")
     assert template_hash(_plain(View(raw))) == template_hash(raw)
+
+
+def test_an_entry_without_waivers_keeps_its_canonical_bytes() -> None:
+    # `waived` was added after the first entries were written: omitted when empty, old entries
+    # still re-serialise to exactly their stored bytes.
+    entry = build_admission_entry(review(deployment("web")), CONFIG)
+    assert b"waived" not in canonical_json(entry.model_dump(mode="json"))
+    waived = build_admission_entry(review(deployment("web")), CONFIG, waived=("ImageNotPinned",))
+    assert b'"waived":["ImageNotPinned"]' in canonical_json(waived.model_dump(mode="json"))
