@@ -31,6 +31,9 @@ def _operator_parser() -> argparse.ArgumentParser:
     p.add_argument("--webhook-port", type=int, default=9443)
     p.add_argument("--tls-cert", type=Path, help="serving certificate (PEM, chain)")
     p.add_argument("--tls-key", type=Path, help="serving key (PEM)")
+    p.add_argument("--client-ca", type=Path,
+                   help="require TLS client certificates from this CA (the API server's "
+                   "webhook client certificate); rejects reviews from anyone else")
     p.add_argument("--timeout-seconds", type=float, default=10.0,
                    help="the webhook configuration's timeoutSeconds; reviews answer inside it")
     p.add_argument("--health-port", type=int, default=8080,
@@ -86,7 +89,7 @@ def operator_main(argv: Sequence[str] | None = None) -> int:
     options = ServerOptions(
         host=args.webhook_host, port=args.webhook_port, cert_file=args.tls_cert,
         key_file=args.tls_key, health_port=args.health_port, self_managed_tls=self_managed,
-        timeout_seconds=args.timeout_seconds)
+        timeout_seconds=args.timeout_seconds, client_ca=args.client_ca)
     # Ctrl-C in a terminal is a normal way to stop; kopf handles SIGTERM itself.
     try:
         with contextlib.suppress(KeyboardInterrupt):

@@ -13,6 +13,7 @@ import contextvars
 import datetime as dt
 import json
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,10 @@ class ServerOptions:
     """How often the served certificate files are checked for rotation."""
     self_managed_tls: SelfManagedTls | None = None
     """When set, the controller issues and rotates its own certificate (no cert-manager)."""
+    client_ca: Path | None = None
+    """When set, only TLS clients with a certificate from this CA may send reviews: the API
+    server, configured with a webhook client certificate (AdmissionConfiguration). Without it,
+    anyone who can reach the port can post a made-up review, which the ledger would record."""
     timeout_seconds: float = 10.0
     """The webhook configuration's timeoutSeconds; the review must answer well inside it."""
     sweep_interval: float = 30.0
@@ -128,7 +133,9 @@ def configure(settings: kopf.OperatorSettings, options: ServerOptions) -> None:
     """kopf settings: our own server; the webhook configuration is owned by the chart."""
     settings.admission.server = ReviewingWebhookServer(
         addr=options.host, port=options.port, certfile=options.cert_file,
-        pkeyfile=options.key_file, file_check_interval=options.cert_check_interval)
+        pkeyfile=options.key_file, file_check_interval=options.cert_check_interval,
+        verify_mode=ssl.CERT_REQUIRED if options.client_ca else None,
+        verify_cafile=options.client_ca)
     settings.admission.managed = None
     settings.posting.enabled = False
     settings.peering.standalone = True

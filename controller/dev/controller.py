@@ -77,6 +77,9 @@ class DevController:
     """The webhook configuration's timeoutSeconds, also passed to the controller."""
     system_namespace: str = "provenance-system"
     """Where the controller keeps its checkpoint key, as the chart's release namespace."""
+    require_client_cert: bool = False
+    """Pass `--client-ca` so that only the API server (its webhook client certificate) may
+    send reviews."""
     controller_kubeconfig: Path | None = None
     """Credentials the controller itself uses (default: the control plane's admin); the tests
     pass the chart's service-account token to prove its RBAC suffices."""
@@ -110,6 +113,8 @@ class DevController:
         ]
         if self.config_file is not None:
             argv += ["--config", str(self.config_file)]
+        if self.require_client_cert:
+            argv += ["--client-ca", str(self.control_plane.webhook_client_ca)]
         # The chart installs into its release namespace; the ledger's key Secret lives there.
         subprocess.run(
             [str(find_binary("kubectl")), "--kubeconfig", str(self.control_plane.kubeconfig),
@@ -120,14 +125,24 @@ class DevController:
         self._proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, env=env,
                                       start_new_session=True)
-        self._wait_ready(ca, timeout)
+        self._wait_ready(timeout)
         self._apply(webhook_configuration(
             name=self.name, url=self.url, ca_bundle=ca.read_bytes(),
             exempt_namespaces=self.exempt_namespaces, only_namespaces=self.only_namespaces,
             timeout_seconds=self.timeout_seconds))
 
-    def _wait_ready(self, ca: Path, timeout: float) -> None:
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client context that trusts the webhook and, when required, presents the API
+        server's client certificate."""
+        ca = self.workdir / f"{self.name}-certs" / "ca.crt"
         ctx = ssl.create_default_context(cafile=str(ca))
+        if self.require_client_cert:
+            cert, key = self.control_plane.webhook_client_cert
+            ctx.load_cert_chain(cert, key)
+        return ctx
+
+    def _wait_ready(self, timeout: float) -> None:
+        ctx = self.ssl_context()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self._proc is not None

@@ -140,12 +140,19 @@ class LocalControlPlane:
         serving = make_serving_cert(serving_ca, hosts=["127.0.0.1", "localhost"])
         client_ca = make_ca(common_name="local-client-ca")
         admin = _client_cert(client_ca, user="admin", groups=["system:masters"])
+        # A separate CA for the certificate the API server presents to webhooks, so that a
+        # webhook trusting it trusts the API server and nothing else.
+        webhook_client_ca = make_ca(common_name="local-webhook-client-ca")
+        webhook_client = _client_cert(webhook_client_ca, user="kube-apiserver", groups=[])
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         files = {
             "serving-ca.crt": serving_ca.cert_pem, "serving.crt": serving.cert_pem,
             "serving.key": serving.key_pem, "client-ca.crt": client_ca.cert_pem,
             "client-ca.key": client_ca.key_pem,
             "admin.crt": admin.cert_pem, "admin.key": admin.key_pem,
+            "webhook-client-ca.crt": webhook_client_ca.cert_pem,
+            "webhook-client.crt": webhook_client.cert_pem,
+            "webhook-client.key": webhook_client.key_pem,
             "sa.key": sa_key.private_bytes(serialization.Encoding.PEM,
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()),
@@ -185,6 +192,7 @@ class LocalControlPlane:
             # token controllers that are not running.
             "--disable-admission-plugins", "ServiceAccount",
             "--cert-dir", str(self.workdir / "apiserver-certs"),
+            "--admission-control-config-file", str(self._admission_config(pki)),
             "--v", "1",
         ])
         self._write_kubeconfig(serving_ca, admin)
@@ -199,6 +207,34 @@ class LocalControlPlane:
                 "--secure-port", "0",
                 "--v", "1",
             ])
+
+    @property
+    def webhook_client_ca(self) -> Path:
+        """The CA of the client certificate the API server presents to every webhook."""
+        return self.workdir / "pki" / "webhook-client-ca.crt"
+
+    @property
+    def webhook_client_cert(self) -> tuple[Path, Path]:
+        """The API server's webhook client certificate and key (tests use it to pose as it)."""
+        pki = self.workdir / "pki"
+        return pki / "webhook-client.crt", pki / "webhook-client.key"
+
+    def _admission_config(self, pki: Path) -> Path:
+        # The AdmissionConfiguration way of giving the API server a webhook client
+        # certificate: user "*" in its kubeconfig applies to every webhook it calls.
+        kubeconfig = pki / "webhook-client.kubeconfig"
+        kubeconfig.write_text(
+            "apiVersion: v1\nkind: Config\nusers:\n- name: '*'\n  user:\n"
+            f"    client-certificate: {pki / 'webhook-client.crt'}\n"
+            f"    client-key: {pki / 'webhook-client.key'}\n")
+        config = pki / "admission.yaml"
+        config.write_text(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n"
+            "- name: ValidatingAdmissionWebhook\n  configuration:\n"
+            "    apiVersion: apiserver.config.k8s.io/v1\n"
+            "    kind: WebhookAdmissionConfiguration\n"
+            f"    kubeConfigFile: {kubeconfig}\n")
+        return config
 
     def _write_kubeconfig(self, serving_ca: KeyPair, admin: KeyPair) -> None:
         text = f"""apiVersion: v1

@@ -456,3 +456,20 @@ async def test_the_test_hook_passes_on_a_denial_and_fails_otherwise(
         "enforce mode must deny a Deployment without provenance")
     audit = _test_pod(helm_home, "--set", "config.mode=audit")["spec"]["containers"][0]["args"][0]
     assert await _run_hook_script(audit, tmp_path, allows) == 0
+
+
+def test_client_ca_makes_the_controller_require_the_api_servers_certificate(
+        helm_home: Path) -> None:
+    with_ca = objects(template(None, "--set", "webhook.clientCAConfigMap=apiserver-webhook-ca",
+                               home=helm_home))
+    [deploy] = [d for d in with_ca if d["kind"] == "Deployment"]
+    pod = deploy["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert "--client-ca=/etc/provenance-client-ca/ca.crt" in container["args"]
+    assert {"name": "client-ca", "mountPath": "/etc/provenance-client-ca",
+            "readOnly": True} in container["volumeMounts"]
+    assert {"name": "client-ca", "configMap": {"name": "apiserver-webhook-ca"}} in pod["volumes"]
+    default = next(d for d in objects(template(None, home=helm_home))
+                   if d["kind"] == "Deployment")
+    assert not any(a.startswith("--client-ca") for a in
+                   default["spec"]["template"]["spec"]["containers"][0]["args"])

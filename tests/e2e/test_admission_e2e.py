@@ -141,8 +141,7 @@ def test_scale_of_an_admitted_deployment_works(control_plane: LocalControlPlane)
 def test_malformed_review_gets_400_and_the_server_keeps_serving(
     enforcing_controller: DevController, control_plane: LocalControlPlane,
 ) -> None:
-    ca = enforcing_controller.workdir / f"{enforcing_controller.name}-certs" / "ca.crt"
-    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx = enforcing_controller.ssl_context()
     for body in (b"not json", b"{}", b'{"apiVersion": "admission.k8s.io/v1", "kind": '
                  b'"AdmissionReview", "request": {"uid": "x"}}', b"[1,2]"):
         req = urllib.request.Request(enforcing_controller.url, data=body, method="POST",
@@ -190,8 +189,7 @@ def test_a_review_over_one_mebibyte_is_judged_not_refused(
         {"name": "BLOB", "value": "x" * 700_000}]
     body = json.dumps(review(obj, operation="UPDATE", old=obj)).encode()
     assert len(body) > 1024 * 1024
-    ca = enforcing_controller.workdir / f"{enforcing_controller.name}-certs" / "ca.crt"
-    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx = enforcing_controller.ssl_context()
     req = urllib.request.Request(enforcing_controller.url, data=body, method="POST",
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
@@ -203,3 +201,19 @@ def test_a_review_over_one_mebibyte_is_judged_not_refused(
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(huge, context=ctx, timeout=10)
     assert info.value.code == 413
+
+
+def test_only_the_api_server_may_send_reviews(
+    enforcing_controller: DevController, control_plane: LocalControlPlane,
+) -> None:
+    # A made-up review from anyone who can reach the port would otherwise be judged, and if
+    # allowed, recorded in the ledger under a forged user. --client-ca refuses it at TLS.
+    forged = json.dumps(review(deployment(_name()), username="someone-else")).encode()
+    ca = enforcing_controller.workdir / f"{enforcing_controller.name}-certs" / "ca.crt"
+    anonymous = ssl.create_default_context(cafile=str(ca))
+    req = urllib.request.Request(enforcing_controller.url, data=forged,
+                                 method="POST", headers={"Content-Type": "application/json"})
+    with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+        urllib.request.urlopen(req, context=anonymous, timeout=5)
+    # The API server itself presents its webhook client certificate and gets through.
+    assert apply(control_plane, deployment(_name()))[0] == 0
