@@ -8,6 +8,7 @@ are rejected rather than normalised, because the runtime and the registry would 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -79,8 +80,13 @@ class ImageReference:
         return ImageReference(self.registry, self.repository, None, digest)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_reference(text: str) -> ImageReference:
-    """Parse and normalise `text`; raise `ImageReferenceError` saying what is wrong."""
+    """Parse and normalise `text`; raise `ImageReferenceError` saying what is wrong.
+
+    Memoised: the checks and the verifier parse the same few references on every admission, and
+    the result is immutable (errors are not cached; they are raised afresh).
+    """
     if not text:
         raise ImageReferenceError("the image reference is empty")
     if len(text) > MAX_REFERENCE_LENGTH:

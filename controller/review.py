@@ -7,6 +7,7 @@ typed strictly and bounded, because the body comes over the network.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -159,7 +160,7 @@ class DeploymentRequest(BaseModel):
     def template_annotations(self) -> Mapping[str, str]:
         return self.deployment.spec.template.metadata.annotations
 
-    @property
+    @functools.cached_property
     def containers(self) -> tuple[ContainerImage, ...]:
         """Every container that runs an image: init containers first, as the kubelet starts them."""
         spec = self.deployment.spec.template.spec

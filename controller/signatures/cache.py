@@ -46,6 +46,8 @@ class VerdictCache(Generic[V]):
         self._clock = clock
         self.hits = 0
         """Answers served from the cache (a counter for metrics and tests)."""
+        self.generation = 0
+        """Bumped by `clear`, so that anything derived from older verdicts knows it is stale."""
         self.misses = 0
         """Computations started."""
         self.joins = 0
@@ -76,9 +78,19 @@ class VerdictCache(Generic[V]):
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
 
+    def expires(self, key: Hashable) -> float:
+        """When the entry for `key` stops being fresh (the clock's units); 0 when absent."""
+        entry = self._entries.get(key)
+        return entry.expires if entry is not None else 0.0
+
+    def now(self) -> float:
+        """The cache's clock."""
+        return self._clock()
+
     def clear(self) -> None:
         """Forget every verdict (for example after the trusted keys changed)."""
         self._entries.clear()
+        self.generation += 1
 
     def lookup(self, key: Hashable) -> V | None:
         """`get`, counted as a hit when found: the synchronous fast path of `get_or_compute`."""

@@ -23,9 +23,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from controller import metrics
 from controller.errors import ImageReferenceError
 from controller.images import ImageReference, parse_reference
 from controller.policy.violations import Reason, Violation
@@ -138,6 +140,9 @@ class ImageVerifier:
         self._keys_by_name = {k.name: k for k in self.keys}
         self._keyset = keyset_fingerprint(self.keys)
         self._rule_fingerprints: dict[ImageRule, str] = {}
+        self._outcomes: OrderedDict[
+            Hashable, tuple[VerificationOutcome, float, int, int]] = OrderedDict()
+        """Memoised answers per Deployment shape; see `verify`."""
         self.cache: VerdictCache[ImageVerdict] = VerdictCache(
             max_entries=config.cache.max_entries,
             ttl=config.cache.ttl_seconds,
@@ -165,6 +170,16 @@ class ImageVerifier:
         """
         if not self.config.enabled:
             return VerificationOutcome()
+        # The whole answer for a Deployment is memoised while every verdict it rests on is
+        # fresh: a warm admission then costs a dictionary lookup instead of re-judging.
+        memo_key = (tuple((c.kind, c.name, c.image) for c in request.containers),
+                    request.namespace, environment, git_sha, build_id, pipeline_url)
+        memo = self._outcomes.get(memo_key)
+        if memo is not None and memo[1] > self.cache.now() and memo[3] == self.cache.generation:
+            self._outcomes.move_to_end(memo_key)
+            for _ in range(memo[2]):
+                metrics.record_cache(hit=True)
+            return memo[0]
         limit = Deadline(deadline).earlier(
             Deadline.after(self.config.registry.total_timeout_seconds))
         targets = self._targets(request, environment)
@@ -204,7 +219,16 @@ class ImageVerifier:
             evidence.append(ev)
             if note:
                 notes.append(note)
-        return VerificationOutcome(tuple(violations), tuple(evidence), tuple(notes))
+        outcome = VerificationOutcome(tuple(violations), tuple(evidence), tuple(notes))
+        if unique:
+            # Fresh only as long as the shortest-lived verdict it used (denials: seconds).
+            expires = min(self.cache.expires(k) for k in unique)
+            if expires > self.cache.now():
+                self._outcomes[memo_key] = (outcome, expires, len(unique),
+                                            self.cache.generation)
+                while len(self._outcomes) > self.config.cache.max_entries:
+                    self._outcomes.popitem(last=False)
+        return outcome
 
     # --- step 1: targets and credentials -------------------------------------------------------
     def _targets(self, request: DeploymentRequest, environment: str | None) -> list[_Target]:

@@ -169,3 +169,30 @@ async def test_an_impatient_caller_does_not_poison_the_shared_verification(
     assert calm.violations == ()
     assert verifier.cache.misses == 1
     assert (await run(verifier, image, seconds=0.0005)).violations == ()  # now cached
+
+
+async def test_a_memoised_answer_lives_no_longer_than_its_verdicts(
+    cosign_registry: dict[str, str], counting_proxy: tuple[str, Counter[str]],
+    verifier_factory: VerifierFactory,
+) -> None:
+    host, counts = counting_proxy
+    verifier = verifier_factory(host, cache={"denial_ttl_seconds": 0.3})
+    signed, unsigned = f"{host}/demo/app@{DIGESTS['v1']}", f"{host}/demo/app@{DIGESTS['v5']}"
+    first = await run(verifier, signed, unsigned)
+    assert [v.reason for v in first.violations] == [Reason.SIGNATURE_MISSING]
+    traffic = sum(counts.values())
+    # Warm: the same Deployment is answered from the memo, with no registry traffic.
+    assert await run(verifier, signed, unsigned) == first
+    assert sum(counts.values()) == traffic
+    # The denial's short TTL bounds the memoised answer: after it, the registry is asked again.
+    await asyncio.sleep(0.4)
+    assert (await run(verifier, signed, unsigned)).violations == first.violations
+    assert sum(counts.values()) > traffic
+    # Clearing the verdicts (new trusted keys) drops memoised answers too.
+    await run(verifier, signed)
+    traffic = sum(counts.values())
+    await run(verifier, signed)
+    assert sum(counts.values()) == traffic  # memoised
+    verifier.cache.clear()
+    await run(verifier, signed)
+    assert sum(counts.values()) > traffic
