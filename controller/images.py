@@ -114,7 +114,10 @@ def parse_reference(text: str) -> ImageReference:
         raise ImageReferenceError(f"{text!r} has an invalid repository path {remainder!r}")
     # Host names are case-insensitive and :443 is the HTTPS default: without this,
     # `REGISTRY.example.com:443/team/app` would slip past a rule for `registry.example.com/team/`.
-    registry = registry.lower().removesuffix(":443")
+    # (A single-label upper-case host such as `Myhost/app` keeps its case: lower-cased it would
+    # read back as a Docker Hub namespace, a different image.)
+    if "." in registry or ":" in registry or registry.lower() == "localhost":
+        registry = registry.lower().removesuffix(":443")
     if registry in ("index.docker.io", "registry-1.docker.io"):
         registry = DEFAULT_REGISTRY
     if registry == DEFAULT_REGISTRY and "/" not in remainder:

@@ -28,6 +28,7 @@ D = "sha256:" + "b5b1e7f55d49730ba3119608964ba401309f389835dac7ab40657beafbb5ad0
     ("registry.example.com:443/a/b", ImageReference("registry.example.com", "a/b")),
     ("registry-1.docker.io/bitnami/redis", ImageReference("docker.io", "bitnami/redis")),
     ("localhost:5000/x", ImageReference("localhost:5000", "x")),
+    ("Myhost/app", ImageReference("Myhost", "app")),  # lower-cased it would mean docker.io
 ])
 def test_parses_and_normalises(text: str, expected: ImageReference) -> None:
     assert parse_reference(text) == expected
