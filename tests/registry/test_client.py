@@ -7,7 +7,6 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
 
 from controller.registry import (
     Credential,
@@ -22,7 +21,7 @@ from controller.registry import (
 )
 from controller.registry.auth import StaticSecretSource, normalise_registry_host, parse_challenge
 from controller.registry.models import Descriptor
-from tests.fixtures.registry import DEMO_REPOSITORY, RegistryServer, free_port
+from tests.fixtures.registry import DEMO_REPOSITORY, RegistryServer, serve_app
 from tests.registry.hostile import IMAGE_DIGEST, PASSWORD, USER, HostileRegistry
 
 V1 = "sha256:b5b1e7f55d49730ba3119608964ba401309f389835dac7ab40657beafbb5ad07"
@@ -68,12 +67,8 @@ async def test_https_is_the_default(registry: RegistryServer) -> None:
 
 @pytest.fixture
 async def auth_server() -> AsyncIterator[str]:
-    runner = web.AppRunner(HostileRegistry().app())
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"127.0.0.1:{port}"
-    await runner.cleanup()
+    async with serve_app(HostileRegistry().app()) as host:
+        yield host
 
 
 @pytest.mark.parametrize("mode", ["auth-bearer", "auth-basic"])

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from controller.policy.violations import Reason
-from tests.fixtures.registry import RegistryServer, free_port, sha256
+from tests.fixtures.registry import RegistryServer, serve_app, sha256
 from tests.signatures.helpers import OTHER_PEM, TRUSTED_PEM, VerifierFactory, run
 from tests.signatures.test_cosign_fixtures import DIGESTS
 
@@ -205,12 +205,8 @@ async def tampering_proxy(registry: RegistryServer) -> AsyncIterator[tuple[str, 
 
     app = web.Application()
     app.router.add_route("GET", "/{tail:.*}", forward)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"127.0.0.1:{port}", targets
-    await runner.cleanup()
+    async with serve_app(app) as host:
+        yield host, targets
     await session.close()
 
 

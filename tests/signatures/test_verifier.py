@@ -17,7 +17,7 @@ from controller.policy.violations import Reason
 from controller.registry.auth import StaticSecretSource
 from controller.review import request_from_manifest
 from controller.signatures.verifier import ImageVerifier
-from tests.fixtures.registry import RegistryServer, free_port
+from tests.fixtures.registry import RegistryServer, serve_app
 from tests.registry.hostile import IMAGE_DIGEST, PASSWORD, USER, HostileRegistry
 from tests.signatures.helpers import VerifierFactory, make_config, run
 from tests.signatures.test_cosign_fixtures import DIGESTS
@@ -41,12 +41,8 @@ async def counting_proxy(registry: RegistryServer) -> AsyncIterator[tuple[str, C
 
     app = web.Application()
     app.router.add_route("GET", "/{tail:.*}", forward)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"127.0.0.1:{port}", counts
-    await runner.cleanup()
+    async with serve_app(app) as host:
+        yield host, counts
     await session.close()
 
 
@@ -120,12 +116,8 @@ async def test_namespace_scoped_attestation_rule(
 
 @pytest.fixture
 async def auth_registry() -> AsyncIterator[str]:
-    runner = web.AppRunner(HostileRegistry().app())
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"127.0.0.1:{port}"
-    await runner.cleanup()
+    async with serve_app(HostileRegistry().app()) as host:
+        yield host
 
 
 async def test_image_pull_secrets_are_used(auth_registry: str) -> None:
