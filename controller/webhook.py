@@ -129,6 +129,15 @@ def register(registry: kopf.OperatorRegistry, admission: Admission) -> None:
             raise kopf.AdmissionError(decision.message(), code=403)
 
 
+class _DenialsAreNotErrors(logging.Filter):
+    """kopf logs every AdmissionError at ERROR ("Webhook 'validate' failed permanently"). A
+    denial is the controller working, and `validate` logs it with its reasons at INFO; keeping
+    kopf's copy would page people for every Deployment without provenance."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(f"Webhook {HANDLER_ID!r} failed permanently")
+
+
 def configure(settings: kopf.OperatorSettings, options: ServerOptions) -> None:
     """kopf settings: our own server; the webhook configuration is owned by the chart."""
     settings.admission.server = ReviewingWebhookServer(
@@ -137,6 +146,7 @@ def configure(settings: kopf.OperatorSettings, options: ServerOptions) -> None:
         verify_mode=ssl.CERT_REQUIRED if options.client_ca else None,
         verify_cafile=options.client_ca)
     settings.admission.managed = None
+    logging.getLogger("kopf.objects").addFilter(_DenialsAreNotErrors())
     settings.posting.enabled = False
     settings.peering.standalone = True
     # Deployments are a built-in resource: no need to watch CRDs (and no RBAC for them).

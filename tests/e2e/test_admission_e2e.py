@@ -217,3 +217,18 @@ def test_only_the_api_server_may_send_reviews(
         urllib.request.urlopen(req, context=anonymous, timeout=5)
     # The API server itself presents its webhook client certificate and gets through.
     assert apply(control_plane, deployment(_name()))[0] == 0
+
+
+def test_a_denial_is_logged_once_with_its_reasons_not_as_an_error(
+    enforcing_controller: DevController, control_plane: LocalControlPlane,
+) -> None:
+    name = _name()
+    assert apply(control_plane, deployment(name, containers=["nginx:1"]))[0] != 0
+    records = [json.loads(line) for line in
+               enforcing_controller.log_path.read_text().splitlines() if line.startswith("{")]
+    ours = [r for r in records if r.get("message", "").endswith(f"default/{name}: denied")]
+    assert len(ours) == 1
+    assert ours[0]["level"] == "info"
+    assert ours[0]["reasons"] == ["ImageNotPinned"]
+    assert ours[0]["admission_uid"]
+    assert not any("failed permanently" in r.get("message", "") for r in records)
