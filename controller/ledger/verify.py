@@ -122,6 +122,18 @@ def verify_segments(
     cmap = data.checkpoint_map or {}
     pruned_before = int(cmap["pruned-before"]) if cmap.get("pruned-before", "").isdigit() else 0
     segments = [s for s in data.segments if s.number >= pruned_before]
+    if pruned_before:
+        # `pruned-before` lives in a ConfigMap the controller can update: it must describe a real
+        # prune (the older segments gone, the cut segment kept), or it could hide the chain.
+        hidden = [s.number for s in data.segments if s.number < pruned_before]
+        if hidden:
+            report.add(TamperKind.CHECKPOINT_MISMATCH,
+                       f"pruned-before={pruned_before} hides segment(s) "
+                       f"{', '.join(map(str, hidden))} that still exist")
+        if not segments or segments[0].number != pruned_before:
+            report.add(TamperKind.DELETED_SEGMENT,
+                       f"pruned-before={pruned_before} names a segment that does not exist",
+                       segment=pruned_before)
     if verifier is None and cmap.get("public-key"):
         # Trust-on-first-use of the in-cluster key; `--public-key` pins it from outside.
         try:
@@ -282,13 +294,16 @@ def _check_checkpoint(cp: Checkpoint, report: VerifyReport, verifier: Checkpoint
     if cp.chain != chain:
         report.add(TamperKind.CHECKPOINT_MISMATCH, f"{where} is for chain {cp.chain!r}")
         return
-    if verifier is not None:
-        if not verifier.verify(cp):
-            report.add(TamperKind.BAD_SIGNATURE, f"{where} (size {cp.size}) has no valid "
-                       f"signature by key {verifier.key_id}", seq=cp.size)
-            return
-    else:
-        report.notes.append(f"{where}: signature not checked (no public key)")
+    if verifier is None:
+        # Checkpoints are only written with a key, so one without a key to check it means the
+        # key was removed: whoever rewrote the chain would like nobody to check.
+        report.add(TamperKind.BAD_SIGNATURE, f"{where} (size {cp.size}) cannot be checked: no "
+                   "public key in the checkpoint ConfigMap (pass --public-key)", seq=cp.size)
+        return
+    if not verifier.verify(cp):
+        report.add(TamperKind.BAD_SIGNATURE, f"{where} (size {cp.size}) has no valid "
+                   f"signature by key {verifier.key_id}", seq=cp.size)
+        return
     if cp.size > report.size:
         report.add(TamperKind.TRUNCATED,
                    f"{where} covers {cp.size} entries but the chain holds only {report.size}",

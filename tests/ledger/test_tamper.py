@@ -218,3 +218,22 @@ async def test_a_sealed_segment_recreated_mutable_is_named_twice(
     kinds = {line.split("]")[0].removeprefix("TAMPERED [") for line in tampered(result)}
     assert kinds == {TamperKind.UNSEALED_SEGMENT, TamperKind.RECREATED_SEGMENT}
     assert result[0] == TAMPER_EXIT_CODES[TamperKind.UNSEALED_SEGMENT]
+
+
+async def test_a_removed_public_key_does_not_pass_for_verified(
+        filled: list[Segment], kube_api: KubeApi, control_plane: LocalControlPlane,
+        ledger_config: LedgerConfig) -> None:
+    # Checkpoints exist (the chain was signed); without the key nobody could check them.
+    await patch_data(kube_api, ledger_config, Segment(
+        0, checkpoint_map_name(ledger_config.chain), "", "", False), {"public-key": None})
+    expect(await verify(control_plane, ledger_config), TamperKind.BAD_SIGNATURE)
+
+
+async def test_a_pruned_before_marker_cannot_hide_the_chain(
+        filled: list[Segment], kube_api: KubeApi, control_plane: LocalControlPlane,
+        ledger_config: LedgerConfig) -> None:
+    # No segment was deleted, but a marker claims everything before 99999 was pruned.
+    await patch_data(kube_api, ledger_config, Segment(
+        0, checkpoint_map_name(ledger_config.chain), "", "", False),
+        {"pruned-before": "99999", "latest": None})
+    expect(await verify(control_plane, ledger_config), TamperKind.CHECKPOINT_MISMATCH)
