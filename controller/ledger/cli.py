@@ -253,17 +253,23 @@ async def _rollback_target(args: argparse.Namespace, api: KubeApi) -> int:
         print("error: the target must be deploy/NAME", file=sys.stderr)
         return EXIT_USAGE
     current: str | None = None
+    current_uid: str | None = None
     try:
         body = await api.request(
             "GET", f"/apis/apps/v1/namespaces/{args.deploy_namespace}/deployments/{name}")
         current = template_hash(body)
+        current_uid = str((body.get("metadata") or {}).get("uid") or "") or None
     except KubeApiError as exc:
         if exc.status != 404:
             raise
     report = await _load(args, api)
-    _warn_unverified(report)
+    if not report.ok:
+        # A rollback target read from a ledger that does not verify could be a planted record.
+        print(f"error: the ledger does not verify ({report.problems[0]}); no rollback target "
+              "is given from it. Run `ledger verify`.", file=sys.stderr)
+        return TAMPER_EXIT_CODES[report.problems[0].kind]
     views = admissions(report.records, namespace=args.deploy_namespace, name=name)
-    target = rollback_target(views, current)
+    target = rollback_target(views, current, current_uid)
     if target is None:
         print(f"no earlier persisted record with a different template for deploy/{name}",
               file=sys.stderr)

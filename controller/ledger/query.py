@@ -69,14 +69,17 @@ def admissions(records: Iterable[StoredRecord], *, namespace: str | None = None,
     return sorted(views.values(), key=lambda v: v.seq)
 
 
-def rollback_target(history: list[AdmissionView], current_template_hash: str | None
-                    ) -> AdmissionView | None:
+def rollback_target(history: list[AdmissionView], current_template_hash: str | None,
+                    current_uid: str | None = None) -> AdmissionView | None:
     """The newest admitted-and-persisted record whose template differs from the current one.
 
     Without a current template hash (the Deployment is gone), the newest persisted record's
-    template counts as current.
+    template counts as current. A record whose rollout failed is no place to roll back to, and
+    records of an earlier Deployment of the same name (another object uid) are not this one's.
     """
-    persisted = [v for v in history if v.persisted]
+    persisted = [v for v in history if v.persisted and "rollout-failed" not in v.status
+                 and (not current_uid or not v.entry.object_uid
+                      or v.entry.object_uid == current_uid)]
     if not persisted:
         return None
     current = current_template_hash or persisted[-1].entry.template_hash
