@@ -260,10 +260,12 @@ def add_check_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
                    "kubectl, a manifest naming another one is an error")
     p.add_argument("-o", "--output", choices=OUTPUT_FORMATS, default="text")
     sig = p.add_mutually_exclusive_group()
-    sig.add_argument("--signatures", dest="signatures", action="store_true", default=False,
-                     help="also verify image signatures and attestations through the registry")
+    sig.add_argument("--signatures", dest="signatures", action="store_true", default=None,
+                     help="also verify image signatures and attestations through the registry "
+                     "(the default when the configuration enables signatures)")
     sig.add_argument("--no-signatures", dest="signatures", action="store_false",
-                     help="policy checks only, no registry access (the default)")
+                     help="policy checks only, no registry access (the default when the "
+                     "configuration does not enable signatures)")
     p.set_defaults(func=run_check)
 
 
@@ -271,6 +273,13 @@ def run_check(args: argparse.Namespace) -> int:
     """The `check` handler: 0 all admitted, 1 any denied, 2 bad input or configuration."""
     try:
         config = load_config(args.config)
+        if args.signatures is None:
+            # Follow the gate: a check that skipped what the webhook enforces would pass
+            # Deployments the webhook then denies.
+            args.signatures = config.signatures.enabled
+        elif not args.signatures and config.signatures.enabled:
+            print("kubectl-provenance check: --no-signatures: signatures and attestations are "
+                  "not verified here, but the gate verifies them", file=sys.stderr)
         if args.signatures:
             # Refuse up front, before reading anything: a check that silently skipped what the
             # gate enforces would be worse than none.

@@ -237,9 +237,14 @@ signatures:
            for d in json.loads(out)["deployments"]}
     assert got == {"app-v1": [], "app-v3": [], "app-v4": ["SignatureUntrusted"],
                    "app-v5": ["SignatureMissing"]}
-    # The same configuration without --signatures judges the policy only.
-    code, _, _ = check(["--config", config, "--as", "alice", path], capsys)
+    # Without a flag, `check` follows the configuration, as the gate does.
+    code, out, _ = check(["--config", config, "--as", "alice", "-o", "json", path], capsys)
+    assert code == 1
+    assert "SignatureMissing" in out
+    # --no-signatures judges the policy only, and says what it leaves to the gate.
+    code, _, err = check(["--config", config, "--no-signatures", "--as", "alice", path], capsys)
     assert code == 0
+    assert "the gate verifies them" in err
     verdicts = check_manifests(read_manifests([path]), config=load_config(config),
                                username="alice", now=dt.datetime.now(dt.UTC))
     assert all(v.decision.allowed for v in verdicts)
