@@ -202,7 +202,11 @@ class GitState:
     branch: str | None
     dirty_paths: tuple[str, ...]
     """Tracked files with uncommitted changes (untracked files are ignored: build outputs and the
-    rendered manifests being stamped are usually untracked)."""
+    rendered manifests being stamped are usually untracked), relative to `top`."""
+    top: Path | None = None
+    """The work tree's top directory."""
+    status_ok: bool = True
+    """False when `git status` failed: the tree's state is unknown, which is not clean."""
 
 
 def _git(cwd: Path, *args: str) -> str | None:
@@ -221,9 +225,11 @@ def read_git(cwd: Path) -> GitState | None:
         return None
     sha = (_git(cwd, "rev-parse", "--verify", "-q", "HEAD") or "").strip() or None
     branch = (_git(cwd, "symbolic-ref", "-q", "--short", "HEAD") or "").strip() or None
-    status = _git(cwd, "status", "--porcelain=v1", "--untracked-files=no") or ""
-    dirty = tuple(line[3:] for line in status.splitlines() if line.strip())
-    return GitState(sha=sha, branch=branch, dirty_paths=dirty)
+    status = _git(cwd, "status", "--porcelain=v1", "--untracked-files=no")
+    top = (_git(cwd, "rev-parse", "--show-toplevel") or "").strip()
+    dirty = tuple(line[3:] for line in (status or "").splitlines() if line.strip())
+    return GitState(sha=sha, branch=branch, dirty_paths=dirty,
+                    top=Path(top) if top else None, status_ok=status is not None)
 
 
 def rfc3339(moment: dt.datetime) -> str:
@@ -242,6 +248,15 @@ def _qualified_build_id(info: BuildInfo) -> str | None:
     return build_id
 
 
+def _is_stamped(path: Path, stamped: Sequence[Path]) -> bool:
+    resolved = path.resolve()
+    for target in stamped:
+        target = target.resolve()
+        if resolved == target or target in resolved.parents:
+            return True
+    return False
+
+
 def collect(
     *,
     env: Mapping[str, str],
@@ -251,6 +266,7 @@ def collect(
     allow_dirty: bool = False,
     required: Sequence[str] = ("git-sha",),
     annotations: AnnotationConfig | None = None,
+    stamped: Sequence[Path] = (),
 ) -> BuildInfo:
     """The provenance for this build: CI environment, else git; flags in `overrides` win.
 
@@ -288,8 +304,16 @@ def collect(
             "SHA, branch or tag names no single commit: use git rev-parse HEAD")
     info = dataclasses.replace(info, git_sha=sha.lower())
     # 2. The working tree: a dirty tree means the image was not built from that commit.
-    if git is not None and git.dirty_paths and not allow_dirty:
-        shown = ", ".join(git.dirty_paths[:5]) + (" ..." if len(git.dirty_paths) > 5 else "")
+    if git is not None and not git.status_ok and not allow_dirty:
+        raise BuildInfoError(
+            "cannot tell whether the working tree is clean (git status failed); fix the "
+            "checkout, or pass --allow-dirty")
+    # The manifests being stamped in place are not the build's sources: a second stamp of the
+    # same files (say, to add --pin-digests) must not be refused for the first one's edits.
+    dirty = [p for p in (git.dirty_paths if git is not None else ())
+             if not _is_stamped(git.top / p if git is not None and git.top else Path(p), stamped)]
+    if dirty and not allow_dirty:
+        shown = ", ".join(dirty[:5]) + (" ..." if len(dirty) > 5 else "")
         raise BuildInfoError(
             f"the working tree has uncommitted changes ({shown}): what is deployed would not be "
             f"commit {info.git_sha}; commit them, or pass --allow-dirty")

@@ -94,7 +94,8 @@ def _build_info(args: argparse.Namespace, config: Config) -> BuildInfo:
     return collect(env=os.environ, cwd=Path.cwd(), now=dt.datetime.now(dt.UTC),
                    overrides=overrides, allow_dirty=args.allow_dirty,
                    required=("git-sha", *config.annotations.required),
-                   annotations=config.annotations)
+                   annotations=config.annotations,
+                   stamped=[Path(p) for p in args.paths if p != STDIN] if args.in_place else ())
 
 
 def run_stamp(args: argparse.Namespace) -> int:

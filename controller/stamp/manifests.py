@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import os
 import re
 import sys
@@ -131,7 +132,12 @@ class Document:
         """The document's text: as read when unchanged, re-dumped when changed."""
         if not self.changed or self.data is None:
             return self.text
-        dumped = _dump(_round_trip_yaml(self._stable_style()), self.data)
+        if self.body.lstrip().startswith(("{", "[")):
+            # A JSON manifest stays JSON: YAML flow style would not parse as JSON, and kubectl
+            # reads a file that starts with `{` as JSON.
+            dumped = json.dumps(self.data, indent=2, ensure_ascii=False) + "\n"
+        else:
+            dumped = _dump(_round_trip_yaml(self._stable_style()), self.data)
         if not self.body.endswith("\n"):
             dumped = dumped.rstrip("\n")
         if "\r\n" in self.body:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import io
+import json
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from controller.cli import main
+from tests.stamp.gitrepo import git
 from tests.stamp.test_stamping import KUBECTL_STYLE
 
 FLAGS = ["--build-id", "412", "--deployed-by", "alice", "--build-timestamp",
@@ -156,3 +159,42 @@ def test_other_workloads_are_named_as_passed_through(
         "Deployment crd passed through unchanged (only apps Deployments are stamped and "
         "judged)",
         "kubectl-provenance stamp: warning: no Deployment found in the input"]
+
+
+def test_tracked_manifests_can_be_stamped_again_in_place(
+        checkout: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+    # The first `stamp -i` dirties the tracked manifest; a second pass over the same file (say,
+    # to add --pin-digests) must not be refused for it, while other edits still are.
+    repo, _ = checkout
+    (repo / "app.yaml").write_text(KUBECTL_STYLE)
+    git(repo, "add", "app.yaml")
+    git(repo, "commit", "-q", "-m", "manifests")
+    assert run(["stamp", "-i", "app.yaml", *FLAGS], capsys)[0] == 0
+    assert run(["stamp", "-i", "app.yaml", *FLAGS], capsys)[0] == 0
+    (repo / "README").write_text("local edit\n")
+    code, _, err = run(["stamp", "-i", "app.yaml", *FLAGS], capsys)
+    assert code == 2
+    assert "uncommitted changes (README)" in err
+
+
+def test_an_unreadable_working_tree_is_not_taken_for_clean(
+        checkout: tuple[Path, str], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    repo, _ = checkout
+    (repo / ".git" / "index").write_bytes(b"not an index")  # git status now fails
+    code, _, err = run(["stamp", *FLAGS], capsys, stdin=KUBECTL_STYLE, monkeypatch=monkeypatch)
+    assert code == 2
+    assert "git status failed" in err
+
+
+def test_a_json_manifest_stays_json(checkout: tuple[Path, str],
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    repo, _ = checkout
+    manifest = repo.parent / "app.json"
+    first = next(d for d in yaml.safe_load_all(KUBECTL_STYLE) if d and d["kind"] == "Deployment")
+    manifest.write_text(json.dumps(first, indent=2) + "\n")
+    assert run(["stamp", "-i", str(manifest), *FLAGS], capsys)[0] == 0
+    stamped = json.loads(manifest.read_text())
+    assert stamped["metadata"]["annotations"]["provenance.dev/build-id"] == "412"
+    assert stamped["spec"]["template"]["metadata"]["annotations"]["provenance.dev/build-id"] == (
+        "412")
