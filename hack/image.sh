@@ -19,6 +19,16 @@ docker="${DOCKER:-docker}"
 image="${IMAGE:-provenance-controller}"
 
 revision="$(git rev-parse HEAD)"
+# The controller's own image must come from a commit, as the gate demands of everyone else: a
+# dirty tree would make the revision label a lie.
+if [[ -n "$(git status --porcelain --untracked-files=no)" && "${ALLOW_DIRTY:-0}" != 1 ]]; then
+  if [[ "${DRY_RUN:-0}" == 1 ]]; then
+    echo "image.sh: warning: uncommitted changes; a real build would refuse (ALLOW_DIRTY=1)" >&2
+  else
+    echo "image.sh: uncommitted changes: the image would not be commit ${revision}; commit them, or set ALLOW_DIRTY=1" >&2
+    exit 1
+  fi
+fi
 version="${IMAGE_TAG:-$(git describe --tags --always --dirty)}"
 if [[ -n "${SOURCE_DATE_EPOCH:-}" ]]; then
   created="$(date -u -d "@${SOURCE_DATE_EPOCH}" +%Y-%m-%dT%H:%M:%SZ)"

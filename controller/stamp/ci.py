@@ -170,7 +170,9 @@ def _azure(env: Mapping[str, str]) -> BuildInfo:
         branch=branch,
         build_id=build_id,
         pipeline_url=url,
-        deployed_by=_get(env, "BUILD_REQUESTEDFOR"),
+        # The e-mail, not the display name: with Entra ID the cluster's username is the UPN,
+        # and "Ada Lovelace" would never match the authenticated user.
+        deployed_by=_get(env, "BUILD_REQUESTEDFOREMAIL") or _get(env, "BUILD_REQUESTEDFOR"),
         environment=_get(env, "ENVIRONMENT_NAME"),
     )
 

@@ -41,6 +41,7 @@ AZURE = {
     "BUILD_SOURCEBRANCHNAME": "pay", "BUILD_BUILDID": "5521",
     "SYSTEM_COLLECTIONURI": "https://dev.azure.com/example-org/",
     "SYSTEM_TEAMPROJECT": "Payments Team", "BUILD_REQUESTEDFOR": "Ada Lovelace",
+    "BUILD_REQUESTEDFOREMAIL": "ada@example.com",
 }
 
 
@@ -62,7 +63,7 @@ AZURE = {
         system="azure-pipelines", git_sha=SHA, branch="feature/pay", build_id="5521",
         pipeline_url="https://dev.azure.com/example-org/Payments%20Team/_build/results"
                      "?buildId=5521",
-        deployed_by="Ada Lovelace")),
+        deployed_by="ada@example.com")),
 ], ids=["github", "gitlab", "jenkins", "azure"])
 def test_each_ci_system_is_read_through_its_own_variables(
         env: dict[str, str], expected: BuildInfo) -> None:

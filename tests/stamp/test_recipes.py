@@ -94,7 +94,7 @@ EXPECTED = {
         "branch": "release/1.x", "build-id": "412", "deployed-by": "jenkins-alice",
         "pipeline-url": "https://jenkins.example.com/job/payments/412/"},
     "Azure Pipelines": {
-        "branch": "feature/pay", "build-id": "5521", "deployed-by": "Ada Lovelace",
+        "branch": "feature/pay", "build-id": "5521", "deployed-by": "ada@example.com",
         "pipeline-url": "https://dev.azure.com/example-org/Payments%20Team/_build/results"
                         "?buildId=5521"},
 }
