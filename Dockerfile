@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # provenance-controller image. Built by `make image` (hack/image.sh), which fills the build
 # arguments from git and the CI environment. The same facts become OCI labels (what a registry
-# shows) and PROVENANCE_* environment variables (what the running controller reports at
+# shows) and PROVENANCE_CONTROLLER_* environment variables (what the running controller reports at
 # /version): the controller's image carries the provenance it demands of every Deployment.
 
 # Pin by digest in CI: hack/image.sh passes BASE_IMAGE=python:3.12-slim-bookworm@sha256:...
@@ -41,13 +41,13 @@ LABEL org.opencontainers.image.title="provenance-controller" \
       org.opencontainers.image.source="${SOURCE}" \
       dev.provenance.build-id="${BUILD_ID}" \
       dev.provenance.pipeline-url="${PIPELINE_URL}"
-# Read by controller.version for /version; PROVENANCE_ENVIRONMENT is set by the chart per install.
-ENV PROVENANCE_VERSION="${VERSION}" \
-    PROVENANCE_COMMIT="${REVISION}" \
-    PROVENANCE_BUILT_AT="${CREATED}" \
-    PROVENANCE_SOURCE="${SOURCE}" \
-    PROVENANCE_BUILD_ID="${BUILD_ID}" \
-    PROVENANCE_PIPELINE_URL="${PIPELINE_URL}" \
+# Read by controller.version for /version; PROVENANCE_CONTROLLER_ENVIRONMENT is set by the chart per install.
+ENV PROVENANCE_CONTROLLER_VERSION="${VERSION}" \
+    PROVENANCE_CONTROLLER_COMMIT="${REVISION}" \
+    PROVENANCE_CONTROLLER_BUILT_AT="${CREATED}" \
+    PROVENANCE_CONTROLLER_SOURCE="${SOURCE}" \
+    PROVENANCE_CONTROLLER_BUILD_ID="${BUILD_ID}" \
+    PROVENANCE_CONTROLLER_PIPELINE_URL="${PIPELINE_URL}" \
     PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1

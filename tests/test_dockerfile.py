@@ -296,3 +296,19 @@ def test_image_sh_reads_github_actions_and_source_date_epoch() -> None:
     assert args["BUILD_ID"] == "4242"
     assert args["PIPELINE_URL"] == "https://github.com/org/pc/actions/runs/4242"
     assert args["CREATED"] == "2023-11-14T22:13:20Z"
+
+
+def test_the_images_own_provenance_does_not_pose_as_a_pipelines(
+        parsed: tuple[list[Instruction], list[Stage]]) -> None:
+    # `kubectl-provenance stamp` reads PROVENANCE_<FIELD> as overrides; were the image's own
+    # variables named alike, stamping inside this image would stamp the controller's build.
+    from controller.stamp.ci import FIELDS, BuildInfo
+
+    stamp_reads = set(BuildInfo(system="none", **{f: "x" for f in FIELDS}).env())
+    runtime = parsed[1][-1]
+    image_sets: set[str] = set()
+    for ins in runtime.all("ENV"):
+        image_sets |= set(pairs(ins.args))
+    image_sets.add(version.ENV_ENVIRONMENT)  # set by the chart
+    assert stamp_reads
+    assert not image_sets & stamp_reads

@@ -145,8 +145,8 @@ async def test_version_serves_the_build_info() -> None:
 
 async def test_version_defaults_to_the_process_environment(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PROVENANCE_COMMIT", "d" * 40)
-    monkeypatch.setenv("PROVENANCE_BUILD_ID", "ci-99")
+    monkeypatch.setenv("PROVENANCE_CONTROLLER_COMMIT", "d" * 40)
+    monkeypatch.setenv("PROVENANCE_CONTROLLER_BUILD_ID", "ci-99")
     async with TestClient(TestServer(build_health_app(ready=lambda: True))) as client:
         body = await (await client.get("/version")).json()
         assert body["commit"] == "d" * 40
