@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from controller.config import Config
 from controller.policy.engine import evaluate
+from controller.policy.provenance import Claims, claims_changed, read_claims
 from controller.policy.violations import Decision, Reason, Violation
 from controller.review import DeploymentRequest
 
@@ -27,6 +28,12 @@ class Outcome:
 
     decision: Decision
     """The verdict so far; later stages may add violations or notes."""
+    claims: Claims
+    """The provenance annotations, read once (`read_claims`) for every stage."""
+    deploys: bool
+    """False for an UPDATE that changes neither the pod template nor the provenance
+    (`claims_changed`): nothing is deployed, so actor checks, re-verification and the ledger
+    are skipped."""
     evidence: tuple[Any, ...] = field(default=())
     """Per-image verification evidence (`controller.signatures.ImageEvidence`) for the ledger."""
     recorded_seq: int | None = None
@@ -61,7 +68,7 @@ class Admission:
         """The outcome for `request`, never raising: an internal failure is a denial."""
         deadline = time.monotonic() + self.budget_seconds
         try:
-            outcome = Outcome(evaluate(request, self.config, now=self.clock()))
+            outcome = judge(request, self.config, now=self.clock())
             if outcome.decision.exempt_reason:
                 return outcome
             for stage in self.stages:
@@ -73,4 +80,12 @@ class Admission:
             return Outcome(Decision(violations=(Violation(
                 Reason.INTERNAL_ERROR, "the controller could not evaluate this Deployment",
                 "retry; if it persists, read the controller's log for this request uid",
-                request.uid),), enforce=True))
+                request.uid),), enforce=True), claims=Claims({}), deploys=False)
+
+
+def judge(request: DeploymentRequest, config: Config, *, now: dt.datetime) -> Outcome:
+    """The policy checks' outcome, with the claims and `deploys` every later stage reads."""
+    claims = read_claims(request, config.annotations)
+    deploys = claims_changed(request, config.annotations)
+    return Outcome(evaluate(request, config, now=now, claims=claims, deploys=deploys),
+                   claims=claims, deploys=deploys)

@@ -2,10 +2,11 @@
 
 Each Deployment document becomes the same typed request the webhook builds from an
 AdmissionReview (`review.request_from_manifest`, a CREATE) and goes through the same
-`policy.engine.evaluate` with the same configuration file, so the verdict and the reason codes
-are the ones the gate will give. What the offline side cannot know is asked for explicitly: the
-user the apply will run as (`--as`, `--as-group`) and the namespace (`-n`, when the manifest has
-none). Other kinds are skipped, as the webhook never sees them.
+`admission.Admission` pipeline (policy checks, then signature verification when asked) with the
+same configuration file, so the verdict and the reason codes are the ones the gate will give.
+What the offline side cannot know is asked for explicitly: the user the apply will run as
+(`--as`, `--as-group`) and the namespace (`-n`, when the manifest has none). Other kinds are
+skipped, as the webhook never sees them.
 """
 
 from __future__ import annotations
@@ -17,14 +18,12 @@ import datetime as dt
 import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from controller.admission import Outcome
+from controller.admission import Admission
 from controller.config import Config, load_config
 from controller.errors import ConfigError, ReviewError
-from controller.policy.engine import evaluate
 from controller.policy.violations import Decision
 from controller.review import DeploymentRequest, request_from_manifest
 from controller.signatures import ImageVerifier, KeyLoadError, SignatureConfig
@@ -65,12 +64,6 @@ class Verdict:
         return not self.decision.allowed
 
 
-@dataclass(frozen=True, slots=True)
-class _Judged:
-    verdict: Verdict
-    request: DeploymentRequest
-
-
 def check_manifests(
     manifests: Sequence[Manifest],
     *,
@@ -87,24 +80,22 @@ def check_manifests(
     (the actor checks then test only consistency, not who really applies). With `signatures`,
     images are verified through the registry as the webhook's verification stage does.
     """
-    judged = _judge(manifests, config=config, username=username, groups=groups,
-                    namespace=namespace, now=now)
-    if signatures:
-        return asyncio.run(_verify_signatures(judged, config))
-    return [j.verdict for j in judged]
+    requests = _requests(manifests, config=config, username=username, groups=groups,
+                         namespace=namespace)
+    return asyncio.run(_review_all(requests, config, now=now, signatures=signatures))
 
 
-def _judge(
+def _requests(
     manifests: Sequence[Manifest],
     *,
     config: Config,
     username: str | None,
     groups: Sequence[str],
     namespace: str | None,
-    now: dt.datetime,
-) -> list[_Judged]:
+) -> list[tuple[Verdict, DeploymentRequest]]:
+    """Each Deployment as the webhook's typed request, with its verdict still to be decided."""
     all_groups = tuple(dict.fromkeys([*groups, AUTHENTICATED_GROUP]))
-    judged: list[_Judged] = []
+    out: list[tuple[Verdict, DeploymentRequest]] = []
     for manifest in manifests:
         for document in manifest.documents:
             for data in deployments(document.load_plain()):
@@ -122,11 +113,28 @@ def _judge(
                         namespace=namespace or "default")
                 except ReviewError as exc:
                     raise document.error(f"not a valid Deployment: {exc}") from exc
-                judged.append(_Judged(Verdict(
+                out.append((Verdict(
                     source=document.source, document=document.index, line=document.line,
                     name=request.name, namespace=request.namespace, username=user,
-                    decision=evaluate(request, config, now=now)), request))
-    return judged
+                    decision=Decision()), request))
+    return out
+
+
+async def _review_all(requests: Sequence[tuple[Verdict, DeploymentRequest]], config: Config, *,
+                      now: dt.datetime, signatures: bool) -> list[Verdict]:
+    # The webhook's own pipeline (`Admission`, with its verification stage when asked), so the
+    # same claims, environment and rules decide, and an internal failure denies as it does
+    # there. No ledger stage: an offline check records nothing.
+    verifier = ImageVerifier(signature_config(config)) if signatures else None
+    admission = Admission(
+        config, stages=(SignatureStage(verifier, config),) if verifier is not None else (),
+        budget_seconds=SIGNATURE_BUDGET_SECONDS, clock=lambda: now)
+    try:
+        return [dataclasses.replace(verdict, decision=(await admission.review(request)).decision)
+                for verdict, request in requests]
+    finally:
+        if verifier is not None:
+            await verifier.close()
 
 
 def signature_config(config: Config) -> SignatureConfig:
@@ -136,26 +144,6 @@ def signature_config(config: Config) -> SignatureConfig:
             "--signatures: signature verification is not enabled in the configuration "
             "(signatures.enabled is false); enable it there, or run with --no-signatures")
     return config.signatures
-
-
-async def _verify_signatures(judged: Sequence[_Judged], config: Config) -> list[Verdict]:
-    # The webhook's own verification stage, so that the same claims, environment and rules
-    # reach the verifier as in admission.
-    verifier = ImageVerifier(signature_config(config))
-    stage = SignatureStage(verifier, config)
-    out: list[Verdict] = []
-    try:
-        for item in judged:
-            verdict = item.verdict
-            if verdict.decision.exempt_reason:
-                out.append(verdict)
-                continue
-            outcome = await stage.run(item.request, Outcome(verdict.decision),
-                                      deadline=time.monotonic() + SIGNATURE_BUDGET_SECONDS)
-            out.append(dataclasses.replace(verdict, decision=outcome.decision))
-    finally:
-        await verifier.close()
-    return out
 
 
 def _claimed_actor(data: dict[str, object], config: Config) -> str:

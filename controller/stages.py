@@ -21,7 +21,6 @@ from controller.ledger import (
     build_admission_entry,
 )
 from controller.ledger import ImageEvidence as LedgerImage
-from controller.policy.provenance import claims_changed, read_claims
 from controller.policy.violations import Decision, Reason, Violation
 from controller.review import DeploymentRequest
 from controller.signatures import ImageEvidence, ImageVerifier
@@ -45,10 +44,9 @@ class SignatureStage:
         # An UPDATE that changes neither the template nor the provenance deploys nothing new:
         # its images were judged when they were admitted. Re-verifying would deny label edits
         # and the deployment controller's own revision bumps whenever a registry is down.
-        if not self._config.signatures.enabled or not claims_changed(
-                request, self._config.annotations):
+        if not self._config.signatures.enabled or not outcome.deploys:
             return outcome
-        claims = read_claims(request, self._config.annotations)
+        claims = outcome.claims
         # The namespace decides the environment when it is mapped; the annotation cannot move a
         # Deployment out of a stricter rule (EnvironmentCheck reports a contradiction).
         environment = (self._config.environment_for_namespace(request.namespace)
@@ -95,14 +93,14 @@ class LedgerStage:
 
     async def run(self, request: DeploymentRequest, outcome: Outcome, *,
                   deadline: float) -> Outcome:
-        if (not outcome.decision.allowed or request.dry_run
-                or not claims_changed(request, self._config.annotations)):
+        if not outcome.decision.allowed or request.dry_run or not outcome.deploys:
             return outcome
         images = {ev.image: _ledger_image(ev) for ev in outcome.evidence
                   if isinstance(ev, ImageEvidence)}
         waived = tuple(sorted({str(v.reason) for v in outcome.decision.violations}))
         try:
-            entry = build_admission_entry(request, self._config, images=images, waived=waived)
+            entry = build_admission_entry(request, self._config, images=images, waived=waived,
+                                          claims=outcome.claims)
             receipt = await self._ledger.append(entry, deadline=deadline)
         except (LedgerError, ValidationError) as exc:
             logger.error("ledger append failed: %s", exc, extra={"admission_uid": request.uid})

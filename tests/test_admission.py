@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from controller.admission import Admission, Outcome
@@ -22,7 +23,8 @@ class Recorder:
         self.calls.append((request.uid, deadline))
         if self.fail:
             raise RuntimeError("registry exploded")
-        return Outcome(outcome.decision.with_violations([self.extra] if self.extra else []))
+        return dataclasses.replace(outcome, decision=outcome.decision.with_violations(
+            [self.extra] if self.extra else []))
 
 
 async def test_stages_run_after_the_checks_with_a_deadline() -> None:

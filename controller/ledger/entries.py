@@ -25,6 +25,7 @@ from controller.review import DeploymentRequest
 if TYPE_CHECKING:
     # controller.config imports this package for LedgerConfig; the reverse import is types only.
     from controller.config import Config
+    from controller.policy.provenance import Claims
 
 
 def annotations_hash(annotations: Mapping[str, str], prefix: str) -> str:
@@ -40,6 +41,7 @@ def build_admission_entry(
     images: Mapping[str, ImageEvidence] | None = None,
     now: datetime | None = None,
     waived: tuple[str, ...] = (),
+    claims: Claims | None = None,
 ) -> AdmissionEntry:
     """The entry for an admitted request. `images` maps an image reference, as written in the
     pod template, to the verifier's evidence; without it only digest pinning is recorded.
@@ -54,9 +56,12 @@ def build_admission_entry(
     keys = config.annotations
     # The same reading as the policy checks: the pod template first, then the Deployment, so the
     # record names the provenance of what runs (after `rollout undo`, the old template's).
-    from controller.policy.provenance import read_claims
+    if claims is None:
+        # Imported here: controller.policy imports controller.config, which imports this
+        # package for LedgerConfig.
+        from controller.policy.provenance import read_claims
 
-    claims = read_claims(request, keys)
+        claims = read_claims(request, keys)
 
     def annotation(name: str) -> str | None:
         return claims.get(name)

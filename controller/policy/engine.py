@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from controller.config import Config
 from controller.policy.checks import DEFAULT_CHECKS, Check, CheckContext
-from controller.policy.provenance import claims_changed, read_claims
+from controller.policy.provenance import Claims, claims_changed, read_claims
 from controller.policy.violations import Decision, Violation
 from controller.review import DeploymentRequest
 
@@ -30,17 +30,24 @@ def evaluate(
     *,
     now: dt.datetime,
     checks: Sequence[Check] = DEFAULT_CHECKS,
+    claims: Claims | None = None,
+    deploys: bool | None = None,
 ) -> Decision:
-    """The decision over `request`: every violation at once, in check order."""
+    """The decision over `request`: every violation at once, in check order.
+
+    `claims` and `deploys` (`read_claims`, `claims_changed`) are read here unless the caller,
+    which needs them for later stages too, already did.
+    """
     enforce = config.mode == "enforce"
     reason = exemption(request, config)
     if reason:
         return Decision(enforce=enforce, exempt_reason=reason)
     ctx = CheckContext(
         config=config,
-        claims=read_claims(request, config.annotations),
+        claims=claims if claims is not None else read_claims(request, config.annotations),
         now=now,
-        judge_actor=claims_changed(request, config.annotations),
+        judge_actor=deploys if deploys is not None else claims_changed(
+            request, config.annotations),
     )
     violations: list[Violation] = []
     for check in checks:
