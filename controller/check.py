@@ -29,7 +29,7 @@ from controller.review import DeploymentRequest, request_from_manifest
 from controller.signatures import ImageVerifier, KeyLoadError, SignatureConfig
 from controller.stages import SignatureStage
 from controller.stamp.errors import StampError
-from controller.stamp.manifests import Manifest, read_manifests
+from controller.stamp.manifests import Manifest, add_manifest_arguments, read_manifests
 from controller.stamp.stamping import deployments
 
 AUTHENTICATED_GROUP = "system:authenticated"
@@ -233,9 +233,7 @@ def add_check_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         "check", help="run the admission policy offline over manifests",
         description="Judge every Deployment in the manifests with the webhook's policy engine "
         "and configuration. Exit 1 if the gate would deny any, 2 on bad input.")
-    p.add_argument("paths", nargs="*", metavar="PATH",
-                   help="files or directories of manifests; - or nothing for stdin")
-    p.add_argument("-R", "--recursive", action="store_true", help="descend into directories")
+    add_manifest_arguments(p)
     p.add_argument("--config", help="the controller's configuration file (default: "
                    "$PROVENANCE_CONFIG, else the built-in defaults)")
     p.add_argument("--as", dest="as_user", default=os.environ.get(USER_ENV),

@@ -23,6 +23,7 @@ from controller.stamp.ci import FIELDS, BuildInfo, collect
 from controller.stamp.errors import StampError
 from controller.stamp.manifests import (
     STDIN,
+    add_manifest_arguments,
     iter_documents,
     join_streams,
     read_manifests,
@@ -46,9 +47,7 @@ def add_stamp_parser(subparsers: _Sub[argparse.ArgumentParser]) -> None:
         "stamp", help="write provenance annotations into Deployment manifests",
         description="Write the provenance annotations (from the CI environment, git, or flags) "
         "onto every Deployment and its pod template. Other kinds pass through unchanged.")
-    p.add_argument("paths", nargs="*", metavar="PATH",
-                   help="files or directories of manifests; - or nothing for stdin")
-    p.add_argument("-R", "--recursive", action="store_true", help="descend into directories")
+    add_manifest_arguments(p)
     p.add_argument("-i", "--in-place", action="store_true",
                    help="rewrite the files instead of printing to stdout")
     p.add_argument("--config", help="the controller's configuration file, for the annotation "

@@ -12,6 +12,7 @@ them (`yes` is a boolean there), so the offline verdict sees what the API server
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import io
 import json
@@ -36,6 +37,14 @@ MAX_STREAM_BYTES = 64 * 1024 * 1024
 """Larger inputs are refused: a rendered chart is a few megabytes at most."""
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 """What a directory contributes, as `kubectl apply -f DIR` does."""
+
+def add_manifest_arguments(parser: argparse.ArgumentParser) -> None:
+    """The inputs `stamp` and `check` share: paths (as `read_manifests` takes them) and -R."""
+    parser.add_argument("paths", nargs="*", metavar="PATH",
+                        help="files or directories of manifests; - or nothing for stdin")
+    parser.add_argument("-R", "--recursive", action="store_true",
+                        help="descend into directories")
+
 
 _MARKER = re.compile(r"---(?=[ \t]|$)")
 _BARE_MARKER = re.compile(r"---[ \t]*(?:#.*)?")
