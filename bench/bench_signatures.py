@@ -65,7 +65,7 @@ async def main() -> None:
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
-    from controller.review import DeploymentRequest
+    from controller.review import WorkloadRequest
     from controller.signatures.config import SignatureConfig
     from controller.signatures.verifier import ImageVerifier
     from tests.fixtures.registry import COSIGN_DATA, start_registry, stop_registry
@@ -89,7 +89,7 @@ async def main() -> None:
             request = deployment(*images)
             att_request = deployment(images[0], images[2])
 
-            async def once(v: ImageVerifier, req: DeploymentRequest) -> float:
+            async def once(v: ImageVerifier, req: WorkloadRequest) -> float:
                 started = time.perf_counter()
                 outcome = await v.verify(
                     req, git_sha=COMMIT, build_id="12345", pipeline_url=None,

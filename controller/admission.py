@@ -11,13 +11,15 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from controller.config import Config
-from controller.policy.engine import evaluate
+from controller.policy.checks import Role
+from controller.policy.engine import evaluate, role_of
 from controller.policy.provenance import Claims, claims_changed, read_claims
 from controller.policy.violations import Decision, Reason, Violation
-from controller.review import DeploymentRequest
+from controller.review import WorkloadRequest
+from controller.signatures import ImageEvidence
 
 logger = logging.getLogger("provenance.admission")
 
@@ -34,8 +36,11 @@ class Outcome:
     """False for an UPDATE that changes neither the pod template nor the provenance
     (`claims_changed`): nothing is deployed, so actor checks, re-verification and the ledger
     are skipped."""
-    evidence: tuple[Any, ...] = field(default=())
-    """Per-image verification evidence (`controller.signatures.ImageEvidence`) for the ledger."""
+    role: Role = "authored"
+    """Who is behind the request (`checks.Role`); derived objects are recorded only when the
+    ledger is configured to (`ledger.record_derived`)."""
+    evidence: tuple[ImageEvidence, ...] = field(default=())
+    """Per-image verification evidence, for the ledger."""
     recorded_seq: int | None = None
     """The ledger sequence number of this admission, once it is durable."""
 
@@ -48,7 +53,7 @@ class Stage(Protocol):
     adds a violation rather than letting the request through.
     """
 
-    async def run(self, request: DeploymentRequest, outcome: Outcome, *,
+    async def run(self, request: WorkloadRequest, outcome: Outcome, *,
                   deadline: float) -> Outcome: ...
 
 
@@ -64,7 +69,7 @@ class Admission:
     server hears our denial rather than its own timeout."""
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
 
-    async def review(self, request: DeploymentRequest) -> Outcome:
+    async def review(self, request: WorkloadRequest) -> Outcome:
         """The outcome for `request`, never raising: an internal failure is a denial."""
         deadline = time.monotonic() + self.budget_seconds
         try:
@@ -78,14 +83,16 @@ class Admission:
             # Fail closed, even in audit mode: we could not say what was admitted.
             logger.exception("admission review failed", extra={"admission_uid": request.uid})
             return Outcome(Decision(violations=(Violation(
-                Reason.INTERNAL_ERROR, "the controller could not evaluate this Deployment",
+                Reason.INTERNAL_ERROR,
+                f"the controller could not evaluate this {request.kind.kind}",
                 "retry; if it persists, read the controller's log for this request uid",
                 request.uid),), enforce=True), claims=Claims({}), deploys=False)
 
 
-def judge(request: DeploymentRequest, config: Config, *, now: dt.datetime) -> Outcome:
+def judge(request: WorkloadRequest, config: Config, *, now: dt.datetime) -> Outcome:
     """The policy checks' outcome, with the claims and `deploys` every later stage reads."""
     claims = read_claims(request, config.annotations)
     deploys = claims_changed(request, config.annotations)
-    return Outcome(evaluate(request, config, now=now, claims=claims, deploys=deploys),
-                   claims=claims, deploys=deploys)
+    role = role_of(request, config)
+    return Outcome(evaluate(request, config, now=now, claims=claims, deploys=deploys, role=role),
+                   claims=claims, deploys=deploys, role=role)

@@ -1,7 +1,8 @@
 """`kubectl-provenance check`: the webhook's policy engine, run offline over manifests.
 
-Each Deployment document becomes the same typed request the webhook builds from an
-AdmissionReview (`review.request_from_manifest`, a CREATE) and goes through the same
+Each workload document (every kind in `controller.workloads.KINDS`) becomes the same typed
+request the webhook builds from an AdmissionReview (`review.request_from_manifest`, a CREATE, as
+its author applies it) and goes through the same
 `admission.Admission` pipeline (policy checks, then signature verification when asked) with the
 same configuration file, so the verdict and the reason codes are the ones the gate will give.
 What the offline side cannot know is asked for explicitly: the user the apply will run as
@@ -25,12 +26,13 @@ from controller.admission import Admission
 from controller.config import Config, load_config
 from controller.errors import ConfigError, ReviewError
 from controller.policy.violations import Decision
-from controller.review import DeploymentRequest, request_from_manifest
+from controller.review import WorkloadRequest, request_from_manifest
 from controller.signatures import ImageVerifier, KeyLoadError, SignatureConfig
 from controller.stages import SignatureStage
 from controller.stamp.errors import StampError
 from controller.stamp.manifests import Manifest, add_manifest_arguments, read_manifests
-from controller.stamp.stamping import deployments
+from controller.stamp.stamping import workloads
+from controller.workloads import kind_of
 
 AUTHENTICATED_GROUP = "system:authenticated"
 """The API server adds this group to every authenticated user; the offline request does too."""
@@ -38,13 +40,13 @@ USER_ENV = "PROVENANCE_CHECK_USER"
 """Default for `--as`: the user the pipeline applies as."""
 OUTPUT_FORMATS = ("text", "json", "github")
 SIGNATURE_BUDGET_SECONDS = 30.0
-"""Per Deployment: more generous than the webhook's budget, which an offline check is not under;
+"""Per workload: more generous than the webhook's budget, which an offline check is not under;
 the registry settings' own per-request and total timeouts still apply."""
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """The decision over one Deployment document."""
+    """The decision over one workload document."""
 
     source: str
     """The file, or `<stdin>`."""
@@ -52,6 +54,8 @@ class Verdict:
     """1-based document index in the file."""
     line: int
     """1-based line where the document starts (for editor and GitHub annotations)."""
+    kind: str
+    """`Deployment`, `Pod`, ..."""
     name: str
     namespace: str
     username: str
@@ -74,9 +78,9 @@ def check_manifests(
     now: dt.datetime,
     signatures: bool = False,
 ) -> list[Verdict]:
-    """Judge every Deployment in `manifests`; raise `ManifestError` on unreadable input.
+    """Judge every workload in `manifests`; raise `ManifestError` on unreadable input.
 
-    With `username` None each Deployment is judged as the user its deployed-by annotation names
+    With `username` None each workload is judged as the user its deployed-by annotation names
     (the actor checks then test only consistency, not who really applies). With `signatures`,
     images are verified through the registry as the webhook's verification stage does.
     """
@@ -92,35 +96,36 @@ def _requests(
     username: str | None,
     groups: Sequence[str],
     namespace: str | None,
-) -> list[tuple[Verdict, DeploymentRequest]]:
-    """Each Deployment as the webhook's typed request, with its verdict still to be decided."""
+) -> list[tuple[Verdict, WorkloadRequest]]:
+    """Each workload as the webhook's typed request, with its verdict still to be decided."""
     all_groups = tuple(dict.fromkeys([*groups, AUTHENTICATED_GROUP]))
-    out: list[tuple[Verdict, DeploymentRequest]] = []
+    out: list[tuple[Verdict, WorkloadRequest]] = []
     for manifest in manifests:
         for document in manifest.documents:
-            for data in deployments(document.load_plain()):
+            for data in workloads(document.load_plain()):
                 user = username if username is not None else _claimed_actor(data, config)
                 own = data.get("metadata", {}).get("namespace") if isinstance(
                     data.get("metadata"), dict) else None
                 if namespace and own and own != namespace:
                     # kubectl refuses this too, before the API server sees anything.
                     raise document.error(
-                        f"the namespace of the Deployment ({own!r}) does not match -n "
+                        f"the namespace of the {data.get('kind')} ({own!r}) does not match -n "
                         f"{namespace!r}")
                 try:
                     request = request_from_manifest(
                         data, username=user, groups=all_groups,
                         namespace=namespace or "default")
                 except ReviewError as exc:
-                    raise document.error(f"not a valid Deployment: {exc}") from exc
+                    raise document.error(f"not a valid {data.get('kind')}: {exc}") from exc
                 out.append((Verdict(
                     source=document.source, document=document.index, line=document.line,
-                    name=request.name, namespace=request.namespace, username=user,
+                    kind=request.kind.kind, name=request.name, namespace=request.namespace,
+                    username=user,
                     decision=Decision()), request))
     return out
 
 
-async def _review_all(requests: Sequence[tuple[Verdict, DeploymentRequest]], config: Config, *,
+async def _review_all(requests: Sequence[tuple[Verdict, WorkloadRequest]], config: Config, *,
                       now: dt.datetime, signatures: bool) -> list[Verdict]:
     # The webhook's own pipeline (`Admission`, with its verification stage when asked), so the
     # same claims, environment and rules decide, and an internal failure denies as it does
@@ -148,9 +153,9 @@ def signature_config(config: Config) -> SignatureConfig:
 
 def _claimed_actor(data: dict[str, object], config: Config) -> str:
     key = config.annotations.key("deployed-by")
-    spec = data.get("spec")
-    template = spec.get("template") if isinstance(spec, dict) else None
-    for meta in ((template or {}).get("metadata") if isinstance(template, dict) else None,
+    kind = kind_of(data)
+    template = kind.template(data) if kind is not None else None
+    for meta in (template.get("metadata") if template is not None else None,
                  data.get("metadata")):
         annotations = meta.get("annotations") if isinstance(meta, dict) else None
         if isinstance(annotations, dict) and isinstance(annotations.get(key), str):
@@ -159,15 +164,15 @@ def _claimed_actor(data: dict[str, object], config: Config) -> str:
 
 
 def exit_code(verdicts: Sequence[Verdict]) -> int:
-    """1 when the gate would deny any Deployment (a violation in enforce mode), else 0."""
+    """1 when the gate would deny any workload (a violation in enforce mode), else 0."""
     return 1 if any(v.failed for v in verdicts) else 0
 
 
 def render_text(verdicts: Sequence[Verdict]) -> str:
-    """One block per Deployment: the verdict, then every violation with its code and fix."""
+    """One block per workload: the verdict, then every violation with its code and fix."""
     lines: list[str] = []
     for v in verdicts:
-        where = f"{v.source}:{v.line}: Deployment {v.namespace}/{v.name}"
+        where = f"{v.source}:{v.line}: {v.kind} {v.namespace}/{v.name}"
         d = v.decision
         if d.exempt_reason:
             lines.append(f"{where}: not judged ({d.exempt_reason})")
@@ -180,18 +185,18 @@ def render_text(verdicts: Sequence[Verdict]) -> str:
         lines.append(f"{where}: {state}, {count} problem{'s' if count != 1 else ''}")
         lines.extend(f"  [{x.reason}] {x.message}\n      fix: {x.hint}" for x in d.violations)
     denied = sum(v.failed for v in verdicts)
-    lines.append(f"{len(verdicts)} Deployment{'s' if len(verdicts) != 1 else ''} checked, "
+    lines.append(f"{len(verdicts)} workload{'s' if len(verdicts) != 1 else ''} checked, "
                  f"{denied} would be denied")
     return "\n".join(lines) + "\n"
 
 
 def render_json(verdicts: Sequence[Verdict]) -> str:
-    """A JSON document: `{"allowed": bool, "deployments": [...]}`, stable key order."""
+    """A JSON document: `{"allowed": bool, "workloads": [...]}`, stable key order."""
     body = {
         "allowed": not any(v.failed for v in verdicts),
-        "deployments": [{
+        "workloads": [{
             "file": v.source, "document": v.document, "line": v.line,
-            "namespace": v.namespace, "name": v.name, "user": v.username,
+            "kind": v.kind, "namespace": v.namespace, "name": v.name, "user": v.username,
             "allowed": v.decision.allowed, "enforce": v.decision.enforce,
             "exempt": v.decision.exempt_reason or None,
             "violations": [{"reason": str(x.reason), "message": x.message, "hint": x.hint,
@@ -217,7 +222,7 @@ def render_github(verdicts: Sequence[Verdict]) -> str:
     for v in verdicts:
         level = "error" if v.decision.enforce else "warning"
         for x in v.decision.violations:
-            title = f"{x.reason} in Deployment {v.namespace}/{v.name}"
+            title = f"{x.reason} in {v.kind} {v.namespace}/{v.name}"
             lines.append(
                 f"::{level} file={_gh_property(v.source)},line={v.line},"
                 f"title={_gh_property(title)}::{_gh_data(f'{x.message} (fix: {x.hint})')}")
@@ -231,14 +236,14 @@ def add_check_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     """Register `check` on the `kubectl-provenance` parser."""
     p = subparsers.add_parser(
         "check", help="run the admission policy offline over manifests",
-        description="Judge every Deployment in the manifests with the webhook's policy engine "
+        description="Judge every workload in the manifests with the webhook's policy engine "
         "and configuration. Exit 1 if the gate would deny any, 2 on bad input.")
     add_manifest_arguments(p)
     p.add_argument("--config", help="the controller's configuration file (default: "
                    "$PROVENANCE_CONFIG, else the built-in defaults)")
     p.add_argument("--as", dest="as_user", default=os.environ.get(USER_ENV),
                    help=f"the user kubectl apply will authenticate as (default: ${USER_ENV}, "
-                   "else each Deployment's deployed-by annotation)")
+                   "else each workload's deployed-by annotation)")
     p.add_argument("--as-group", dest="as_groups", action="append", default=[],
                    help="a group of that user (repeatable)")
     p.add_argument("-n", "--namespace", default=None,
@@ -278,7 +283,7 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"kubectl-provenance check: {exc}", file=sys.stderr)
         return 2
     if args.as_user is None and verdicts:
-        print("kubectl-provenance check: no --as given: each Deployment is judged as the user "
+        print("kubectl-provenance check: no --as given: each workload is judged as the user "
               "its deployed-by annotation names", file=sys.stderr)
     sys.stdout.write(RENDERERS[args.output](verdicts))
     return exit_code(verdicts)

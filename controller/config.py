@@ -83,6 +83,40 @@ class EnvironmentRule(_Strict):
     """Authenticated groups whose members may deploy here."""
 
 
+CONTROLLER_IDENTITIES = (
+    "system:serviceaccount:kube-system:deployment-controller",
+    "system:serviceaccount:kube-system:replicaset-controller",
+    "system:serviceaccount:kube-system:statefulset-controller",
+    "system:serviceaccount:kube-system:daemon-set-controller",
+    "system:serviceaccount:kube-system:job-controller",
+    "system:serviceaccount:kube-system:cronjob-controller",
+    "system:serviceaccount:kube-system:replication-controller",
+    "system:serviceaccount:kube-system:generic-garbage-collector",
+    "system:kube-controller-manager",
+)
+"""kube-controller-manager's identities: its per-controller service accounts
+(`--use-service-account-credentials`, the default of kubeadm and managed clusters) and its own
+user for clusters that run it without them."""
+
+
+class DerivedConfig(_Strict):
+    """How objects that controllers create from an admitted template are judged.
+
+    A ReplicaSet made by the Deployment controller, a Pod made by a ReplicaSet, a Job made by a
+    CronJob: the person was judged on the object they wrote, so the actor and environment checks
+    are not repeated. Images must still be pinned (and signed where rules say), and the
+    provenance they carry must be well formed. What makes an object derived is only who
+    created it, as the API server authenticated them: `ownerReferences` and annotations are
+    written by whoever creates the object and grant nothing.
+    """
+
+    controllers: tuple[str, ...] = CONTROLLER_IDENTITIES
+    """Authenticated usernames whose CREATEs and UPDATEs are judged as derived objects. Add an
+    identity only if it creates workloads solely from templates that were themselves admitted;
+    GitOps tools and other operators that apply what people wrote belong in `actor.ci_accounts`
+    instead."""
+
+
 class Config(_Strict):
     """The whole configuration file."""
 
@@ -95,6 +129,8 @@ class Config(_Strict):
     environments: dict[EnvironmentName, EnvironmentRule] = {}
     """Environments whose deployers are restricted (for example `production`). A Deployment whose
     namespace or environment annotation names one of these must come from an authorised user."""
+    derived: DerivedConfig = DerivedConfig()
+    """Objects created by controllers from an admitted template."""
     signatures: SignatureConfig = SignatureConfig()
     """Signature and SLSA provenance verification (off by default; see the README)."""
     ledger: LedgerConfig = LedgerConfig()
@@ -111,6 +147,10 @@ class Config(_Strict):
             if not ns or len(ns) > 63 or not ns.replace("-", "a").isalnum() or ns.lower() != ns:
                 raise ValueError(f"{ns!r} is not a namespace name")
         return value
+
+    def is_controller(self, username: str) -> bool:
+        """Whether `username` is one of the controller identities of `derived`."""
+        return username in self.derived.controllers
 
     def environment_for_namespace(self, namespace: str) -> str | None:
         """The environment a namespace belongs to, from the `environments` table."""

@@ -1,4 +1,4 @@
-"""AdmissionReview → typed request. Malformed input raises `ReviewError` and nothing else.
+"""AdmissionReview → typed request, for every gated kind. Malformed input raises `ReviewError`.
 
 Only the fields the controller reads are modelled; Kubernetes objects carry many more, which are
 ignored rather than forbidden (the API server, not us, owns their schema). What is modelled is
@@ -7,15 +7,22 @@ typed strictly and bounded, because the body comes over the network.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from controller.errors import ReviewError
+from controller.workloads import (
+    EPHEMERAL_CONTAINERS,
+    ImageSource,
+    WorkloadKind,
+    kind_for_resource,
+    kind_of,
+    pod_images,
+    template_hash,
+)
 
 # No per-field caps on lists or strings here: Kubernetes has none, and a cap it lacks would turn a
 # valid object into a 400 (a bypass under failurePolicy Ignore). The webhook bounds the whole
@@ -68,10 +75,20 @@ class LocalObjectReference(_Loose):
     name: str = ""
 
 
+class ImageVolumeSource(_Loose):
+    reference: str = ""
+
+
+class Volume(_Loose):
+    name: str = ""
+    image: ImageVolumeSource | None = None
+
+
 class PodSpec(_Loose):
     containers: tuple[Container, ...] = ()
     init_containers: tuple[Container, ...] = Field(default=(), alias="initContainers")
     ephemeral_containers: tuple[Container, ...] = Field(default=(), alias="ephemeralContainers")
+    volumes: tuple[Volume, ...] = ()
     image_pull_secrets: tuple[LocalObjectReference, ...] = Field(
         default=(), alias="imagePullSecrets")
     service_account_name: str = Field(default="", alias="serviceAccountName")
@@ -80,18 +97,6 @@ class PodSpec(_Loose):
 class PodTemplate(_Loose):
     metadata: ObjectMeta = ObjectMeta()
     spec: PodSpec = PodSpec()
-
-
-class DeploymentSpec(_Loose):
-    replicas: int | None = None
-    template: PodTemplate = PodTemplate()
-
-
-class Deployment(_Loose):
-    api_version: str = Field(default="", alias="apiVersion")
-    kind: str = ""
-    metadata: ObjectMeta = ObjectMeta()
-    spec: DeploymentSpec = DeploymentSpec()
 
 
 class _RequestPayload(_Loose):
@@ -115,24 +120,56 @@ class _Review(_Loose):
 
 
 class ContainerImage(BaseModel):
-    """One container of the pod template and the image it runs."""
+    """One image the pod template runs or mounts, and where it appears."""
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["container", "initContainer", "ephemeralContainer"]
+    kind: ImageSource
     name: str
     image: str
 
     @property
     def label(self) -> str:
-        """How denials name it: `container app`, `initContainer migrate`."""
+        """How denials name it: `container app`, `initContainer migrate`, `imageVolume data`."""
         return f"{self.kind} {self.name or '(unnamed)'}"
 
 
-class DeploymentRequest(BaseModel):
-    """Everything the checks, the verifier and the ledger need from one admission request."""
+@dataclass(frozen=True)
+class Workload:
+    """One object of a gated kind, typed where the controller reads it."""
 
-    model_config = ConfigDict(frozen=True)
+    kind: WorkloadKind
+    metadata: ObjectMeta
+    """The object's own metadata (a Pod's is also its template's)."""
+    template: PodTemplate
+    """The pod template: what runs."""
+    images: tuple[ContainerImage, ...]
+    """Every image of the template, in the order the kubelet starts them (`pod_images`)."""
+    template_hash: str
+    """`workloads.template_hash`: sha256 of the canonical pod template."""
+
+
+def parse_workload(kind: WorkloadKind, raw: Mapping[str, Any]) -> Workload:
+    """Type the parts of `raw` the controller reads; `ReviewError` when they are malformed."""
+    template = kind.template(raw)
+    if template is None:
+        path = ".".join(kind.template_path)
+        raise ReviewError(f"malformed {kind.kind}: {path} is missing or not an object")
+    try:
+        metadata = ObjectMeta.model_validate(raw.get("metadata") or {})
+        typed = PodTemplate.model_validate(template)
+    except ValidationError as exc:
+        raise ReviewError(f"malformed {kind.kind} in AdmissionReview: {_describe(exc)}") from exc
+    spec = template.get("spec")
+    images = tuple(ContainerImage(kind=source, name=name, image=image)
+                   for source, name, image in pod_images(spec if isinstance(spec, dict) else {}))
+    return Workload(kind=kind, metadata=metadata, template=typed, images=images,
+                    template_hash=template_hash(kind, raw))
+
+
+@dataclass(frozen=True)
+class WorkloadRequest:
+    """Everything the checks, the verifier and the ledger need from one admission request."""
 
     uid: str
     """The admission request uid: the ledger's idempotency key."""
@@ -142,53 +179,48 @@ class DeploymentRequest(BaseModel):
     name: str
     dry_run: bool
     user: UserInfo
-    deployment: Deployment
+    object: Workload
     """The object as it would be stored (the new object on UPDATE)."""
-    template_hash: str
-    """sha256 of the canonical JSON of the pod template: what actually runs."""
-    old_deployment: Deployment | None = None
+    old_object: Workload | None = None
     """The stored object before an UPDATE; None on CREATE."""
-    old_template_hash: str | None = None
-    """`template_hash` of `old_deployment`."""
+
+    @property
+    def kind(self) -> WorkloadKind:
+        return self.object.kind
+
+    @property
+    def template_hash(self) -> str:
+        return self.object.template_hash
+
+    @property
+    def old_template_hash(self) -> str | None:
+        return self.old_object.template_hash if self.old_object is not None else None
 
     @property
     def annotations(self) -> Mapping[str, str]:
-        """The Deployment's own annotations, where provenance is read from."""
-        return self.deployment.metadata.annotations
+        """The object's own annotations (provenance is read from the template first)."""
+        return self.object.metadata.annotations
 
     @property
     def template_annotations(self) -> Mapping[str, str]:
-        return self.deployment.spec.template.metadata.annotations
+        return self.object.template.metadata.annotations
 
-    @functools.cached_property
+    @property
     def containers(self) -> tuple[ContainerImage, ...]:
-        """Every container that runs an image: init containers first, as the kubelet starts them."""
-        spec = self.deployment.spec.template.spec
-        return (
-            tuple(ContainerImage(kind="initContainer", name=c.name, image=c.image)
-                  for c in spec.init_containers)
-            + tuple(ContainerImage(kind="container", name=c.name, image=c.image)
-                    for c in spec.containers)
-            + tuple(ContainerImage(kind="ephemeralContainer", name=c.name, image=c.image)
-                    for c in spec.ephemeral_containers)
-        )
+        """Every image the pod template runs or mounts."""
+        return self.object.images
 
     @property
     def pull_secret_names(self) -> tuple[str, ...]:
-        secrets = self.deployment.spec.template.spec.image_pull_secrets
+        secrets = self.object.template.spec.image_pull_secrets
         return tuple(s.name for s in secrets if s.name)
 
-
-def canonical_json(value: Any) -> bytes:
-    """Sorted keys, no whitespace, UTF-8: the same bytes on every run for the same value."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def template_hash(raw_object: Mapping[str, Any]) -> str:
-    """sha256 over the canonical pod template, so two records compare by what would run."""
-    template = raw_object.get("spec", {}).get("template", {}) if isinstance(
-        raw_object.get("spec"), dict) else {}
-    return "sha256:" + hashlib.sha256(canonical_json(template)).hexdigest()
+    @property
+    def subject(self) -> str:
+        """What a denial says was denied: `StatefulSet`, `Pod ephemeral containers`."""
+        if self.subresource == EPHEMERAL_CONTAINERS:
+            return f"{self.kind.kind} ephemeral containers"
+        return self.kind.kind
 
 
 def _describe(error: ValidationError) -> str:
@@ -199,7 +231,7 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_review(body: Any) -> DeploymentRequest:
+def parse_review(body: Any) -> WorkloadRequest:
     """Parse a decoded AdmissionReview; raise `ReviewError` if it is not a usable one."""
     if not isinstance(body, dict):
         raise ReviewError("the AdmissionReview must be a JSON object")
@@ -208,28 +240,28 @@ def parse_review(body: Any) -> DeploymentRequest:
     except ValidationError as exc:
         raise ReviewError(f"malformed AdmissionReview: {_describe(exc)}") from exc
     req = review.request
+    kind = kind_for_resource(req.resource.group, req.resource.resource)
+    if kind is None:
+        # Only gated kinds are registered; anything else is a configuration this controller
+        # does not understand, and answering 400 fails it closed under failurePolicy Fail.
+        raise ReviewError(f"resource {req.resource.group or 'core'}/{req.resource.resource} "
+                          "is not a workload kind this controller judges")
     raw = req.object if req.object is not None else req.old_object
     if raw is None:
         raise ReviewError("malformed AdmissionReview: request.object is missing")
-    try:
-        deployment = Deployment.model_validate(raw)
-        old = (Deployment.model_validate(req.old_object)
-               if req.object is not None and req.old_object is not None else None)
-    except ValidationError as exc:
-        raise ReviewError(f"malformed Deployment in AdmissionReview: {_describe(exc)}") from exc
-    return DeploymentRequest(
+    workload = parse_workload(kind, raw)
+    old = (parse_workload(kind, req.old_object)
+           if req.object is not None and req.old_object is not None else None)
+    return WorkloadRequest(
         uid=req.uid,
         operation=req.operation,
         subresource=req.sub_resource or None,
-        namespace=req.namespace or deployment.metadata.namespace,
-        name=req.name or deployment.metadata.name,
+        namespace=req.namespace or workload.metadata.namespace,
+        name=req.name or workload.metadata.name,
         dry_run=req.dry_run,
         user=req.user_info,
-        deployment=deployment,
-        template_hash=template_hash(raw),
-        old_deployment=old,
-        old_template_hash=template_hash(req.old_object) if old is not None and req.old_object
-        else None,
+        object=workload,
+        old_object=old,
     )
 
 
@@ -239,16 +271,20 @@ def request_from_manifest(
     username: str,
     groups: tuple[str, ...] = (),
     namespace: str = "default",
-) -> DeploymentRequest:
+) -> WorkloadRequest:
     """A synthetic CREATE request for an offline manifest (`kubectl-provenance check`)."""
+    kind = kind_of(manifest)
+    if kind is None:
+        raise ReviewError(f"{manifest.get('apiVersion')}/{manifest.get('kind')} is not a "
+                          "workload kind the gate judges")
     ns = manifest.get("metadata", {}).get("namespace") or namespace
     review = {
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
         "request": {
             "uid": "offline-check",
-            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
-            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "kind": {"group": kind.group, "version": kind.version, "kind": kind.kind},
+            "resource": {"group": kind.group, "version": kind.version, "resource": kind.plural},
             "namespace": ns,
             "operation": "CREATE",
             "userInfo": {"username": username, "groups": list(groups)},

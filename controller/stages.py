@@ -18,11 +18,11 @@ from controller.ledger import (
     Ledger,
     LedgerError,
     SignatureRecord,
+    VerifiedImage,
     build_admission_entry,
 )
-from controller.ledger import ImageEvidence as LedgerImage
 from controller.policy.violations import Decision, Reason, Violation
-from controller.review import DeploymentRequest
+from controller.review import WorkloadRequest
 from controller.signatures import ImageEvidence, ImageVerifier
 
 logger = logging.getLogger("provenance.stages")
@@ -39,7 +39,7 @@ class SignatureStage:
         """Time kept back for the stages after this one (the ledger append), so that a slow
         registry cannot leave the ledger without time and turn an admission into a denial."""
 
-    async def run(self, request: DeploymentRequest, outcome: Outcome, *,
+    async def run(self, request: WorkloadRequest, outcome: Outcome, *,
                   deadline: float) -> Outcome:
         # An UPDATE that changes neither the template nor the provenance deploys nothing new:
         # its images were judged when they were admitted. Re-verifying would deny label edits
@@ -48,7 +48,7 @@ class SignatureStage:
             return outcome
         claims = outcome.claims
         # The namespace decides the environment when it is mapped; the annotation cannot move a
-        # Deployment out of a stricter rule (EnvironmentCheck reports a contradiction).
+        # workload out of a stricter rule (EnvironmentCheck reports a contradiction).
         environment = (self._config.environment_for_namespace(request.namespace)
                        or claims.get("environment"))
         result = await self._verifier.verify(
@@ -61,7 +61,7 @@ class SignatureStage:
         return dataclasses.replace(outcome, decision=decision, evidence=result.evidence)
 
 
-def _ledger_image(evidence: ImageEvidence) -> LedgerImage:
+def _ledger_image(evidence: ImageEvidence) -> VerifiedImage:
     """The verifier's evidence for one image, as the ledger records it.
 
     `verified` means the image's rule was met in full (signature threshold, and the attested
@@ -76,27 +76,29 @@ def _ledger_image(evidence: ImageEvidence) -> LedgerImage:
         verified=evidence.verified, commit_sha=evidence.attestation_commit,
         key_ids=evidence.key_ids,
     ) if evidence.requirement == "attestation" else None
-    return LedgerImage(digest=evidence.digest, signature=signature, attestation=attestation)
+    return VerifiedImage(digest=evidence.digest, signature=signature, attestation=attestation)
 
 
 class LedgerStage:
-    """Append every admitted Deployment to the ledger before answering; deny if it cannot.
+    """Append every admitted workload to the ledger before answering; deny if it cannot.
 
-    Not recorded: denials, dryRun requests (never a side effect), and UPDATEs that change neither
-    the pod template nor the provenance annotations (nothing is being deployed; the deployment
-    controller's own revision bumps are such updates).
+    Not recorded: denials, dryRun requests (never a side effect), UPDATEs that change neither
+    what runs nor the provenance annotations (nothing is being deployed; the deployment
+    controller's own revision bumps are such updates), and objects controllers derive from an
+    admitted template unless `ledger.record_derived` asks for them.
     """
 
     def __init__(self, ledger: Ledger, config: Config) -> None:
         self._ledger = ledger
         self._config = config
 
-    async def run(self, request: DeploymentRequest, outcome: Outcome, *,
+    async def run(self, request: WorkloadRequest, outcome: Outcome, *,
                   deadline: float) -> Outcome:
         if not outcome.decision.allowed or request.dry_run or not outcome.deploys:
             return outcome
-        images = {ev.image: _ledger_image(ev) for ev in outcome.evidence
-                  if isinstance(ev, ImageEvidence)}
+        if outcome.role == "derived" and not self._config.ledger.record_derived:
+            return outcome
+        images = {ev.image: _ledger_image(ev) for ev in outcome.evidence}
         waived = tuple(sorted({str(v.reason) for v in outcome.decision.violations}))
         try:
             entry = build_admission_entry(request, self._config, images=images, waived=waived,

@@ -1,20 +1,27 @@
 """The kopf edge: the only module that imports kopf.
 
-It wires three things: the validating handler, a TLS webhook server that parses every
-AdmissionReview into a typed request before kopf sees it (a malformed one gets HTTP 400), and the
-operator's start-up. Everything it calls is plain Python in controller.admission and below.
+It wires three things: the validating handlers (one per gated kind, `controller.workloads.KINDS`),
+a TLS webhook server, and the operator's start-up. Everything it calls is plain Python in
+controller.admission and below.
+
+The server is our own, plugged in through kopf's documented server protocol (an async iterator
+of client configs that calls `fn(review, webhook=, headers=, sslpeer=)`): we need a body bound
+above aiohttp's 1 MiB default, a 400 for a malformed review instead of kopf's 500, and client
+certificate checks. kopf may run handlers in another task, or queue them, so nothing reaches the
+handler but what kopf passes it; the handler rebuilds the typed request from those documented
+keyword arguments.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import datetime as dt
 import json
 import logging
 import ssl
 import time
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,18 +35,21 @@ from controller.config import Config
 from controller.errors import ProvenanceError, ReviewError
 from controller.ledger import Reconciler
 from controller.observability import admission_context, build_health_app
-from controller.review import DeploymentRequest, parse_review
+from controller.review import WorkloadRequest, parse_review
 from controller.runtime import Runtime
 from controller.tls import SelfManagedTls
+from controller.workloads import JUDGED_SUBRESOURCES, KINDS
 
 logger = logging.getLogger("provenance.webhook")
 
 HANDLER_ID = "validate"
-"""The handler id; kopf routes `POST /<id>` to it, so the webhook URL path is `/validate`."""
+"""The handler id; the server routes `POST /<id>` to it, so the webhook URL path is `/validate`."""
 MAX_REVIEW_BYTES = 6 * 1024 * 1024
 """An AdmissionReview carries the object and the old object, each at most ~1.5 MiB in etcd."""
-
-_current: contextvars.ContextVar[DeploymentRequest] = contextvars.ContextVar("review")
+UID_HEADER = "X-Provenance-Review-Uid"
+"""The one review field kopf does not pass to handlers: the request uid, which the ledger keeps
+as the admission's idempotency key. The server sets it from the parsed review (replacing any
+header of that name the client sent), so it says no more than the review body does."""
 
 
 @dataclass(frozen=True)
@@ -65,31 +75,72 @@ class ServerOptions:
     """How often admissions not yet seen persisted are looked at by the reconciler."""
 
 
-class ReviewingWebhookServer(kopf.WebhookServer):
-    """kopf's TLS server, with the AdmissionReview parsed and bounded before kopf's machinery.
+class ReviewServer:
+    """A TLS webhook server for kopf (`settings.admission.server`), by kopf's server protocol.
 
-    kopf answers a body that is JSON but not an AdmissionReview with a 500; we answer 400 and keep
-    serving, as the contract says: a bad webhook request is not a verdict.
+    Bodies are read with our own bound (`MAX_REVIEW_BYTES`); a body that is not a usable
+    AdmissionReview of a gated kind gets 400 and the server keeps serving: a bad webhook request
+    is not a verdict. The certificate files are re-read when they change (cert-manager and
+    self-managed TLS rotate them in place).
     """
 
-    @staticmethod
-    async def _serve(fn: Any, request: aiohttp.web.Request) -> aiohttp.web.Response:
-        if request.content_length is not None and request.content_length > MAX_REVIEW_BYTES:
-            raise aiohttp.web.HTTPRequestEntityTooLarge(
-                max_size=MAX_REVIEW_BYTES, actual_size=request.content_length)
+    def __init__(self, options: ServerOptions) -> None:
+        if options.cert_file is None or options.key_file is None:
+            raise ProvenanceError("the webhook needs --tls-cert and --tls-key (or "
+                                  "--tls-self-managed): the API server only calls HTTPS")
+        self._options = options
+        self._cert_file = options.cert_file
+        self._key_file = options.key_file
+
+    def _context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self._cert_file, self._key_file)
+        if self._options.client_ca is not None:
+            ctx.load_verify_locations(cafile=str(self._options.client_ca))
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
+
+    def _stamp(self) -> tuple[float, float]:
+        return self._cert_file.stat().st_mtime, self._key_file.stat().st_mtime
+
+    async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
+        ctx = self._context()
+        stamp = self._stamp()
+
+        async def serve(request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+            return await self._serve(fn, request)
+
+        app = aiohttp.web.Application(client_max_size=MAX_REVIEW_BYTES)
+        app.router.add_post("/{id}", serve)
+        runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        site = aiohttp.web.TCPSite(runner, self._options.host, self._options.port,
+                                   ssl_context=ctx, reuse_address=True)
+        await site.start()
+        try:
+            # The webhook configuration is the chart's (settings.admission.managed is None);
+            # kopf only needs to be told that the server is up.
+            yield kopf.WebhookClientConfig(
+                url=f"https://{self._options.host}:{self._options.port}/")
+            while True:
+                await asyncio.sleep(self._options.cert_check_interval)
+                with contextlib.suppress(OSError):
+                    if (current := self._stamp()) != stamp:
+                        # New handshakes use the new pair; open connections keep theirs.
+                        ctx.load_cert_chain(self._cert_file, self._key_file)
+                        stamp = current
+                        logger.info("reloaded the webhook serving certificate")
+        finally:
+            await runner.cleanup()
+
+    async def _serve(self, fn: kopf.WebhookFn,
+                     request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
         started = time.perf_counter()
-        # kopf builds its aiohttp app with the default 1 MiB client_max_size, which an UPDATE of
-        # a large Deployment (object and oldObject) exceeds; read the stream with our own bound.
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := await request.content.read(1024 * 1024):
-            size += len(chunk)
-            if size > MAX_REVIEW_BYTES:
-                metrics.record_review_error(seconds=time.perf_counter() - started)
-                raise aiohttp.web.HTTPRequestEntityTooLarge(
-                    max_size=MAX_REVIEW_BYTES, actual_size=size)
-            chunks.append(chunk)
-        body = b"".join(chunks)
+        try:
+            body = await request.read()
+        except aiohttp.web.HTTPRequestEntityTooLarge:
+            metrics.record_review_error(seconds=time.perf_counter() - started)
+            raise
         try:
             data = json.loads(body)
             typed = parse_review(data)
@@ -97,42 +148,99 @@ class ReviewingWebhookServer(kopf.WebhookServer):
             logger.warning("rejected a malformed AdmissionReview: %s", exc)
             metrics.record_review_error(seconds=time.perf_counter() - started)
             return aiohttp.web.json_response({"error": str(exc)}, status=400)
-        token = _current.set(typed)
-        try:
-            with admission_context(typed.uid):
-                response = await fn(data, webhook=request.match_info.get("id"), headers={},
-                                    sslpeer={})
-        finally:
-            _current.reset(token)
+        headers = {k: v for k, v in request.headers.items() if k.lower() != UID_HEADER.lower()}
+        headers[UID_HEADER] = typed.uid
+        peer = request.transport.get_extra_info("peercert") if request.transport else None
+        with admission_context(typed.uid):
+            response = await fn(data, webhook=request.match_info.get("id"), headers=headers,
+                                sslpeer=peer)
         return aiohttp.web.json_response(response)
 
 
-def register(registry: kopf.OperatorRegistry, admission: Admission) -> None:
-    """Register the validating handler on `registry`."""
+def request_from_handler(
+    *,
+    resource: kopf.Resource,
+    subresource: str | None,
+    userinfo: Mapping[str, Any],
+    dryrun: bool,
+    new: Mapping[str, Any] | None,
+    old: Mapping[str, Any] | None,
+    headers: Mapping[str, str],
+) -> WorkloadRequest:
+    """The typed request, rebuilt from the keyword arguments kopf documents for a webhook
+    handler (`resource`, `subresource`, `userinfo`, `dryrun`, `old`, `new`, `headers`).
 
-    @kopf.on.validate(
-        "apps", "v1", "deployments", id=HANDLER_ID, operations=["CREATE", "UPDATE"],
-        side_effects=True, registry=registry)
-    async def validate(warnings: list[str], **_: Any) -> None:
-        request = _current.get()
+    Only CREATE and UPDATE are registered, and an UPDATE always carries the old object; kopf
+    documents no `operation` argument, so that is how the two are told apart. The review was
+    parsed by `ReviewServer` already; parsing it again here through the same `parse_review`
+    keeps one definition of what a request is.
+    """
+    meta = (new or old or {}).get("metadata") or {}
+    operation = "CREATE" if old is None else "UPDATE"
+    return parse_review({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": headers.get(UID_HEADER, ""),
+            "kind": {"group": resource.group, "version": resource.version, "kind": ""},
+            "resource": {"group": resource.group, "version": resource.version,
+                         "resource": resource.plural},
+            "subResource": subresource, "operation": operation,
+            "namespace": meta.get("namespace", ""), "name": meta.get("name", ""),
+            "userInfo": _plain(userinfo), "dryRun": dryrun,
+            "object": _plain(new) if new is not None else None,
+            "oldObject": _plain(old) if old is not None else None,
+        }})
+
+
+def _plain(value: Any) -> Any:
+    """kopf's Body and its views as plain dicts and lists, for pydantic."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def register(registry: kopf.OperatorRegistry, admission: Admission) -> None:
+    """Register the validating handler for every gated kind (and judged subresource)."""
+
+    async def validate(*, warnings: list[str], resource: kopf.Resource,
+                       subresource: str | None, userinfo: Mapping[str, Any], dryrun: bool,
+                       headers: Mapping[str, str], **kwargs: Any) -> None:
+        try:
+            request = request_from_handler(
+                resource=resource, subresource=subresource, userinfo=userinfo, dryrun=dryrun,
+                new=kwargs.get("new"), old=kwargs.get("old"), headers=headers)
+        except ReviewError as exc:
+            # The server parsed the same review; disagreement here is our bug. Fail closed.
+            logger.error("could not rebuild the review in the handler: %s", exc)
+            raise kopf.AdmissionError(f"provenance-controller could not read this request: "
+                                      f"{exc}", code=500) from exc
         started = time.perf_counter()
         decision = (await admission.review(request)).decision
         metrics.record_admission(decision, seconds=time.perf_counter() - started)
         warnings.extend(decision.warnings())
         logger.info(
-            "admission %s %s/%s: %s", request.operation, request.namespace, request.name,
-            "allowed" if decision.allowed else "denied",
+            "admission %s %s %s/%s: %s", request.operation, request.subject, request.namespace,
+            request.name or "(generated name)", "allowed" if decision.allowed else "denied",
             extra={"admission_uid": request.uid,
                    "reasons": [str(v.reason) for v in decision.violations],
                    "exempt": decision.exempt_reason, "dry_run": request.dry_run})
         if not decision.allowed:
-            raise kopf.AdmissionError(decision.message(), code=403)
+            raise kopf.AdmissionError(decision.message(request.subject), code=403)
+
+    for kind in KINDS:
+        for subresource in (None, *JUDGED_SUBRESOURCES.get(kind.plural, ())):
+            kopf.on.validate(
+                kind.group, kind.version, kind.plural, id=HANDLER_ID,
+                operations=["CREATE", "UPDATE"], subresource=subresource, side_effects=True,
+                registry=registry)(validate)
 
 
 class _DenialsAreNotErrors(logging.Filter):
     """kopf logs every AdmissionError at ERROR ("Webhook 'validate' failed permanently"). A
     denial is the controller working, and `validate` logs it with its reasons at INFO; keeping
-    kopf's copy would page people for every Deployment without provenance."""
+    kopf's copy would page people for every workload without provenance."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith(f"Webhook {HANDLER_ID!r} failed permanently")
@@ -140,30 +248,29 @@ class _DenialsAreNotErrors(logging.Filter):
 
 def configure(settings: kopf.OperatorSettings, options: ServerOptions) -> None:
     """kopf settings: our own server; the webhook configuration is owned by the chart."""
-    settings.admission.server = ReviewingWebhookServer(
-        addr=options.host, port=options.port, certfile=options.cert_file,
-        pkeyfile=options.key_file, file_check_interval=options.cert_check_interval,
-        verify_mode=ssl.CERT_REQUIRED if options.client_ca else None,
-        verify_cafile=options.client_ca)
+    settings.admission.server = ReviewServer(options)
     settings.admission.managed = None
     logging.getLogger("kopf.objects").addFilter(_DenialsAreNotErrors())
     settings.posting.enabled = False
     settings.peering.standalone = True
-    # Deployments are a built-in resource: no need to watch CRDs (and no RBAC for them).
+    # Every gated kind is a built-in resource: no need to watch CRDs (and no RBAC for them).
     settings.scanning.disabled = True
 
 
 def register_reconciler(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
-    """Watch Deployments so that admitted entries get their outcome (persisted, rolled out)."""
+    """Watch every gated kind so that admitted entries get their outcome (persisted, rolled
+    out or completed)."""
 
-    @kopf.on.event("apps", "v1", "deployments", registry=registry)
     async def observe(body: kopf.Body, **_: Any) -> None:
         try:
             await reconciler.observe(body)
         except ProvenanceError as exc:
             # The next event or sweep retries; an outcome entry is late, never lost.
-            logger.warning("reconciling %s/%s failed: %s", body.metadata.namespace,
-                           body.metadata.name, exc)
+            logger.warning("reconciling %s %s/%s failed: %s", body.get("kind"),
+                           body.metadata.namespace, body.metadata.name, exc)
+
+    for kind in KINDS:
+        kopf.on.event(kind.group, kind.version, kind.plural, registry=registry)(observe)
 
 
 async def _sweep_forever(reconciler: Reconciler, interval: float) -> None:

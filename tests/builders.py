@@ -1,10 +1,12 @@
-"""Builders for AdmissionReviews and Deployments used across the unit and end-to-end tests."""
+"""Builders for AdmissionReviews and workloads used across the unit and end-to-end tests."""
 
 from __future__ import annotations
 
 import copy
 import uuid
 from typing import Any
+
+from controller.workloads import KINDS, kind_named, kind_of
 
 SHA = "3f2a9c41d5e8b7f60a1c2d3e4f5a6b7c8d9e0f12"
 DIGEST = "sha256:b5b1e7f55d49730ba3119608964ba401309f389835dac7ab40657beafbb5ad07"
@@ -53,6 +55,54 @@ def deployment(
     }
 
 
+def workload(
+    kind: str,
+    name: str = "app",
+    namespace: str = "default",
+    *,
+    ann: dict[str, str] | None = None,
+    containers: list[str] | None = None,
+    init_containers: list[str] | None = None,
+    template_ann: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A manifest of any gated kind, with the pod template of `deployment` where the kind keeps
+    it; provenance on the object (`ann`) and the template (`template_ann`) as given. A Pod has a
+    single place for both: `template_ann` when given, else `ann`."""
+    row = kind_named(kind)
+    assert row is not None, kind
+    shape = deployment(name, namespace, ann=ann, containers=containers,
+                       init_containers=init_containers, template_ann=template_ann)
+    template = shape["spec"]["template"]
+    if not row.template_path:
+        meta = {**shape["metadata"], "labels": template["metadata"]["labels"]}
+        if template_ann is not None:
+            meta["annotations"] = template_ann
+        return {"apiVersion": row.api_version, "kind": kind, "metadata": meta,
+                "spec": template["spec"]}
+    obj: dict[str, Any] = {"apiVersion": row.api_version, "kind": kind,
+                           "metadata": shape["metadata"]}
+    node = obj
+    for key in row.template_path[:-1]:
+        node = node.setdefault(key, {})
+    node[row.template_path[-1]] = template
+    if kind not in ("Job", "CronJob"):
+        obj["spec"]["selector"] = {"matchLabels": {"app": name}}
+    if kind == "CronJob":
+        obj["spec"]["schedule"] = "*/5 * * * *"
+        template["spec"]["restartPolicy"] = "Never"
+    if kind == "Job":
+        template["spec"]["restartPolicy"] = "Never"
+    if kind == "ReplicationController":
+        obj["spec"]["selector"] = {"app": name}
+    if kind == "StatefulSet":
+        obj["spec"]["serviceName"] = name
+    return obj
+
+
+WORKLOAD_KINDS = tuple(k.kind for k in KINDS)
+"""Every gated kind's name, for parametrised tests."""
+
+
 def review(
     obj: dict[str, Any],
     *,
@@ -64,12 +114,16 @@ def review(
     sub_resource: str | None = None,
 ) -> dict[str, Any]:
     """An admission.k8s.io/v1 AdmissionReview as the API server sends it."""
+    row = kind_of(obj)
+    assert row is not None, obj.get("kind")
+    gvk = {"group": row.group, "version": row.version, "kind": row.kind}
+    gvr = {"group": row.group, "version": row.version, "resource": row.plural}
     req: dict[str, Any] = {
         "uid": str(uuid.uuid4()),
-        "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
-        "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
-        "requestKind": {"group": "apps", "version": "v1", "kind": "Deployment"},
-        "requestResource": {"group": "apps", "version": "v1", "resource": "deployments"},
+        "kind": gvk,
+        "resource": gvr,
+        "requestKind": gvk,
+        "requestResource": gvr,
         "name": obj["metadata"]["name"],
         "namespace": obj["metadata"]["namespace"],
         "operation": operation,

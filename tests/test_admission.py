@@ -8,7 +8,7 @@ import time
 from controller.admission import Admission, Outcome
 from controller.config import Config, parse_config
 from controller.policy.violations import Reason, Violation
-from controller.review import DeploymentRequest, parse_review
+from controller.review import WorkloadRequest, parse_review
 from tests.builders import deployment, review
 
 
@@ -18,7 +18,7 @@ class Recorder:
         self.extra = extra
         self.fail = fail
 
-    async def run(self, request: DeploymentRequest, outcome: Outcome, *,
+    async def run(self, request: WorkloadRequest, outcome: Outcome, *,
                   deadline: float) -> Outcome:
         self.calls.append((request.uid, deadline))
         if self.fail:

@@ -49,7 +49,7 @@ def test_the_shared_cases_offline(case: Case, tmp_path: Path,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = check([*as_args(case), "-o", "json", write(tmp_path, case.text)], capsys)
     report = json.loads(out)
-    [deployment] = report["deployments"]
+    [deployment] = report["workloads"]
     assert (deployment["allowed"], [v["reason"] for v in deployment["violations"]]) == (
         case.allowed, list(case.reasons))
     assert code == (0 if case.allowed else 1)
@@ -65,7 +65,7 @@ def test_text_output_names_every_problem_with_its_fix(tmp_path: Path,
     assert lines[1].startswith("  [InvalidGitSha] annotation provenance.dev/git-sha is a short")
     assert lines[2].startswith("      fix: use the full 40-character commit SHA")
     assert "[ImageNotPinned]" in out and "[ActorMismatch]" in out
-    assert lines[-1] == "1 Deployment checked, 1 would be denied"
+    assert lines[-1] == "1 workload checked, 1 would be denied"
 
 
 def test_github_output_is_one_annotation_per_violation(tmp_path: Path,
@@ -107,7 +107,7 @@ def test_json_output_is_complete(tmp_path: Path, capsys: pytest.CaptureFixture[s
     _, out, _ = check([*as_args(BAD), "-o", "json", path], capsys)
     report = json.loads(out)
     assert report["allowed"] is False
-    [d] = report["deployments"]
+    [d] = report["workloads"]
     assert {k: d[k] for k in ("file", "document", "line", "namespace", "name", "user", "enforce",
                               "exempt")} == {
         "file": path, "document": 1, "line": 1, "namespace": "default", "name": BAD.name,
@@ -115,12 +115,23 @@ def test_json_output_is_complete(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert set(d["violations"][0]) == {"reason", "message", "hint", "subject"}
 
 
-def test_other_kinds_are_skipped_and_only_deployments_judged(
+def test_other_kinds_are_skipped_and_every_workload_kind_judged(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     text = ("apiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\n# just a comment\n---\n"
-            "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: s}\n")
+            "apiVersion: example.com/v1\nkind: Deployment\nmetadata: {name: crd}\n")
     code, out, _ = check(["--as", "alice", write(tmp_path, text)], capsys)
-    assert (code, out) == (0, "0 Deployments checked, 0 would be denied\n")
+    assert (code, out) == (0, "0 workloads checked, 0 would be denied\n")
+    kinds = [("apps/v1", "StatefulSet"), ("apps/v1", "DaemonSet"), ("apps/v1", "ReplicaSet"),
+             ("batch/v1", "Job"), ("batch/v1", "CronJob"), ("v1", "ReplicationController"),
+             ("v1", "Pod")]
+    text = "---\n".join(f"apiVersion: {v}\nkind: {k}\nmetadata: {{name: x}}\n" for v, k in kinds)
+    code, out, _ = check(["--as", "alice", "-o", "json", write(tmp_path, text)], capsys)
+    report = json.loads(out)
+    assert code == 1
+    assert [(w["kind"], w["allowed"]) for w in report["workloads"]] == [
+        (k, False) for _v, k in kinds]
+    assert all("MissingAnnotation" in {v["reason"] for v in w["violations"]}
+               for w in report["workloads"])
 
 
 def test_invalid_yaml_names_file_and_document(tmp_path: Path,
@@ -234,7 +245,7 @@ signatures:
                             path], capsys)
     assert code == 1, err
     got = {d["name"]: [v["reason"] for v in d["violations"]]
-           for d in json.loads(out)["deployments"]}
+           for d in json.loads(out)["workloads"]}
     assert got == {"app-v1": [], "app-v3": [], "app-v4": ["SignatureUntrusted"],
                    "app-v5": ["SignatureMissing"]}
     # Without a flag, `check` follows the configuration, as the gate does.
@@ -264,5 +275,5 @@ def test_the_items_of_a_kubectl_list_are_judged(tmp_path: Path,
     code, out, _ = check([*as_args(BAD), "-o", "json", write(tmp_path, yaml.safe_dump(listing))],
                          capsys)
     assert code == 1
-    assert [(d["name"], d["allowed"]) for d in json.loads(out)["deployments"]] == [
+    assert [(d["name"], d["allowed"]) for d in json.loads(out)["workloads"]] == [
         (GOOD.name, True), (BAD.name, False)]

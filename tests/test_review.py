@@ -7,8 +7,11 @@ from typing import Any
 import pytest
 
 from controller.errors import ReviewError
-from controller.review import parse_review, request_from_manifest, template_hash
-from tests.builders import IMAGE, deployment, review
+from controller.review import parse_review, request_from_manifest
+from controller.workloads import KINDS, kind_named, template_hash
+from tests.builders import IMAGE, WORKLOAD_KINDS, deployment, review, workload
+
+DEPLOYMENT = KINDS[0]
 
 
 def test_typed_request_carries_what_the_pipeline_needs() -> None:
@@ -23,16 +26,17 @@ def test_typed_request_carries_what_the_pipeline_needs() -> None:
     assert [(c.kind, c.image) for c in req.containers] == [
         ("initContainer", "busybox:1"), ("container", IMAGE), ("container", "sidecar:2")]
     assert req.pull_secret_names == ("regcred",)
-    assert req.template_hash == template_hash(obj)
-    assert req.old_deployment is None
+    assert req.template_hash == template_hash(DEPLOYMENT, obj)
+    assert req.old_object is None
+    assert req.kind is DEPLOYMENT and req.subject == "Deployment"
 
 
 def test_update_keeps_the_old_object() -> None:
     old = deployment()
     new = deployment(containers=["other@sha256:" + "1" * 64])
     req = parse_review(review(new, operation="UPDATE", old=old))
-    assert req.old_deployment is not None
-    assert req.old_template_hash == template_hash(old)
+    assert req.old_object is not None
+    assert req.old_template_hash == template_hash(DEPLOYMENT, old)
     assert req.template_hash != req.old_template_hash
 
 
@@ -40,7 +44,7 @@ def test_template_hash_ignores_key_order() -> None:
     a = deployment()
     b = deployment()
     b["spec"]["template"] = dict(reversed(list(b["spec"]["template"].items())))
-    assert template_hash(a) == template_hash(b)
+    assert template_hash(DEPLOYMENT, a) == template_hash(DEPLOYMENT, b)
 
 
 def _broken(mutate: Any) -> dict[str, Any]:
@@ -79,4 +83,76 @@ def test_request_from_manifest_matches_the_webhook_shape() -> None:
     obj = deployment(namespace="shop")
     req = request_from_manifest(obj, username="ci")
     assert req.namespace == "shop" and req.user.username == "ci" and req.dry_run
-    assert req.template_hash == template_hash(obj)
+    assert req.template_hash == template_hash(DEPLOYMENT, obj)
+
+
+@pytest.mark.parametrize("kind", WORKLOAD_KINDS)
+def test_every_kind_is_parsed_with_its_template(kind: str) -> None:
+    obj = workload(kind, init_containers=["busybox:1"], template_ann={"a": "template"},
+                   ann={"a": "object"})
+    req = parse_review(review(obj))
+    assert req.kind is kind_named(kind)
+    assert [(c.kind, c.image) for c in req.containers] == [
+        ("initContainer", "busybox:1"), ("container", IMAGE)]
+    assert req.template_annotations == {"a": "template"}
+    # A Pod is its own template: one set of annotations.
+    assert req.annotations == ({"a": "template"} if kind == "Pod" else {"a": "object"})
+
+
+def test_every_place_an_image_can_appear_is_read() -> None:
+    obj = workload("Pod", init_containers=["init:1"], containers=["app:1"])
+    spec = obj["spec"]
+    spec["initContainers"].append({"name": "sidecar", "image": "proxy:1",
+                                   "restartPolicy": "Always"})
+    spec["ephemeralContainers"] = [{"name": "debugger", "image": "busybox:1"}]
+    spec["volumes"] = [{"name": "models", "image": {"reference": "models:1"}},
+                       {"name": "scratch", "emptyDir": {}}]
+    req = parse_review(review(obj))
+    assert [(c.label, c.image) for c in req.containers] == [
+        ("initContainer init0", "init:1"), ("initContainer sidecar", "proxy:1"),
+        ("container c0", "app:1"), ("ephemeralContainer debugger", "busybox:1"),
+        ("imageVolume models", "models:1")]
+
+
+def test_an_image_volume_without_a_reference_is_still_an_image() -> None:
+    obj = workload("Pod")
+    obj["spec"]["volumes"] = [{"name": "v", "image": {}}]
+    req = parse_review(review(obj))
+    assert ("imageVolume", "") in [(c.kind, c.image) for c in req.containers]
+
+
+def test_the_ephemeral_containers_subresource_is_a_pod_update() -> None:
+    old = workload("Pod")
+    new = workload("Pod")
+    new["spec"]["ephemeralContainers"] = [{"name": "debugger", "image": "busybox:latest"}]
+    req = parse_review(review(new, operation="UPDATE", old=old,
+                              sub_resource="ephemeralcontainers"))
+    assert req.subresource == "ephemeralcontainers"
+    assert req.subject == "Pod ephemeral containers"
+    assert req.containers[-1].image == "busybox:latest"
+
+
+def test_a_resource_that_is_not_a_gated_kind_is_malformed() -> None:
+    body = review(deployment())
+    body["request"]["resource"] = {"group": "", "version": "v1", "resource": "configmaps"}
+    with pytest.raises(ReviewError, match="not a workload kind"):
+        parse_review(body)
+
+
+def test_a_template_that_is_not_an_object_is_malformed() -> None:
+    obj = workload("CronJob")
+    obj["spec"]["jobTemplate"]["spec"] = "x"
+    with pytest.raises(ReviewError, match="CronJob"):
+        parse_review(review(obj))
+
+
+def test_a_pod_template_hash_ignores_what_the_server_sets_later() -> None:
+    pod = workload("Pod")
+    stored = {**pod, "metadata": {**pod["metadata"], "uid": "u", "resourceVersion": "9",
+                                  "ownerReferences": [{"kind": "ReplicaSet"}]},
+              "spec": {**pod["spec"], "nodeName": "node-1"}, "status": {"phase": "Running"}}
+    pod_kind = kind_named("Pod")
+    assert pod_kind is not None
+    assert template_hash(pod_kind, pod) == template_hash(pod_kind, stored)
+    changed = {**pod, "spec": {**pod["spec"], "containers": [{"name": "c0", "image": "x"}]}}
+    assert template_hash(pod_kind, pod) != template_hash(pod_kind, changed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from controller.policy.violations import Reason
 from controller.review import parse_review
 from controller.signatures import ImageEvidence, ImageVerifier, SignatureConfig
 from controller.stages import LedgerStage, SignatureStage, _ledger_image
-from tests.builders import deployment, prov_annotations, review
+from tests.builders import deployment, prov_annotations, review, workload
 from tests.ledger.helpers import unique_config
 
 KEY = Path(__file__).parent / "data" / "cosign" / "cosign.pub"
@@ -105,3 +106,55 @@ async def test_everything_the_checks_accept_can_be_recorded(real_ledger: Ledger)
     outcome = await admission.review(parse_review(review(obj)))
     assert outcome.decision.violations == ()
     assert outcome.recorded_seq is not None
+
+
+RS_CONTROLLER = "system:serviceaccount:kube-system:replicaset-controller"
+
+
+async def _records(ledger: Ledger) -> list[dict[str, Any]]:
+    from controller.ledger.verify import load_chain, verify_segments
+
+    data = await load_chain(ledger.api, ledger.config.namespace, ledger.config.chain)
+    report = verify_segments(data, chain=ledger.config.chain,
+                             max_entry_bytes=ledger.config.max_entry_bytes)
+    return [r.record.entry.model_dump(mode="json") for r in report.records
+            if r.record.entry.type == "admission"]
+
+
+@pytest.mark.parametrize("record_derived", [False, True])
+async def test_derived_objects_are_recorded_only_when_asked(
+        kube_api: KubeApi, record_derived: bool) -> None:
+    config = Config(ledger=unique_config(record_derived=record_derived))
+    ledger = Ledger(kube_api, config.ledger)
+    await ledger.start()
+    try:
+        admission = Admission(config, stages=(LedgerStage(ledger, config),), budget_seconds=5)
+        authored = await admission.review(parse_review(review(workload(
+            "StatefulSet", "db", template_ann=prov_annotations()))))
+        derived = await admission.review(parse_review(review(workload(
+            "Pod", "db-0", ann=prov_annotations()), username=RS_CONTROLLER)))
+        person = await admission.review(parse_review(review(workload(
+            "Pod", "debug", ann=prov_annotations()))))
+        assert authored.decision.allowed and derived.decision.allowed and person.decision.allowed
+        assert authored.recorded_seq is not None and person.recorded_seq is not None
+        assert (derived.recorded_seq is not None) is record_derived
+        kinds = [(e["kind"], e["name"]) for e in await _records(ledger)]
+        assert kinds == [("StatefulSet", "db"), *([("Pod", "db-0")] if record_derived else []),
+                         ("Pod", "debug")]
+    finally:
+        await ledger.close()
+
+
+async def test_an_ephemeral_container_is_recorded_with_its_subresource(real_ledger: Ledger) -> None:
+    config = Config()
+    admission = Admission(config, stages=(LedgerStage(real_ledger, config),), budget_seconds=5)
+    old = workload("Pod", "web", ann=prov_annotations())
+    new = workload("Pod", "web", ann=prov_annotations())
+    new["spec"]["ephemeralContainers"] = [{"name": "debugger", "image": IMAGE}]
+    outcome = await admission.review(parse_review(review(
+        new, operation="UPDATE", old=old, sub_resource="ephemeralcontainers")))
+    assert outcome.decision.violations == () and outcome.recorded_seq is not None
+    [entry] = await _records(real_ledger)
+    assert (entry["kind"], entry["subresource"], entry["operation"]) == (
+        "Pod", "ephemeralcontainers", "UPDATE")
+    assert [c["kind"] for c in entry["containers"]] == ["container", "ephemeralContainer"]

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from controller.certs import write_webhook_certs
 from controller.dev.controlplane import LocalControlPlane, find_binary, free_port
+from controller.workloads import webhook_rules
 
 
 def webhook_configuration(
@@ -32,7 +33,7 @@ def webhook_configuration(
     timeout_seconds: int = 5,
     failure_policy: str = "Fail",
 ) -> dict[str, Any]:
-    """A v1 ValidatingWebhookConfiguration for Deployments, as the chart renders it.
+    """A v1 ValidatingWebhookConfiguration for every gated kind, as the chart renders it.
 
     Namespaces are selected by `kubernetes.io/metadata.name`, which the API server sets and no
     namespace owner can change, so no label can opt a namespace out.
@@ -50,9 +51,7 @@ def webhook_configuration(
             "name": f"{name}.provenance.dev",
             "admissionReviewVersions": ["v1"],
             "clientConfig": {"url": url, "caBundle": base64.b64encode(ca_bundle).decode()},
-            "rules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
-                       "operations": ["CREATE", "UPDATE"], "resources": ["deployments"],
-                       "scope": "Namespaced"}],
+            "rules": webhook_rules(),
             "matchPolicy": "Equivalent",
             "sideEffects": "NoneOnDryRun",
             "failurePolicy": failure_policy,

@@ -31,6 +31,10 @@ from controller.certs import KeyPair, make_ca, make_serving_cert
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+CONTROLLERS = "deployment,replicaset,statefulset,daemonset,job,cronjob,replicationcontroller"
+"""kube-controller-manager's controllers that create objects from a pod template."""
+
+
 class ControlPlaneError(RuntimeError):
     """The local control plane could not be started; the message says which binary and why."""
 
@@ -95,7 +99,8 @@ class LocalControlPlane:
     workdir: Path
     """Where certificates, the etcd data and the logs go."""
     with_controller_manager: bool = False
-    """Also run kube-controller-manager (ReplicaSets, rollout history, `rollout undo`)."""
+    """Also run kube-controller-manager's workload controllers (`CONTROLLERS`): derived
+    ReplicaSets, Pods and Jobs, rollout history, `rollout undo`."""
     etcd_fsync: bool = True
     """False trades durability for speed in throw-away test clusters."""
     api_port: int = 0
@@ -201,7 +206,11 @@ class LocalControlPlane:
             self._spawn("kube-controller-manager", [
                 str(find_binary("kube-controller-manager")),
                 "--kubeconfig", str(self.kubeconfig),
-                "--controllers", "deployment,replicaset",
+                # Every controller that derives workloads from a template, each under its own
+                # service account (TokenRequest), as kubeadm and managed clusters run them: the
+                # derived ReplicaSets, Pods and Jobs reach the webhook from those identities.
+                "--controllers", CONTROLLERS,
+                "--use-service-account-credentials=true",
                 "--leader-elect=false",
                 "--bind-address", "127.0.0.1",
                 "--secure-port", "0",

@@ -27,9 +27,9 @@ from controller.ledger.models import (
     AdmissionEntry,
     AppendReceipt,
     AttestationRecord,
-    ImageEvidence,
     OutcomeEntry,
     SignatureRecord,
+    VerifiedImage,
 )
 from controller.ledger.reconcile import Reconciler
 from controller.ledger.store import Ledger
@@ -41,7 +41,6 @@ __all__ = [
     "CheckpointSigner",
     "CheckpointVerifier",
     "DryRunNotRecorded",
-    "ImageEvidence",
     "Ledger",
     "LedgerConfig",
     "LedgerCorrupt",
@@ -53,6 +52,7 @@ __all__ = [
     "SignatureRecord",
     "TamperError",
     "TamperKind",
+    "VerifiedImage",
     "build_admission_entry",
     "build_outcome_entry",
     "load_signer",

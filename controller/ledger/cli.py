@@ -31,7 +31,7 @@ from controller.ledger.verify import (
     summarise,
     verify_segments,
 )
-from controller.review import template_hash
+from controller.workloads import WorkloadKind, parse_target, target_names, template_hash
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -70,7 +70,7 @@ def add_subcommands(subparsers: Any) -> None:
                         default="table", help="output format")
     common.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
-    ledger = subparsers.add_parser("ledger", help="the audit ledger of admitted Deployments")
+    ledger = subparsers.add_parser("ledger", help="the audit ledger of admitted workloads")
     commands = ledger.add_subparsers(dest="ledger_command", required=True, metavar="COMMAND")
 
     verify = commands.add_parser("verify", parents=[common],
@@ -84,14 +84,15 @@ def add_subcommands(subparsers: Any) -> None:
     verify.set_defaults(handler=_sync(_verify))
 
     for name, func, text in (
-        ("history", _history, "admissions of one Deployment, oldest first"),
+        ("history", _history, "admissions of one workload, oldest first"),
         ("rollback-target", _rollback_target,
          "the previous admitted-and-persisted record whose template differs from the current"),
     ):
         cmd = commands.add_parser(name, parents=[common], help=text)
-        cmd.add_argument("target", metavar="deploy/NAME")
+        cmd.add_argument("target", metavar="KIND/NAME",
+                         help=f"the workload, kubectl-style: {target_names()}")
         cmd.add_argument("-n", dest="deploy_namespace", default="default",
-                         help="the Deployment's namespace (default: %(default)s)")
+                         help="the workload's namespace (default: %(default)s)")
         cmd.set_defaults(handler=_sync(func))
 
     export = commands.add_parser("export", parents=[common],
@@ -203,27 +204,27 @@ async def _verify(args: argparse.Namespace, api: KubeApi) -> int:
     return EXIT_OK
 
 
-def _deployment_name(target: str) -> str | None:
-    kind, _, name = target.partition("/")
-    if not name or kind not in ("deploy", "deployment", "deployments", "deployment.apps"):
-        return None
-    return name
+def _target(args: argparse.Namespace) -> tuple[WorkloadKind, str] | None:
+    found = parse_target(args.target)
+    if found is None:
+        print(f"error: the target must be KIND/NAME, one of {target_names()}", file=sys.stderr)
+    return found
 
 
 async def _history(args: argparse.Namespace, api: KubeApi) -> int:
-    name = _deployment_name(args.target)
-    if name is None:
-        print("error: the target must be deploy/NAME", file=sys.stderr)
+    if (found := _target(args)) is None:
         return EXIT_USAGE
+    kind, name = found
     report = await _load(args, api)
-    views = admissions(report.records, namespace=args.deploy_namespace, name=name)
+    views = admissions(report.records, kind=kind.kind, namespace=args.deploy_namespace,
+                       name=name)
     if args.output == "json":
         print(json.dumps([v.as_dict() for v in views], indent=2))
     else:
         _print_table(sys.stdout, views)
     _warn_unverified(report)
     if not views:
-        print(f"no ledger records for deploy/{name} in {args.deploy_namespace}", file=sys.stderr)
+        print(f"no ledger records for {args.target} in {args.deploy_namespace}", file=sys.stderr)
         return EXIT_NOT_FOUND
     return EXIT_OK
 
@@ -248,16 +249,14 @@ def _warn_unverified(report: VerifyReport) -> None:
 
 
 async def _rollback_target(args: argparse.Namespace, api: KubeApi) -> int:
-    name = _deployment_name(args.target)
-    if name is None:
-        print("error: the target must be deploy/NAME", file=sys.stderr)
+    if (found := _target(args)) is None:
         return EXIT_USAGE
+    kind, name = found
     current: str | None = None
     current_uid: str | None = None
     try:
-        body = await api.request(
-            "GET", f"/apis/apps/v1/namespaces/{args.deploy_namespace}/deployments/{name}")
-        current = template_hash(body)
+        body = await api.request("GET", kind.path(args.deploy_namespace, name))
+        current = template_hash(kind, body)
         current_uid = str((body.get("metadata") or {}).get("uid") or "") or None
     except KubeApiError as exc:
         if exc.status != 404:
@@ -268,17 +267,18 @@ async def _rollback_target(args: argparse.Namespace, api: KubeApi) -> int:
         print(f"error: the ledger does not verify ({report.problems[0]}); no rollback target "
               "is given from it. Run `ledger verify`.", file=sys.stderr)
         return TAMPER_EXIT_CODES[report.problems[0].kind]
-    views = admissions(report.records, namespace=args.deploy_namespace, name=name)
+    views = admissions(report.records, kind=kind.kind, namespace=args.deploy_namespace,
+                       name=name)
     target = rollback_target(views, current, current_uid)
     if target is None:
-        print(f"no earlier persisted record with a different template for deploy/{name}",
+        print(f"no earlier persisted record with a different template for {args.target}",
               file=sys.stderr)
         return EXIT_NOT_FOUND
     if args.output == "json":
         print(json.dumps(target.as_dict(), indent=2))
         return EXIT_OK
     e = target.entry
-    print(f"rollback target for deploy/{name} in {args.deploy_namespace}: entry {target.seq}")
+    print(f"rollback target for {args.target} in {args.deploy_namespace}: entry {target.seq}")
     print(f"  admitted   {e.deploy_timestamp} by {e.actor.username} ({e.operation})")
     print(f"  commit     {e.provenance.commit_sha or '-'}  branch {e.provenance.branch or '-'}")
     print(f"  build      {e.provenance.build_id or '-'}")

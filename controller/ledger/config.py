@@ -6,13 +6,18 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class LedgerConfig(BaseModel):
-    """Where and how admitted Deployments are recorded."""
+    """Where and how admitted workloads are recorded."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     enabled: bool = True
-    """Record every admitted Deployment. With False nothing is recorded and nothing is denied
+    """Record every admitted workload. With False nothing is recorded and nothing is denied
     for want of a record; only for clusters that keep provenance elsewhere."""
+    record_derived: bool = False
+    """Also record objects controllers create from an admitted template (the ReplicaSets,
+    Pods and Jobs below a Deployment, StatefulSet, DaemonSet or CronJob). Off by default: the
+    authored object's entry already names what runs, and one entry per Pod would flood the
+    ledger (a 3-replica Deployment is 5 admissions). Authored Pods are always recorded."""
     namespace: str = Field(default="provenance-ledger",
                            pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
     """The dedicated namespace holding the segment ConfigMaps; only the controller's service

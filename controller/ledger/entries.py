@@ -15,12 +15,12 @@ from controller.ledger.models import (
     Actor,
     AdmissionEntry,
     ContainerRecord,
-    ImageEvidence,
     OutcomeEntry,
     OutcomeType,
     Provenance,
+    VerifiedImage,
 )
-from controller.review import DeploymentRequest
+from controller.review import WorkloadRequest
 
 if TYPE_CHECKING:
     # controller.config imports this package for LedgerConfig; the reverse import is types only.
@@ -35,10 +35,10 @@ def annotations_hash(annotations: Mapping[str, str], prefix: str) -> str:
 
 
 def build_admission_entry(
-    request: DeploymentRequest,
+    request: WorkloadRequest,
     config: Config,
     *,
-    images: Mapping[str, ImageEvidence] | None = None,
+    images: Mapping[str, VerifiedImage] | None = None,
     now: datetime | None = None,
     waived: tuple[str, ...] = (),
     claims: Claims | None = None,
@@ -54,7 +54,7 @@ def build_admission_entry(
         raise LedgerError(f"only CREATE and UPDATE are recorded, not {request.operation}")
     annotations = request.annotations
     keys = config.annotations
-    # The same reading as the policy checks: the pod template first, then the Deployment, so the
+    # The same reading as the policy checks: the pod template first, then the object, so the
     # record names the provenance of what runs (after `rollout undo`, the old template's).
     if claims is None:
         # Imported here: controller.policy imports controller.config, which imports this
@@ -83,10 +83,12 @@ def build_admission_entry(
             repository=repository, digest=digest,
             signature=evidence.signature if evidence else None,
             attestation=evidence.attestation if evidence else None))
-    meta = request.deployment.metadata
+    meta = request.object.metadata
     return AdmissionEntry(
         admission_uid=request.uid,
         operation=request.operation,
+        kind=request.kind.kind,
+        subresource=request.subresource,
         namespace=request.namespace,
         name=request.name,
         object_uid=meta.uid,
@@ -110,14 +112,14 @@ def build_outcome_entry(
     *,
     ref_seq: int,
     ref_leaf: str,
-    deployment: Mapping[str, Any] | None,
+    body: Mapping[str, Any] | None,
     namespace: str,
     name: str,
     now: datetime | None = None,
     detail: str = "",
 ) -> OutcomeEntry:
     """An outcome entry referencing admission entry `ref_seq` (whose leaf hash is `ref_leaf`)."""
-    meta = (deployment or {}).get("metadata") or {}
+    meta = (body or {}).get("metadata") or {}
     generation = meta.get("generation")
     return OutcomeEntry(
         type=kind, ref_seq=ref_seq, ref_leaf=ref_leaf, namespace=namespace, name=name,

@@ -77,7 +77,7 @@ class AttestationRecord(_Model):
 class ContainerRecord(_Model):
     """One container of the admitted pod template."""
 
-    kind: Literal["container", "initContainer", "ephemeralContainer"]
+    kind: Literal["container", "initContainer", "ephemeralContainer", "imageVolume"]
     name: Short
     image: Long
     """The image reference exactly as written in the pod template."""
@@ -92,16 +92,22 @@ class ContainerRecord(_Model):
 
 
 class AdmissionEntry(_Model):
-    """An admitted Deployment CREATE or UPDATE, with its provenance."""
+    """An admitted workload CREATE or UPDATE, with its provenance."""
 
     type: Literal["admission"] = "admission"
     admission_uid: Annotated[str, Field(min_length=1, max_length=128)]
     """The AdmissionReview request uid: the idempotency key."""
     operation: Literal["CREATE", "UPDATE"]
+    kind: Annotated[str, Field(pattern=r"^[A-Z][A-Za-z]{0,62}$")] = "Deployment"
+    """The workload kind (`controller.workloads.KINDS`). Entries written before other kinds were
+    gated carry none: they are all Deployments."""
+    subresource: Short | None = Field(default=None, exclude_if=lambda v: v is None)
+    """`ephemeralcontainers` for `kubectl debug`; omitted for the object itself."""
     namespace: Short
     name: Short
+    """metadata.name; empty for an object named by `generateName` on CREATE."""
     object_uid: Short = ""
-    """The Deployment's metadata.uid; empty on CREATE (the API server assigns it later)."""
+    """The object's metadata.uid; empty on CREATE (the API server assigns it later)."""
     generation: int | None = None
     """metadata.generation of the object under review, when it has one."""
     template_hash: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
@@ -237,7 +243,7 @@ class AppendReceipt(_Model):
     """True when the idempotency key was already recorded and nothing new was written."""
 
 
-class ImageEvidence(_Model):
+class VerifiedImage(_Model):
     """What the signature verifier found for one image, handed to `build_admission_entry`."""
 
     digest: Short | None = None

@@ -1,4 +1,4 @@
-"""Reading the chain for people: per-Deployment history and the rollback target."""
+"""Reading the chain for people: per-workload history and the rollback target."""
 
 from __future__ import annotations
 
@@ -48,9 +48,9 @@ class AdmissionView:
         }
 
 
-def admissions(records: Iterable[StoredRecord], *, namespace: str | None = None,
-               name: str | None = None) -> list[AdmissionView]:
-    """Admission entries (optionally of one Deployment), oldest first, with their outcomes.
+def admissions(records: Iterable[StoredRecord], *, kind: str | None = None,
+               namespace: str | None = None, name: str | None = None) -> list[AdmissionView]:
+    """Admission entries (optionally of one workload), oldest first, with their outcomes.
 
     An outcome counts only when its `ref_leaf` is the admission's leaf hash: a reference cannot be
     re-pointed at another entry.
@@ -59,7 +59,8 @@ def admissions(records: Iterable[StoredRecord], *, namespace: str | None = None,
     for stored in records:
         entry = stored.record.entry
         if isinstance(entry, AdmissionEntry):
-            if (namespace is None or entry.namespace == namespace) and (
+            if (kind is None or entry.kind == kind) and (
+                    namespace is None or entry.namespace == namespace) and (
                     name is None or entry.name == name):
                 views[stored.seq] = AdmissionView(stored, entry)
         elif isinstance(entry, OutcomeEntry):
@@ -73,9 +74,9 @@ def rollback_target(history: list[AdmissionView], current_template_hash: str | N
                     current_uid: str | None = None) -> AdmissionView | None:
     """The newest admitted-and-persisted record whose template differs from the current one.
 
-    Without a current template hash (the Deployment is gone), the newest persisted record's
+    Without a current template hash (the workload is gone), the newest persisted record's
     template counts as current. A record whose rollout failed is no place to roll back to, and
-    records of an earlier Deployment of the same name (another object uid) are not this one's.
+    records of an earlier object of the same name (another object uid) are not this one's.
     """
     persisted = [v for v in history if v.persisted and "rollout-failed" not in v.status
                  and (not current_uid or not v.entry.object_uid

@@ -1,12 +1,14 @@
 """Reconciliation: what became of each admission, appended as outcome entries.
 
-An admission can still fail after our webhook allowed it (another webhook, a quota). The lead's
-kopf handlers call `observe(body)` on every Deployment event and `sweep(now)` from a timer:
-- persisted: the Deployment is seen stored with the admitted template and provenance annotations
+An admission can still fail after our webhook allowed it (another webhook, a quota). The kopf
+edge calls `observe(body)` on every event of a gated kind and `sweep(now)` from a timer:
+- persisted: the object is seen stored with the admitted template and provenance annotations
   (and, when the admission knew it, at least the admitted generation);
 - never-persisted: not seen so within `never_persisted_after_seconds`;
-- rollout-available / rollout-failed: the Deployment's Progressing condition reports
-  NewReplicaSetAvailable or ProgressDeadlineExceeded for the persisted template.
+- rollout-available / rollout-failed: the kind's own signal (`workloads.WorkloadKind.rollout`)
+  for the persisted template: a Deployment's Progressing condition, a StatefulSet's or
+  DaemonSet's updated and available counts, a Job's Complete or Failed condition, a Pod's
+  readiness or phase. A CronJob has none: its Jobs are what run.
 
 Two admissions with the same template and the same provenance annotations cannot be told apart
 by what is stored; both are marked persisted when that state is seen.
@@ -28,7 +30,7 @@ from controller.ledger.entries import annotations_hash, build_outcome_entry
 from controller.ledger.models import AdmissionEntry, OutcomeEntry, OutcomeType, Record
 from controller.ledger.segments import Segment, list_segments
 from controller.ledger.store import Ledger
-from controller.review import template_hash
+from controller.workloads import WorkloadKind, kind_of, template_hash
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,8 @@ class Reconciler:
         self.prefix = annotation_prefix
         self.sync_interval = sync_interval
         self._watches: dict[int, _Watch] = {}
-        self._by_name: dict[tuple[str, str], list[int]] = {}
+        self._by_name: dict[tuple[str, str, str], list[int]] = {}
+        """(kind, namespace, name) → admission sequence numbers, oldest first."""
         self._segment: int | None = None
         self._next_seq = 0
         self._synced_at = 0.0
@@ -99,7 +102,8 @@ class Reconciler:
         entry = record.entry
         if isinstance(entry, AdmissionEntry):
             self._watches[record.seq] = _Watch(record.seq, leaf, entry)
-            self._by_name.setdefault((entry.namespace, entry.name), []).append(record.seq)
+            self._by_name.setdefault((entry.kind, entry.namespace, entry.name), []).append(
+                record.seq)
         elif isinstance(entry, OutcomeEntry):
             watch = self._watches.get(entry.ref_seq)
             if watch is None or watch.leaf != entry.ref_leaf:
@@ -114,7 +118,7 @@ class Reconciler:
     async def _mark(self, watch: _Watch, kind: OutcomeType, body: Mapping[str, Any] | None,
                     now: datetime | None, detail: str = "") -> None:
         entry = build_outcome_entry(kind, ref_seq=watch.seq, ref_leaf=watch.leaf,
-                                    deployment=body, namespace=watch.entry.namespace,
+                                    body=body, namespace=watch.entry.namespace,
                                     name=watch.entry.name, now=now, detail=detail)
         await self.ledger.append(entry)
         if kind == "persisted":
@@ -125,22 +129,29 @@ class Reconciler:
             watch.rollout = True
 
     async def observe(self, body: Mapping[str, Any], *, now: datetime | None = None) -> list[str]:
-        """Take in one Deployment as stored; return the outcome kinds appended.
+        """Take in one object of a gated kind as stored; return the outcome kinds appended.
 
         `body` may be any Mapping (kopf hands out views); it is copied into plain dicts first,
         because the template hash must see exactly what the admission saw.
         """
         body = _plain(body)
+        kind = kind_of(body)
+        if kind is None:
+            return []
         await self.sync()
         meta = body.get("metadata") or {}
-        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
-        stored_template = template_hash(body)
+        key = (kind.kind, str(meta.get("namespace", "")), str(meta.get("name", "")))
+        stored_template = template_hash(kind, body)
         stored_annotations = annotations_hash(meta.get("annotations") or {}, self.prefix)
         generation = meta.get("generation")
         if not self._known(key, stored_template, stored_annotations, generation) and \
+                not _controlled(meta) and \
                 time.monotonic() - self._synced_at >= MISS_RESYNC_SECONDS:
             # An admission is durable before the object is stored, so a stored object whose
             # entry we do not know yet was admitted after our last (rate-limited) sync: read on.
+            # Objects with a controller are derived and, by default, never recorded; forcing a
+            # read for each of their status updates would re-read the open segment ten times a
+            # second. If one is recorded after all, the next regular sync finds its entry.
             await self.sync(force=True)
         seqs = self._by_name.get(key)
         if not seqs:
@@ -163,15 +174,15 @@ class Reconciler:
                 await self._mark(watch, "persisted", body, now)
                 appended.append("persisted")
         if matching:
-            outcome = _rollout_outcome(body)
+            outcome = _rollout_outcome(kind, body)
             newest = matching[-1]
             if outcome is not None and newest.persisted and not newest.rollout:
-                kind, detail = outcome
-                await self._mark(newest, kind, body, now, detail)
-                appended.append(kind)
+                signal, detail = outcome
+                await self._mark(newest, signal, body, now, detail)
+                appended.append(signal)
         return appended
 
-    def _known(self, key: tuple[str, str], template: str, annotations: str,
+    def _known(self, key: tuple[str, str, str], template: str, annotations: str,
                generation: object) -> bool:
         """True if an entry we hold could be the admission of this stored object.
 
@@ -204,26 +215,82 @@ class Reconciler:
             old = parse_timestamp(watch.entry.deploy_timestamp) + 10 * window <= now
             if (watch.never or (watch.persisted and watch.rollout)) or (old and watch.persisted):
                 del self._watches[seq]
-                names = self._by_name.get((watch.entry.namespace, watch.entry.name), [])
+                key = (watch.entry.kind, watch.entry.namespace, watch.entry.name)
+                names = self._by_name.get(key, [])
                 if seq in names:
                     names.remove(seq)
+                if not names:
+                    self._by_name.pop(key, None)
         return marked
 
 
-def _rollout_outcome(body: Mapping[str, Any]) -> tuple[OutcomeType, str] | None:
+def _controlled(meta: Mapping[str, Any]) -> bool:
+    """Whether the object names a controller among its owners (it was likely derived)."""
+    return any(isinstance(ref, Mapping) and ref.get("controller") is True
+               for ref in meta.get("ownerReferences") or [])
+
+
+def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    for cond in status.get("conditions") or []:
+        if isinstance(cond, Mapping) and cond.get("type") == kind:
+            return cond
+    return None
+
+
+def _detail(cond: Mapping[str, Any]) -> str:
+    return f"{cond.get('reason', '')}: {cond.get('message', '')}"
+
+
+def _rollout_outcome(kind: WorkloadKind, body: Mapping[str, Any]) -> tuple[OutcomeType, str] | None:
+    """The kind's rollout (or completion) signal for the stored object, when it has one yet."""
     meta = body.get("metadata") or {}
     status = body.get("status") or {}
-    if status.get("observedGeneration") != meta.get("generation"):
-        return None
-    for cond in status.get("conditions") or []:
-        if cond.get("type") != "Progressing":
-            continue
-        reason = str(cond.get("reason", ""))
-        detail = f"{reason}: {cond.get('message', '')}"
-        if reason == "NewReplicaSetAvailable" and cond.get("status") == "True":
-            return "rollout-available", detail
-        if reason == "ProgressDeadlineExceeded":
-            return "rollout-failed", detail
+    spec = body.get("spec") or {}
+    if kind.rollout in ("none", "pod", "job"):
+        pass
+    elif status.get("observedGeneration") != meta.get("generation"):
+        return None  # the controller has not seen this template yet
+    replicas = spec.get("replicas", 1)
+    if kind.rollout == "deployment":
+        cond = _condition(status, "Progressing")
+        if cond is None:
+            return None
+        if cond.get("reason") == "NewReplicaSetAvailable" and cond.get("status") == "True":
+            return "rollout-available", _detail(cond)
+        if cond.get("reason") == "ProgressDeadlineExceeded":
+            return "rollout-failed", _detail(cond)
+    elif kind.rollout == "replicas":
+        failure = _condition(status, "ReplicaFailure")
+        if failure is not None and failure.get("status") == "True":
+            return "rollout-failed", _detail(failure)
+        if status.get("availableReplicas", 0) >= replicas == status.get("replicas", 0):
+            return "rollout-available", f"{replicas} of {replicas} replicas available"
+    elif kind.rollout == "statefulset":
+        if status.get("updateRevision") and status.get("updateRevision") == status.get(
+                "currentRevision") and status.get("availableReplicas", 0) >= replicas \
+                and status.get("updatedReplicas", 0) >= replicas:
+            return "rollout-available", (f"revision {status.get('updateRevision')}: "
+                                         f"{replicas} of {replicas} replicas available")
+    elif kind.rollout == "daemonset":
+        desired = status.get("desiredNumberScheduled")
+        if isinstance(desired, int) and status.get("updatedNumberScheduled", 0) == desired \
+                and status.get("numberAvailable", 0) == desired:
+            return "rollout-available", f"{desired} of {desired} nodes updated and available"
+    elif kind.rollout == "job":
+        signals: tuple[tuple[str, OutcomeType], ...] = (
+            ("Complete", "rollout-available"), ("Failed", "rollout-failed"))
+        for name, signal in signals:
+            cond = _condition(status, name)
+            if cond is not None and cond.get("status") == "True":
+                return signal, f"{name}: {cond.get('message', '')}"
+    elif kind.rollout == "pod":
+        phase = status.get("phase")
+        ready = _condition(status, "Ready")
+        if phase == "Succeeded" or (phase == "Running" and ready is not None
+                                    and ready.get("status") == "True"):
+            return "rollout-available", f"phase {phase}"
+        if phase == "Failed":
+            return "rollout-failed", f"phase Failed: {status.get('reason', '')}"
     return None
 
 

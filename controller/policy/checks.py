@@ -1,6 +1,6 @@
 """The policy checks. Each is a small object that returns every violation it finds.
 
-A check never raises for a bad Deployment: violations are data, so that one answer can list all of
+A check never raises for a bad workload: violations are data, so that one answer can list all of
 them. The checks are pure and synchronous (no I/O), so the offline `check` command and the webhook
 run the very same code.
 """
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
 from controller.config import Config
@@ -19,7 +20,7 @@ from controller.errors import ImageReferenceError
 from controller.images import parse_reference
 from controller.policy.provenance import Claims
 from controller.policy.violations import Reason, Violation
-from controller.review import DeploymentRequest
+from controller.review import WorkloadRequest
 
 FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 RFC3339 = re.compile(
@@ -47,6 +48,22 @@ def is_timestamp_like(value: str) -> bool:
 ENVIRONMENT = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
+def has_control_characters(value: str) -> bool:
+    """Any Unicode control character (category Cc: C0, DEL and C1, e.g. U+0085)."""
+    return any(unicodedata.category(c) == "Cc" for c in value)
+
+
+Role = Literal["authored", "derived", "debug"]
+"""Who is behind a request, which decides what is judged:
+- `authored`: a person or pipeline wrote the object; every check applies;
+- `derived`: a controller identity (`Config.derived`) made it from an admitted template; the
+  person was judged there, so actor and environment are not, and annotations are checked for
+  form but not required;
+- `debug`: a person added ephemeral containers to a running Pod (`kubectl debug`); the Pod's
+  provenance describes its workload, not the debugger, so deployed-by is not matched, but the
+  debugger must be authorised for the environment and every image must pass."""
+
+
 @dataclass(frozen=True, slots=True)
 class CheckContext:
     """What every check may read besides the request."""
@@ -57,12 +74,13 @@ class CheckContext:
     judge_actor: bool = True
     """False on an UPDATE that changes neither the template nor the provenance (for example the
     deployment controller writing its revision annotation): nobody is deploying anything."""
+    role: Role = "authored"
 
 
 class Check(Protocol):
     """One policy rule."""
 
-    def __call__(self, request: DeploymentRequest, ctx: CheckContext) -> Iterable[Violation]: ...
+    def __call__(self, request: WorkloadRequest, ctx: CheckContext) -> Iterable[Violation]: ...
 
 
 def _ann(ctx: CheckContext, name: str) -> str:
@@ -72,10 +90,10 @@ def _ann(ctx: CheckContext, name: str) -> str:
 class AnnotationsCheck:
     """Required annotations are present; every present one is well formed and bounded."""
 
-    def __call__(self, request: DeploymentRequest, ctx: CheckContext) -> Iterator[Violation]:
+    def __call__(self, request: WorkloadRequest, ctx: CheckContext) -> Iterator[Violation]:
         cfg = ctx.config.annotations
         claims = ctx.claims
-        for required in cfg.required:
+        for required in cfg.required if ctx.role == "authored" else ():
             if not claims.get(required):
                 subject = _ann(ctx, required)
                 yield Violation(
@@ -88,7 +106,12 @@ class AnnotationsCheck:
                     f"{_ann(ctx, name)} is {len(value)} characters long",
                     f"keep it under {cfg.max_value_length} characters", _ann(ctx, name))
                 continue
-            if value:
+            if has_control_characters(value):
+                reason = Reason.INVALID_BUILD_ID if name == "build-id" else \
+                    Reason.INVALID_ANNOTATION
+                yield Violation(reason, f"{_ann(ctx, name)} contains control characters",
+                                "remove them", _ann(ctx, name))
+            elif value:
                 yield from self._well_formed(name, value, ctx)
 
     def _well_formed(self, name: str, value: str, ctx: CheckContext) -> Iterator[Violation]:
@@ -107,9 +130,9 @@ class AnnotationsCheck:
                 yield Violation(
                     Reason.INVALID_BUILD_ID, f"{subject} is longer than "
                     f"{cfg.max_build_id_length} characters", "use the CI system's run id", subject)
-            elif value.strip() != value or any(ord(c) < 0x20 for c in value):
+            elif value.strip() != value:
                 yield Violation(
-                    Reason.INVALID_BUILD_ID, f"{subject} has whitespace or control characters",
+                    Reason.INVALID_BUILD_ID, f"{subject} has leading or trailing whitespace",
                     "use the CI system's run id", subject)
             elif is_timestamp_like(value):
                 yield Violation(
@@ -124,15 +147,10 @@ class AnnotationsCheck:
                     Reason.INVALID_PIPELINE_URL,
                     f"{subject} is not an https URL without credentials: {value[:120]!r}",
                     "use the https URL of the CI run", subject)
-        elif name == "environment":
-            if not ENVIRONMENT.fullmatch(value):
-                yield Violation(
-                    Reason.INVALID_ANNOTATION, f"{subject} is not a lower-case name: "
-                    f"{value[:64]!r}", "use a name such as production or staging", subject)
-        elif name in ("deployed-by", "branch") and any(ord(c) < 0x20 for c in value):
+        elif name == "environment" and not ENVIRONMENT.fullmatch(value):
             yield Violation(
-                Reason.INVALID_ANNOTATION, f"{subject} contains control characters",
-                "remove them", subject)
+                Reason.INVALID_ANNOTATION, f"{subject} is not a lower-case name: "
+                f"{value[:64]!r}", "use a name such as production or staging", subject)
 
     def _timestamp(self, value: str, subject: str, ctx: CheckContext) -> Iterator[Violation]:
         hint = "use RFC 3339 UTC, e.g. 2026-01-31T12:00:00Z (date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -155,7 +173,7 @@ class AnnotationsCheck:
 class DigestPinningCheck:
     """Every image, in every kind of container, is pinned by a sha256 digest."""
 
-    def __call__(self, request: DeploymentRequest, ctx: CheckContext) -> Iterator[Violation]:
+    def __call__(self, request: WorkloadRequest, ctx: CheckContext) -> Iterator[Violation]:
         for container in request.containers:
             subject = f"{container.label} image {container.image[:200]!r}"
             try:
@@ -181,10 +199,10 @@ class DigestPinningCheck:
 class ActorCheck:
     """The annotated deployer is checked against the authenticated user, never trusted alone."""
 
-    def __call__(self, request: DeploymentRequest, ctx: CheckContext) -> Iterator[Violation]:
+    def __call__(self, request: WorkloadRequest, ctx: CheckContext) -> Iterator[Violation]:
         annotated = ctx.claims.get("deployed-by")
         username = request.user.username
-        if not ctx.judge_actor or not annotated:
+        if ctx.role != "authored" or not ctx.judge_actor or not annotated:
             return  # a missing annotation is reported by AnnotationsCheck
         rule = ctx.config.actor
         subject = _ann(ctx, "deployed-by")
@@ -203,7 +221,7 @@ class ActorCheck:
 class EnvironmentCheck:
     """Only authorised users deploy to a restricted environment; the annotation cannot lie."""
 
-    def __call__(self, request: DeploymentRequest, ctx: CheckContext) -> Iterator[Violation]:
+    def __call__(self, request: WorkloadRequest, ctx: CheckContext) -> Iterator[Violation]:
         config = ctx.config
         from_ns = config.environment_for_namespace(request.namespace)
         annotated = ctx.claims.get("environment")
@@ -214,7 +232,8 @@ class EnvironmentCheck:
                 f"{subject} says {annotated[:64]!r} but namespace {request.namespace!r} belongs "
                 f"to environment {from_ns!r}", f"set it to {from_ns}", subject)
         environment = from_ns or annotated
-        if not ctx.judge_actor or environment is None or environment not in config.environments:
+        if ctx.role == "derived" or not ctx.judge_actor or environment is None \
+                or environment not in config.environments:
             return
         rule = config.environments[environment]
         user = request.user

@@ -6,32 +6,44 @@ import datetime as dt
 from collections.abc import Sequence
 
 from controller.config import Config
-from controller.policy.checks import DEFAULT_CHECKS, Check, CheckContext
+from controller.policy.checks import DEFAULT_CHECKS, Check, CheckContext, Role
 from controller.policy.provenance import Claims, claims_changed, read_claims
 from controller.policy.violations import Decision, Violation
-from controller.review import DeploymentRequest
+from controller.review import WorkloadRequest
+from controller.workloads import JUDGED_SUBRESOURCES
 
 
-def exemption(request: DeploymentRequest, config: Config) -> str:
+def exemption(request: WorkloadRequest, config: Config) -> str:
     """Why this request is not judged at all, or "" when it is."""
     if request.namespace in config.exempt_namespaces:
         return f"namespace {request.namespace} is exempt"
-    if request.subresource:
-        # The webhook configuration matches only the main resource; this is the second line.
+    if request.subresource and request.subresource not in JUDGED_SUBRESOURCES.get(
+            request.kind.plural, ()):
+        # The webhook configuration matches only these; this is the second line.
         return f"subresource {request.subresource} is not judged"
     if request.operation not in ("CREATE", "UPDATE"):
         return f"operation {request.operation} is not judged"
     return ""
 
 
+def role_of(request: WorkloadRequest, config: Config) -> Role:
+    """Who is behind `request` (`checks.Role`), from the authenticated user alone."""
+    if config.is_controller(request.user.username):
+        return "derived"
+    if request.subresource:
+        return "debug"
+    return "authored"
+
+
 def evaluate(
-    request: DeploymentRequest,
+    request: WorkloadRequest,
     config: Config,
     *,
     now: dt.datetime,
     checks: Sequence[Check] = DEFAULT_CHECKS,
     claims: Claims | None = None,
     deploys: bool | None = None,
+    role: Role | None = None,
 ) -> Decision:
     """The decision over `request`: every violation at once, in check order.
 
@@ -48,6 +60,7 @@ def evaluate(
         now=now,
         judge_actor=deploys if deploys is not None else claims_changed(
             request, config.annotations),
+        role=role if role is not None else role_of(request, config),
     )
     violations: list[Violation] = []
     for check in checks:

@@ -1,9 +1,10 @@
-"""Reading the provenance claims out of a Deployment.
+"""Reading the provenance claims out of a workload, and whether a request deploys anything.
 
-Each annotation is read from the pod template first, then from the Deployment itself. The template
-is what runs: after `kubectl rollout undo` the template (with its annotations) is the old one while
-the Deployment's own annotations are not rolled back, so the template is the truthful source.
-`kubectl-provenance stamp` writes both.
+Each annotation is read from the pod template first, then from the object itself. The template is
+what runs: after `kubectl rollout undo` the template (with its annotations) is the old one while
+the Deployment's own annotations are not rolled back, so the template is the truthful source. The
+objects controllers derive from a template (ReplicaSets, Pods, Jobs) carry its annotations too.
+A Pod is its own template. `kubectl-provenance stamp` writes both places.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from controller.config import ANNOTATION_NAMES, AnnotationConfig
-from controller.review import DeploymentRequest
+from controller.review import WorkloadRequest
 
 
 @dataclass(frozen=True, slots=True)
 class Claims:
-    """The provenance annotations of one Deployment, by short name (`git-sha`, ...)."""
+    """The provenance annotations of one workload, by short name (`git-sha`, ...)."""
 
     values: Mapping[str, str]
 
@@ -25,8 +26,8 @@ class Claims:
         return self.values.get(name)
 
 
-def read_claims(request: DeploymentRequest, annotations: AnnotationConfig) -> Claims:
-    """Every known provenance annotation present on the template or the Deployment."""
+def read_claims(request: WorkloadRequest, annotations: AnnotationConfig) -> Claims:
+    """Every known provenance annotation present on the template or the object itself."""
     found: dict[str, str] = {}
     for name in ANNOTATION_NAMES:
         key = annotations.key(name)
@@ -38,10 +39,21 @@ def read_claims(request: DeploymentRequest, annotations: AnnotationConfig) -> Cl
     return Claims(found)
 
 
-def claims_changed(request: DeploymentRequest, annotations: AnnotationConfig) -> bool:
-    """True on CREATE, or when an UPDATE changes what runs or what it claims about provenance."""
-    old = request.old_deployment
-    if old is None or request.old_template_hash != request.template_hash:
+def claims_changed(request: WorkloadRequest, annotations: AnnotationConfig) -> bool:
+    """True on CREATE, or when an UPDATE changes what runs or what it claims about provenance.
+
+    For a controller, what runs is its pod template. A Pod's spec is immutable but for its
+    images (`kubectl set image pod/x`, `kubectl debug`), while its labels, annotations,
+    ownerReferences and tolerations are edited by controllers and people without deploying
+    anything; so for a Pod only a change of images counts.
+    """
+    old = request.old_object
+    if old is None:
+        return True
+    if request.kind.template_path:
+        if old.template_hash != request.template_hash:
+            return True
+    elif old.images != request.object.images:
         return True
     keys = [annotations.key(n) for n in ANNOTATION_NAMES]
     return any(old.metadata.annotations.get(k) != request.annotations.get(k) for k in keys)

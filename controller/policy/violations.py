@@ -43,7 +43,7 @@ class Reason(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Violation:
-    """One problem with the Deployment, with a stable code and a one-line hint on how to fix it."""
+    """One problem with the workload, with a stable code and a one-line hint on how to fix it."""
 
     reason: Reason
     """The stable code."""
@@ -77,9 +77,9 @@ class Decision:
         """Admitted when there is nothing wrong, or when only auditing."""
         return not self.violations or not self.enforce
 
-    def message(self) -> str:
-        """The denial message: a count, then one line per violation."""
-        lines = [f"provenance-controller denied this Deployment ({len(self.violations)} problem"
+    def message(self, subject: str = "workload") -> str:
+        """The denial message: what was denied (`StatefulSet`), a count, one line per violation."""
+        lines = [f"provenance-controller denied this {subject} ({len(self.violations)} problem"
                  f"{'s' if len(self.violations) != 1 else ''}):"]
         lines.extend(f"  - {v.render()}" for v in self.violations)
         return "\n".join(lines)

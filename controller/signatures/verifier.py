@@ -1,6 +1,6 @@
 """The admission pipeline's entry point for signatures and provenance: `ImageVerifier.verify`.
 
-For each digest-pinned container image of a Deployment:
+For each digest-pinned container image of a workload:
 1. pick the most specific image rule (prefix, namespace, environment);
 2. look the verdict up in the cache, keyed by image, digest, trusted key set and rule; on a miss,
    fetch every signature and attestation artifact (once per image and digest however many
@@ -40,7 +40,7 @@ from controller.registry.auth import (
 from controller.registry.client import RegistryClient
 from controller.registry.deadline import Deadline
 from controller.registry.errors import NotFoundError, RegistryError
-from controller.review import ContainerImage, DeploymentRequest
+from controller.review import ContainerImage, WorkloadRequest
 from controller.signatures.cache import VerdictCache
 from controller.signatures.config import ImageRule, Requirement, SignatureConfig
 from controller.signatures.discovery import Collected, RawArtifact, collect
@@ -105,7 +105,7 @@ class ImageEvidence:
 
 @dataclass(frozen=True, slots=True)
 class VerificationOutcome:
-    """The verifier's answer for one Deployment."""
+    """The verifier's answer for one workload."""
 
     violations: tuple[Violation, ...] = ()
     evidence: tuple[ImageEvidence, ...] = ()
@@ -142,7 +142,7 @@ class ImageVerifier:
         self._rule_fingerprints: dict[ImageRule, str] = {}
         self._outcomes: OrderedDict[
             Hashable, tuple[VerificationOutcome, float, int, int]] = OrderedDict()
-        """Memoised answers per Deployment shape; see `verify`."""
+        """Memoised answers per workload shape; see `verify`."""
         self.cache: VerdictCache[ImageVerdict] = VerdictCache(
             max_entries=config.cache.max_entries,
             ttl=config.cache.ttl_seconds,
@@ -156,7 +156,7 @@ class ImageVerifier:
 
     async def verify(
         self,
-        request: DeploymentRequest,
+        request: WorkloadRequest,
         *,
         git_sha: str | None,
         build_id: str | None,
@@ -170,7 +170,7 @@ class ImageVerifier:
         """
         if not self.config.enabled:
             return VerificationOutcome()
-        # The whole answer for a Deployment is memoised while every verdict it rests on is
+        # The whole answer for a workload is memoised while every verdict it rests on is
         # fresh: a warm admission then costs a dictionary lookup instead of re-judging.
         memo_key = (tuple((c.kind, c.name, c.image) for c in request.containers),
                     request.namespace, environment, git_sha, build_id, pipeline_url)
@@ -231,7 +231,7 @@ class ImageVerifier:
         return outcome
 
     # --- step 1: targets and credentials -------------------------------------------------------
-    def _targets(self, request: DeploymentRequest, environment: str | None) -> list[_Target]:
+    def _targets(self, request: WorkloadRequest, environment: str | None) -> list[_Target]:
         out = []
         for container in request.containers:
             try:
@@ -255,7 +255,7 @@ class ImageVerifier:
         return (target.ref.name, target.digest, self._keyset + fingerprint)
 
     async def _credentials(
-        self, request: DeploymentRequest, targets: Sequence[_Target], deadline: Deadline
+        self, request: WorkloadRequest, targets: Sequence[_Target], deadline: Deadline
     ) -> Mapping[str, Credential]:
         """Registry → credential, from the pod's imagePullSecrets, then the configured Secret."""
         if self._secrets is None or not targets:
@@ -474,7 +474,7 @@ class ImageVerifier:
                 violations.append(Violation(
                     Reason.ATTESTATION_COMMIT_MISMATCH,
                     f"{label}: image {image} is attested as built from "
-                    f"{', '.join(attested) or 'no commit'}, but the Deployment names no git-sha",
+                    f"{', '.join(attested) or 'no commit'}, but the workload names no git-sha",
                     "set the git-sha annotation to the commit the image was built from", label))
             else:
                 candidates = [f for f in good if f.provenance and f.provenance.has_commit(git_sha)]

@@ -9,7 +9,7 @@ Public surface: `collect` and `detect_ci` (where the values come from), `read_ma
 from controller.stamp.ci import BuildInfo, collect, detect_ci, read_git
 from controller.stamp.errors import BuildInfoError, ManifestError, PinError, StampError
 from controller.stamp.manifests import Document, Manifest, read_manifests, split_documents
-from controller.stamp.stamping import deployments, image_slots, is_deployment, stamp_document
+from controller.stamp.stamping import image_slots, is_workload, stamp_document, workloads
 
 __all__ = [
     "BuildInfo",
@@ -20,12 +20,12 @@ __all__ = [
     "PinError",
     "StampError",
     "collect",
-    "deployments",
     "detect_ci",
     "image_slots",
-    "is_deployment",
+    "is_workload",
     "read_git",
     "read_manifests",
     "split_documents",
     "stamp_document",
+    "workloads",
 ]

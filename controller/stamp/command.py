@@ -30,7 +30,8 @@ from controller.stamp.manifests import (
     write_in_place,
 )
 from controller.stamp.pin import docker_credentials, pin_slots
-from controller.stamp.stamping import deployments, image_slots, stamp_document
+from controller.stamp.stamping import image_slots, stamp_document, workloads
+from controller.workloads import kind_named
 
 _Sub = argparse._SubParsersAction  # the type argparse gives no public name
 
@@ -44,9 +45,11 @@ def add_subcommands(subparsers: _Sub[argparse.ArgumentParser]) -> None:
 def add_stamp_parser(subparsers: _Sub[argparse.ArgumentParser]) -> None:
     """Register `stamp`."""
     p = subparsers.add_parser(
-        "stamp", help="write provenance annotations into Deployment manifests",
+        "stamp", help="write provenance annotations into workload manifests",
         description="Write the provenance annotations (from the CI environment, git, or flags) "
-        "onto every Deployment and its pod template. Other kinds pass through unchanged.")
+        "onto every workload the gate judges (Deployment, ReplicaSet, StatefulSet, DaemonSet, "
+        "Job, CronJob, ReplicationController, Pod) and onto its pod template. Other kinds pass "
+        "through unchanged.")
     add_manifest_arguments(p)
     p.add_argument("-i", "--in-place", action="store_true",
                    help="rewrite the files instead of printing to stdout")
@@ -71,21 +74,15 @@ def add_stamp_parser(subparsers: _Sub[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run_stamp)
 
 
-WORKLOAD_KINDS = frozenset({
-    "Pod", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicationController",
-    "Deployment"})
-"""Kinds that run images: passing one through unstamped deserves a word, a Service does not."""
-
-
 def _passed_through(data: object) -> str | None:
-    # Only Deployments are stamped (the gate judges only them); other workloads are named so
-    # that nobody believes they were stamped too.
-    if not isinstance(data, dict) or data.get("kind") not in WORKLOAD_KINDS:
+    # A document that names a gated kind under another API group (a CRD's own `Deployment`) is
+    # not stamped, as the gate does not judge it; say so, so nobody believes it was.
+    if not isinstance(data, dict) or kind_named(str(data.get("kind"))) is None:
         return None
     meta = data.get("metadata")
     name = meta.get("name", "") if isinstance(meta, dict) else ""
     return (f"{data.get('apiVersion', '')} {data['kind']} {name} passed through unchanged "
-            "(only apps Deployments are stamped and judged)")
+            "(not a workload API group the gate judges)")
 
 
 def _build_info(args: argparse.Namespace, config: Config) -> BuildInfo:
@@ -114,9 +111,9 @@ def run_stamp(args: argparse.Namespace) -> int:
         notes: list[str] = []
         for document in iter_documents(manifests):
             # Every document is checked to be YAML (libyaml, fast); only those holding a
-            # Deployment get the slower round-trip parse that editing needs.
+            # workload get the slower round-trip parse that editing needs.
             plain = document.load_plain()
-            if deployments(plain):
+            if workloads(plain):
                 document.parse()
             elif (note := _passed_through(plain)) is not None:
                 notes.append(f"{document.source}: document {document.index} "
@@ -132,14 +129,16 @@ def run_stamp(args: argparse.Namespace) -> int:
         for document in iter_documents(manifests):
             result = stamp_document(document, info.annotations(),
                                     annotations=config.annotations, keep_timestamp=keep)
-            stamped += result.deployment
+            stamped += result.workloads
     except (StampError, ConfigError) as exc:
         print(f"kubectl-provenance stamp: {exc}", file=sys.stderr)
         return 2
     for note in notes:
         print(f"kubectl-provenance stamp: note: {note}", file=sys.stderr)
     if stamped == 0:
-        print("kubectl-provenance stamp: warning: no Deployment found in the input",
+        print("kubectl-provenance stamp: warning: no workload (Deployment, StatefulSet, "
+              "DaemonSet, ReplicaSet, Job, CronJob, ReplicationController or Pod) found in "
+              "the input",
               file=sys.stderr)
     if args.in_place:
         for manifest in manifests:

@@ -1,7 +1,9 @@
-"""Writing the provenance annotations into Deployments, on the Deployment and its pod template.
+"""Writing the provenance annotations into workloads, on the object and on its pod template.
 
-The gate reads each annotation from the pod template first (it is what runs, and what
-`kubectl rollout undo` restores), then from the Deployment; so both get every value. Stamping is
+Every gated kind is stamped (`controller.workloads.KINDS`), and nothing else. The gate reads each
+annotation from the pod template first (it is what runs, what `kubectl rollout undo` restores,
+and what controllers copy into the objects they derive), then from the object; so both get every
+value. A Pod is its own template and is stamped once. Stamping is
 idempotent: a document that already carries exactly these values is left untouched, byte for
 byte, and the build timestamp of a build already stamped (same commit, same build id) is kept, so
 stamping the same build twice changes nothing.
@@ -13,35 +15,30 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from controller.config import AnnotationConfig
 from controller.stamp.manifests import Document
+from controller.workloads import ImageField, ImageSource, image_fields, kind_of, pod_spec_of
 
-DEPLOYMENT_API_GROUPS = ("apps/", "extensions/")
-"""apiVersions under which a `kind: Deployment` is the Deployment the gate judges."""
-CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
-"""Every pod spec list whose entries run an image."""
 _ANCHOR_KEYS = ("labels", "namespace", "generateName", "name")
 """A new `annotations` mapping goes after the last of these present (where people put it)."""
 
 
-def is_deployment(data: Any) -> bool:
-    """Whether a parsed document is a Deployment (any other kind passes through unchanged)."""
-    return (isinstance(data, dict) and data.get("kind") == "Deployment"
-            and isinstance(data.get("apiVersion"), str)
-            and data["apiVersion"].startswith(DEPLOYMENT_API_GROUPS))
+def is_workload(data: Any) -> bool:
+    """Whether a parsed document is a gated workload (any other kind passes through unchanged)."""
+    return isinstance(data, dict) and kind_of(data) is not None
 
 
-def deployments(data: Any) -> list[Any]:
-    """The Deployments a parsed document holds: itself, or the items of a `kind: List`
+def workloads(data: Any) -> list[Any]:
+    """The workloads a parsed document holds: itself, or the items of a `kind: List`
     (what `kubectl get -o yaml` prints)."""
-    if is_deployment(data):
+    if is_workload(data):
         return [data]
     if isinstance(data, dict) and data.get("kind") == "List" and isinstance(
             data.get("items"), list):
-        return [item for item in data["items"] if is_deployment(item)]
+        return [item for item in data["items"] if is_workload(item)]
     return []
 
 
@@ -66,8 +63,8 @@ class StampResult:
     """What stamping one document did."""
 
     document: Document
-    deployment: bool
-    """Whether the document holds a Deployment; every other kind passes through unchanged."""
+    workloads: int
+    """How many workloads the document holds; every other kind passes through unchanged."""
     changed: bool
 
 
@@ -94,8 +91,8 @@ def _existing(data: CommentedMap, key: str) -> str | None:
 
 
 def _template_metadata(data: CommentedMap) -> Any:
-    spec = data.get("spec")
-    template = spec.get("template") if isinstance(spec, dict) else None
+    kind = kind_of(data)
+    template = kind.template(data) if kind is not None else None
     return template.get("metadata") if isinstance(template, dict) else None
 
 
@@ -106,18 +103,18 @@ def stamp_document(
     annotations: AnnotationConfig,
     keep_timestamp: bool = True,
 ) -> StampResult:
-    """Write `values` (short annotation name → value) onto every Deployment of a document.
+    """Write `values` (short annotation name → value) onto every workload of a document.
 
     `document` must have been parsed. With `keep_timestamp`, a build-timestamp already present
     for the same git-sha and build-id is kept rather than replaced by a new one.
     """
-    found = deployments(document.data)
+    found = workloads(document.data)
     changed = False
     for data in found:
         changed = _stamp_one(document, data, values, annotations=annotations,
                              keep_timestamp=keep_timestamp) or changed
     document.changed = document.changed or changed
-    return StampResult(document, deployment=bool(found), changed=changed)
+    return StampResult(document, workloads=len(found), changed=changed)
 
 
 def _stamp_one(document: Document, data: CommentedMap, values: Mapping[str, str], *,
@@ -135,10 +132,14 @@ def _stamp_one(document: Document, data: CommentedMap, values: Mapping[str, str]
         return False
     document.before_edit()
     metadata = _mapping(data, "metadata", after=("kind",))
-    spec = _mapping(data, "spec", after=("metadata",))
-    template = _mapping(spec, "template")
-    template_metadata = _mapping(template, "metadata")
     changed = _set_annotations(document, metadata, keyed)
+    kind = kind_of(data)
+    if kind is None or not kind.template_path:
+        return changed  # a Pod: its metadata is its template's
+    node = data
+    for depth, key in enumerate(kind.template_path):
+        node = _mapping(node, key, after=("metadata",) if depth % 2 == 0 else ())
+    template_metadata = _mapping(node, "metadata")
     return _set_annotations(document, template_metadata, keyed) or changed
 
 
@@ -153,43 +154,42 @@ def _existing_at(meta: Any, key: str) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class ImageSlot:
-    """One container's image in one document, so that it can be rewritten in place."""
+    """One image of one workload in one document, so that it can be rewritten in place."""
 
     document: Document
-    kind: str
-    """`containers`, `initContainers` or `ephemeralContainers`."""
-    container: CommentedMap
+    field: ImageField
+
+    @property
+    def kind(self) -> ImageSource:
+        """`container`, `initContainer`, `ephemeralContainer` or `imageVolume`."""
+        return self.field.source
 
     @property
     def image(self) -> str:
-        return str(self.container.get("image", ""))
+        return self.field.image
 
     @property
     def label(self) -> str:
         """`container app`, as the gate names it."""
-        singular = self.kind[:-1] if self.kind != "containers" else "container"
-        return f"{singular} {self.container.get('name') or '(unnamed)'}"
+        return f"{self.field.source} {self.field.name or '(unnamed)'}"
 
     def replace(self, image: str) -> None:
         """Rewrite the image, keeping the scalar's quoting style."""
         self.document.before_edit()
-        old = self.container.get("image")
-        self.container["image"] = type(old)(image) if isinstance(old, str) and type(
+        holder = self.field.holder
+        assert isinstance(holder, dict)  # parsed YAML: ruamel's CommentedMap
+        old = holder.get(self.field.key)
+        holder[self.field.key] = type(old)(image) if isinstance(old, str) and type(
             old) is not str else image
         self.document.changed = True
 
 
 def image_slots(document: Document) -> Iterator[ImageSlot]:
-    """Every image of every Deployment's pod template in a document."""
-    for data in deployments(document.data):
-        spec = data.get("spec")
-        template = spec.get("template") if isinstance(spec, dict) else None
-        pod = template.get("spec") if isinstance(template, dict) else None
-        if not isinstance(pod, dict):
+    """Every image of every workload's pod template in a document."""
+    for data in workloads(document.data):
+        kind = kind_of(data)
+        if kind is None:
             continue
-        for kind in CONTAINER_LISTS:
-            containers = pod.get(kind)
-            if isinstance(containers, list | CommentedSeq):
-                for container in containers:
-                    if isinstance(container, dict) and isinstance(container.get("image"), str):
-                        yield ImageSlot(document, kind, container)  # type: ignore[arg-type]
+        for field in image_fields(pod_spec_of(kind, data)):
+            if isinstance(field.holder.get(field.key), str):
+                yield ImageSlot(document, field)

@@ -184,7 +184,7 @@ def test_the_api_server_calls_the_webhook_and_fails_closed(
     # No pod can answer here, so a judged namespace is refused (failurePolicy Fail) ...
     refused = _dry_run_create(control_plane, "chart-team-a")
     assert refused.returncode != 0
-    assert "deployments.validate.provenance.dev" in refused.stderr
+    assert "workloads.validate.provenance.dev" in refused.stderr
     # ... while the exempt namespaces never reach the webhook.
     ok(_dry_run_create(control_plane, "kube-system"))
     ok(_dry_run_create(control_plane, RELEASE_NAMESPACE))

@@ -24,6 +24,7 @@ from controller.config import Config, parse_config
 from controller.ledger.config import LedgerConfig
 from controller.signatures.config import SignatureConfig
 from controller.tls import issue
+from controller.workloads import KINDS, webhook_rules
 from tests.chart.helm import (
     CHART,
     CI_VALUES,
@@ -189,9 +190,8 @@ def test_webhook_configuration(rendered: tuple[Path | None, list[dict[str, Any]]
     assert hook["failurePolicy"] == values["webhook"]["failurePolicy"]
     assert hook["timeoutSeconds"] == values["webhook"]["timeoutSeconds"]
     assert hook["admissionReviewVersions"] == ["v1"]
-    assert hook["rules"] == [{"apiGroups": ["apps"], "apiVersions": ["v1"],
-                              "resources": ["deployments"], "operations": ["CREATE", "UPDATE"],
-                              "scope": "Namespaced"}]
+    # The chart's own list, equal to the one the code derives from the kinds table.
+    assert hook["rules"] == webhook_rules()
     assert hook["clientConfig"] == {"service": {
         "name": FULLNAME, "namespace": RELEASE_NAMESPACE, "path": "/validate",
         "port": values["service"]["port"]}}
@@ -308,8 +308,14 @@ def test_rbac_is_least_privilege(rendered: tuple[Path | None, list[dict[str, Any
                 assert set(rule["verbs"]) <= {"get", "update"}, "secrets: never list or create"
             assert "delete" not in rule["verbs"]
     cluster = _rules(docs, "ClusterRole", FULLNAME)
-    expected = [{"apiGroups": ["apps"], "resources": ["deployments"],
-                 "verbs": ["get", "list", "watch"]}]
+    # list and watch on every gated kind, for the reconciler; derived from the kinds table.
+    groups: dict[str, list[str]] = {}
+    for kind in KINDS:
+        groups.setdefault(kind.group, []).append(kind.plural)
+    expected: list[dict[str, Any]] = [
+        {"apiGroups": [group], "resources": sorted(plurals), "verbs": ["get", "list", "watch"]}
+        for group, plurals in groups.items()]
+    cluster = [{**rule, "resources": sorted(rule["resources"])} for rule in cluster]
     if values["tls"]["mode"] == "self-managed":
         expected.append({"apiGroups": ["admissionregistration.k8s.io"],
                          "resources": ["validatingwebhookconfigurations"],

@@ -10,7 +10,7 @@ from controller.kube import KubeApi, KubeApiError
 from controller.ledger.config import LedgerConfig
 from controller.ledger.entries import build_admission_entry
 from controller.ledger.models import AdmissionEntry
-from controller.review import DeploymentRequest, parse_review
+from controller.review import WorkloadRequest, parse_review
 
 DIGEST = "sha256:" + "ab" * 32
 CONFIG = Config()
@@ -45,7 +45,7 @@ def deployment(name: str, *, namespace: str = "default", image: str = f"nginx@{D
 
 
 def review(obj: dict[str, Any], *, uid: str | None = None, operation: str = "CREATE",
-           dry_run: bool = False, username: str = "alice") -> DeploymentRequest:
+           dry_run: bool = False, username: str = "alice") -> WorkloadRequest:
     """The request our webhook would see for `obj`."""
     return parse_review({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",

@@ -7,7 +7,7 @@ import pytest
 from controller.ledger.chain import canonical_json
 from controller.ledger.entries import build_admission_entry
 from controller.ledger.errors import DryRunNotRecorded
-from controller.ledger.models import ImageEvidence, SignatureRecord
+from controller.ledger.models import SignatureRecord, VerifiedImage
 from tests.ledger.helpers import CONFIG, DIGEST, deployment, review
 
 
@@ -35,7 +35,7 @@ def test_entry_records_provenance_actor_and_digests() -> None:
 def test_entry_takes_verifier_evidence() -> None:
     obj = deployment("web")
     image = obj["spec"]["template"]["spec"]["containers"][0]["image"]
-    evidence = ImageEvidence(digest=DIGEST, signature=SignatureRecord(
+    evidence = VerifiedImage(digest=DIGEST, signature=SignatureRecord(
         verified=True, formats=("cosign-simple-signing",), key_ids=("k1",)))
     entry = build_admission_entry(review(obj), CONFIG, images={image: evidence})
     assert entry.containers[0].signature == evidence.signature
@@ -58,7 +58,7 @@ def test_observed_bodies_may_be_read_only_mapping_views() -> None:
     from typing import Any
 
     from controller.ledger.reconcile import _plain
-    from controller.review import template_hash
+    from controller.workloads import KINDS, template_hash
 
     class View(Mapping[str, Any]):
         """Like kopf's body views: a Mapping, not a dict."""
@@ -77,7 +77,7 @@ def test_observed_bodies_may_be_read_only_mapping_views() -> None:
             return len(self._raw)
 
     raw = deployment("web")
-    assert template_hash(_plain(View(raw))) == template_hash(raw)
+    assert template_hash(KINDS[0], _plain(View(raw))) == template_hash(KINDS[0], raw)
 
 
 def test_an_entry_without_waivers_keeps_its_canonical_bytes() -> None:

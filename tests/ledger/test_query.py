@@ -17,7 +17,7 @@ def view(seq: int, template: str, *outcomes: OutcomeType, uid: str = "u-1") -> A
     made = AdmissionView(stored, entry)
     for kind in outcomes:
         made.outcomes.append((seq + 100, build_outcome_entry(
-            kind, ref_seq=seq, ref_leaf="f" * 64, deployment=None, namespace="default",
+            kind, ref_seq=seq, ref_leaf="f" * 64, body=None, namespace="default",
             name="web")))
     return made
 

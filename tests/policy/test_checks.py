@@ -145,3 +145,19 @@ def test_environment_authorisation(
 ) -> None:
     obj = deployment(namespace=namespace, ann=prov_annotations(deployed_by=user, environment=env))
     assert reasons(obj, ENVIRONMENTS, username=user, groups=groups) == expected
+
+
+@pytest.mark.parametrize("name", ["branch", "build-id", "deployed-by", "pipeline-url",
+                                  "build-timestamp"])
+@pytest.mark.parametrize("char", ["\x00", "\x1b", "\x7f", "\x85", "\x9b"])
+def test_every_unicode_control_character_is_refused(name: str, char: str) -> None:
+    # Category Cc: C0, DEL and C1 (U+0085 NEL, U+009B CSI), which terminals and log viewers
+    # interpret.
+    value = {"branch": "main", "build-id": "4182", "deployed-by": "admin",
+             "pipeline-url": "https://ci.example.com/runs/4182",
+             "build-timestamp": "2026-11-20T10:15:00Z"}[name]
+    obj = deployment(ann=prov_annotations(**{name.replace("-", "_"): value[:2] + char
+                                            + value[2:]}))
+    decision = evaluate(parse_review(review(obj)), Config(), now=NOW)
+    found = [v for v in decision.violations if "control characters" in v.message]
+    assert [v.subject for v in found] == [f"annotation provenance.dev/{name}"]

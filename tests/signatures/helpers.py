@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from controller.review import DeploymentRequest, request_from_manifest
+from controller.review import WorkloadRequest, request_from_manifest
 from controller.signatures.config import SignatureConfig
 from controller.signatures.verifier import ImageVerifier, VerificationOutcome
 from tests.fixtures.registry import COSIGN_DATA, RegistryServer, sha256
@@ -25,7 +25,7 @@ TRUSTED_PEM = (COSIGN_DATA / "cosign.pub").read_text()
 OTHER_PEM = (COSIGN_DATA / "other-key.pub").read_text()
 
 
-def deployment(*images: str, namespace: str = "default") -> DeploymentRequest:
+def deployment(*images: str, namespace: str = "default") -> WorkloadRequest:
     """A CREATE request for a Deployment running `images`, one container each."""
     manifest = {
         "apiVersion": "apps/v1",

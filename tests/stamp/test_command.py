@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from controller.cli import main
+from controller.stamp import split_documents
 from tests.stamp.gitrepo import git
 from tests.stamp.test_stamping import KUBECTL_STYLE
 
@@ -144,21 +145,33 @@ def test_the_console_script_is_installed() -> None:
     assert done.returncode == 0 and "--pin-digests" in done.stdout
 
 
-def test_other_workloads_are_named_as_passed_through(
+def test_every_workload_kind_is_stamped_and_a_crd_of_the_same_name_is_named(
         checkout: tuple[Path, str], capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     text = ("apiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\n"
             "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\n---\n"
             "apiVersion: example.com/v1\nkind: Deployment\nmetadata: {name: crd}\n")
+    _, sha = checkout
+    code, out, err = run(["stamp", *FLAGS], capsys, stdin=text, monkeypatch=monkeypatch)
+    assert code == 0
+    service, statefulset, crd = (d.load_plain() for d in split_documents(out, source="t"))
+    assert "annotations" not in service["metadata"]
+    assert statefulset["metadata"]["annotations"]["provenance.dev/git-sha"] == sha
+    assert statefulset["spec"]["template"]["metadata"]["annotations"][
+        "provenance.dev/git-sha"] == sha
+    assert "annotations" not in crd["metadata"]
+    assert err.splitlines() == [
+        "kubectl-provenance stamp: note: <stdin>: document 3 (line 9): example.com/v1 "
+        "Deployment crd passed through unchanged (not a workload API group the gate judges)"]
+
+
+def test_nothing_to_stamp_is_warned(
+        checkout: tuple[Path, str], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n"
     code, out, err = run(["stamp", *FLAGS], capsys, stdin=text, monkeypatch=monkeypatch)
     assert (code, out) == (0, text)
-    assert err.splitlines() == [
-        "kubectl-provenance stamp: note: <stdin>: document 2 (line 5): apps/v1 StatefulSet db "
-        "passed through unchanged (only apps Deployments are stamped and judged)",
-        "kubectl-provenance stamp: note: <stdin>: document 3 (line 9): example.com/v1 "
-        "Deployment crd passed through unchanged (only apps Deployments are stamped and "
-        "judged)",
-        "kubectl-provenance stamp: warning: no Deployment found in the input"]
+    assert "warning: no workload" in err
 
 
 def test_tracked_manifests_can_be_stamped_again_in_place(

@@ -8,7 +8,7 @@ import pytest
 
 from controller.config import AnnotationConfig
 from controller.stamp.manifests import Document, split_documents
-from controller.stamp.stamping import image_slots, is_deployment, stamp_document
+from controller.stamp.stamping import image_slots, is_workload, stamp_document
 
 SHA = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
 VALUES = {"git-sha": SHA, "branch": "main", "build-id": "412",
@@ -129,14 +129,45 @@ def test_a_deployment_without_template_metadata_gets_one() -> None:
 
 @pytest.mark.parametrize("text", [
     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
-    "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: x\n",
     "apiVersion: example.com/v1\nkind: Deployment\nmetadata:\n  name: x\n",  # a CRD's kind
+    "apiVersion: v1\nkind: PodTemplate\nmetadata:\n  name: x\n",
     "- a\n- b\n",
     "just a string\n",
     "# nothing\n",
 ])
 def test_other_kinds_pass_through_unchanged(text: str) -> None:
     assert stamped(text) == (text, [False])
+
+
+WORKLOADS = {
+    "StatefulSet": "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: x\nspec:\n"
+                   "  template:\n    spec:\n      containers:\n        - name: a\n"
+                   "          image: nginx:1\n",
+    "DaemonSet": "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: x\n",
+    "ReplicaSet": "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: x\n",
+    "Job": "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: x\n",
+    "CronJob": "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: x\nspec:\n"
+               "  schedule: '* * * * *'\n",
+    "ReplicationController": "apiVersion: v1\nkind: ReplicationController\nmetadata:\n"
+                             "  name: x\n",
+    "Pod": "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\nspec:\n  containers:\n"
+           "    - name: a\n      image: nginx:1\n",
+}
+
+
+@pytest.mark.parametrize("kind", WORKLOADS)
+def test_every_workload_kind_is_stamped_on_the_object_and_its_pod_template(kind: str) -> None:
+    out, changes = stamped(WORKLOADS[kind])
+    assert changes == [True]
+    data = split_documents(out, source="t")[0].load_plain()
+    path = {"Pod": (), "CronJob": ("spec", "jobTemplate", "spec", "template")}.get(
+        kind, ("spec", "template"))
+    template = data
+    for key in path:
+        template = template[key]
+    assert data["metadata"]["annotations"]["provenance.dev/git-sha"] == SHA
+    assert template["metadata"]["annotations"]["provenance.dev/git-sha"] == SHA
+    assert stamped(out) == (out, [False])  # idempotent
 
 
 def test_values_that_look_like_numbers_stay_strings() -> None:
@@ -151,7 +182,7 @@ def test_image_slots_cover_init_containers_and_keep_quoting() -> None:
     text = KUBECTL_STYLE.replace("image: nginx:1.25", 'image: "nginx:1.25"')
     doc: Document = split_documents(text, source="t")[0]
     doc.parse()
-    assert is_deployment(doc.data)
+    assert is_workload(doc.data)
     slots = list(image_slots(doc))
     assert [(s.label, s.image) for s in slots] == [
         ("initContainer migrate", "busybox:1.36"), ("container nginx", "nginx:1.25")]
