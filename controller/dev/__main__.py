@@ -42,7 +42,9 @@ def main() -> int:
     except ControlPlaneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    controller = DevController(cp, workdir,
+    # --client-ca, as the README says: only the API server's webhook client certificate may
+    # send reviews, so a review POSTed straight to the port cannot forge a user.
+    controller = DevController(cp, workdir, require_client_cert=True,
                                config_file=Path(args.config) if args.config else None)
     try:
         _step(f"kube-apiserver ready at {cp.server}; kubeconfig: {cp.kubeconfig}")
@@ -50,7 +52,8 @@ def main() -> int:
         controller.start()
         _step(f"webhook at {controller.url} (log: {controller.log_path})")
         kubectl = [str(find_binary("kubectl")), "--kubeconfig", str(cp.kubeconfig)]
-        for sample, expect in (("tagged.yaml", "rejected"), ("compliant.yaml", "admitted")):
+        for sample, expect in (("tagged.yaml", "rejected"), ("compliant.yaml", "admitted"),
+                               ("tagged-pod.yaml", "rejected")):
             path = REPO_ROOT / "examples" / sample
             _step(f"kubectl apply -f examples/{sample}   (expected: {expect})")
             result = subprocess.run([*kubectl, "apply", "-f", str(path)],
