@@ -111,7 +111,9 @@ class ReviewServer:
             return await self._serve(fn, request)
 
         app = aiohttp.web.Application(client_max_size=MAX_REVIEW_BYTES)
-        app.router.add_post("/{id}", serve)
+        # Only the handler's own path: kopf answers "allowed" when no handler matches a webhook
+        # id, so a review sent to any other path must never reach it.
+        app.router.add_post(f"/{HANDLER_ID}", serve)
         runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         site = aiohttp.web.TCPSite(runner, self._options.host, self._options.port,
@@ -152,8 +154,7 @@ class ReviewServer:
         headers[UID_HEADER] = typed.uid
         peer = request.transport.get_extra_info("peercert") if request.transport else None
         with admission_context(typed.uid):
-            response = await fn(data, webhook=request.match_info.get("id"), headers=headers,
-                                sslpeer=peer)
+            response = await fn(data, webhook=HANDLER_ID, headers=headers, sslpeer=peer)
         return aiohttp.web.json_response(response)
 
 

@@ -68,30 +68,34 @@ def workload(
     """A manifest of any gated kind, with the pod template of `deployment` where the kind keeps
     it; provenance on the object (`ann`) and the template (`template_ann`) as given. A Pod has a
     single place for both: `template_ann` when given, else `ann`."""
+    return as_kind(deployment(name, namespace, ann=ann, containers=containers,
+                              init_containers=init_containers, template_ann=template_ann), kind)
+
+
+def as_kind(shape: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The Deployment manifest `shape` as a `kind`: the same metadata, with its pod template
+    where `kind` keeps it, and the fields the API server requires of that kind. A Pod takes the
+    template's metadata (labels, annotations) merged over the Deployment's."""
     row = kind_named(kind)
     assert row is not None, kind
-    shape = deployment(name, namespace, ann=ann, containers=containers,
-                       init_containers=init_containers, template_ann=template_ann)
-    template = shape["spec"]["template"]
+    name = shape["metadata"]["name"]
+    template = copy.deepcopy(shape["spec"]["template"])
     if not row.template_path:
-        meta = {**shape["metadata"], "labels": template["metadata"]["labels"]}
-        if template_ann is not None:
-            meta["annotations"] = template_ann
+        meta = {**shape["metadata"], **template.get("metadata", {})}
         return {"apiVersion": row.api_version, "kind": kind, "metadata": meta,
                 "spec": template["spec"]}
     obj: dict[str, Any] = {"apiVersion": row.api_version, "kind": kind,
-                           "metadata": shape["metadata"]}
+                           "metadata": copy.deepcopy(shape["metadata"])}
     node = obj
     for key in row.template_path[:-1]:
         node = node.setdefault(key, {})
     node[row.template_path[-1]] = template
-    if kind not in ("Job", "CronJob"):
+    if kind in ("Job", "CronJob"):
+        template["spec"]["restartPolicy"] = "Never"
+    else:
         obj["spec"]["selector"] = {"matchLabels": {"app": name}}
     if kind == "CronJob":
         obj["spec"]["schedule"] = "*/5 * * * *"
-        template["spec"]["restartPolicy"] = "Never"
-    if kind == "Job":
-        template["spec"]["restartPolicy"] = "Never"
     if kind == "ReplicationController":
         obj["spec"]["selector"] = {"app": name}
     if kind == "StatefulSet":

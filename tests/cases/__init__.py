@@ -1,5 +1,6 @@
-"""The shared case table (agreement.yaml): one Deployment per case, judged by `check` offline and
-by the webhook through the real API server, with the verdict both must give."""
+"""The shared case table (agreement.yaml): one Deployment per case (and, for `KIND_CASES`, one of
+every other gated kind), judged by `check` offline and by the webhook through the real API
+server, with the verdict both must give."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from controller.workloads import KINDS
+from tests.builders import as_kind
 
 HERE = Path(__file__).resolve().parent
 TABLE = HERE / "agreement.yaml"
@@ -61,6 +65,11 @@ def _manifest(name: str, namespace: str, where: str, annotations: dict[str, str]
                      "template": {"metadata": pod_meta, "spec": pod}}}
 
 
+KIND_CASES = ("compliant", "nothing-at-all", "image-by-tag", "deployed-by-someone-else",
+              "production-by-a-non-deployer")
+"""Cases also run, as `<case>-<kind>`, for every other gated kind."""
+
+
 def load_cases() -> list[Case]:
     """Every case of the table, built."""
     doc = yaml.safe_load(TABLE.read_text())
@@ -68,11 +77,16 @@ def load_cases() -> list[Case]:
     cases = []
     for row in doc["cases"]:
         merged = {**defaults, **{k: v for k, v in row.items() if k != "provenance"}}
-        cases.append(Case(
-            name=row["name"], user=merged["user"], groups=tuple(merged["groups"]),
-            namespace=merged["namespace"],
-            manifest=_manifest(row["name"], merged["namespace"], merged["where"],
-                               _annotations(defaults, row), merged["images"],
-                               merged["init_images"]),
-            allowed=row["expect"]["allowed"], reasons=tuple(row["expect"]["reasons"])))
+        manifest = _manifest(row["name"], merged["namespace"], merged["where"],
+                             _annotations(defaults, row), merged["images"],
+                             merged["init_images"])
+        kinds = [k.kind for k in KINDS] if row["name"] in KIND_CASES else ["Deployment"]
+        for kind in kinds:
+            name = row["name"] if kind == "Deployment" else f"{row['name']}-{kind.lower()}"
+            shaped = as_kind(manifest, kind)
+            shaped["metadata"]["name"] = name
+            cases.append(Case(
+                name=name, user=merged["user"], groups=tuple(merged["groups"]),
+                namespace=merged["namespace"], manifest=shaped,
+                allowed=row["expect"]["allowed"], reasons=tuple(row["expect"]["reasons"])))
     return cases

@@ -23,6 +23,7 @@ import pytest
 from controller.config import load_config
 from controller.dev.controller import DevController
 from controller.dev.controlplane import LocalControlPlane
+from controller.workloads import KINDS
 from tests.cases import CONFIG, Case, load_cases
 from tests.fixtures.cluster import kubectl
 from tests.fixtures.controller import AUDIT_NAMESPACE
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.e2e
 
 CASES = load_cases()
 TESTERS = "agreement-testers"
-"""A group bound to a role that may apply Deployments: impersonated users need RBAC to reach
+"""A group bound to a role that may apply every gated kind: impersonated users need RBAC to reach
 admission at all, and the group is passed to `check` as well so both sides see the same groups."""
 _REASON = re.compile(r"\[([A-Za-z]+)\]")
 KUBECTL_PROVENANCE = Path(sys.executable).parent / "kubectl-provenance"
@@ -46,7 +47,9 @@ def cluster(control_plane: LocalControlPlane,
     for namespace in sorted({c.namespace for c in CASES} - {"default"}):
         kubectl(control_plane, "create", "namespace", namespace)  # AlreadyExists is fine
     kubectl(control_plane, "create", "clusterrole", "agreement-deployer",
-            "--verb=get,list,create,update,patch,delete", "--resource=deployments.apps")
+            "--verb=get,list,create,update,patch,delete",
+            *[f"--resource={k.plural}.{k.group}" if k.group else f"--resource={k.plural}"
+              for k in KINDS])
     kubectl(control_plane, "create", "clusterrolebinding", "agreement-deployer",
             "--clusterrole=agreement-deployer", f"--group={TESTERS}")
     yield control_plane
