@@ -62,6 +62,11 @@ def evaluate(
             request, config.annotations),
         role=role if role is not None else role_of(request, config),
     )
+    if ctx.role == "derived" and not ctx.judge_actor:
+        # A controller's UPDATE that changes nothing that runs (a ReplicaSet scaled, a revision
+        # annotation, a finalizer removed) deploys nothing. Judging it would let a workload that
+        # predates the gate be neither scaled down nor cleaned up.
+        return Decision(enforce=enforce)
     violations: list[Violation] = []
     for check in checks:
         violations.extend(check(request, ctx))

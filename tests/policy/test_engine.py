@@ -190,3 +190,18 @@ def test_other_subresources_are_not_judged_but_ephemeral_containers_are() -> Non
                                             sub_resource="ephemeralcontainers")),
                         Config(), now=NOW)
     assert not decision.exempt_reason and not decision.allowed
+
+
+def test_a_controller_update_that_deploys_nothing_is_not_judged() -> None:
+    # Scaling down a ReplicaSet that predates the gate (tagged image) must still work.
+    legacy = workload("ReplicaSet", containers=["nginx:1"], ann={})
+    scaled = copy.deepcopy(legacy)
+    scaled["spec"]["replicas"] = 0
+    assert reasons(scaled, operation="UPDATE", old=legacy, username=RS_CONTROLLER) == []
+    retagged = copy.deepcopy(legacy)
+    retagged["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:2"
+    assert reasons(retagged, operation="UPDATE", old=legacy, username=RS_CONTROLLER) == [
+        Reason.IMAGE_NOT_PINNED]
+    # A person's no-op UPDATE is still checked, as before.
+    assert set(reasons(scaled, operation="UPDATE", old=legacy, username="bob")) == {
+        Reason.MISSING_ANNOTATION, Reason.IMAGE_NOT_PINNED}
