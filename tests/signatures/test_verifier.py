@@ -128,7 +128,8 @@ async def test_image_pull_secrets_are_used(auth_registry: str) -> None:
     # shared across credentials on purpose: they say what is signed, not who may pull it.)
     verifier = ImageVerifier(make_config(host, cache={"denial_ttl_seconds": 0}),
                              secrets=StaticSecretSource({("apps", "pull"): secret}))
-    manifest = {"metadata": {"name": "x", "namespace": "apps"}, "spec": {"template": {"spec": {
+    manifest = {"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "x", "namespace": "apps"}, "spec": {"template": {"spec": {
         "imagePullSecrets": [{"name": "pull"}],
         "containers": [{"name": "c", "image": f"{host}/auth-bearer/app@{IMAGE_DIGEST}"}]}}}}
     anonymous = dict(manifest, spec={"template": {"spec": {
