@@ -165,7 +165,7 @@ spec:
     if "-o github" in lines[-1]:
         assert done.stdout == ""
     else:
-        assert done.stdout.endswith("1 Deployment checked, 0 would be denied\n")
+        assert done.stdout.endswith("1 workload checked, 0 would be denied\n")
 
     # The manifest: both sites stamped with this CI's values, the image pinned, the rest as is.
     stamped = (repo / "deploy.yaml").read_text()
