@@ -17,13 +17,14 @@ import argparse
 import hashlib
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from controller.signatures.bundle import MAX_BUNDLE_BYTES, verify_bundle
 from controller.signatures.errors import VerificationError
-from controller.signatures.keyless import KeylessSigner, SignerPolicy
-from controller.signatures.keys import PublicKey, load_public_key
-from controller.signatures.trust import TrustRoot, load_trust_root_file, public_good
+
+if TYPE_CHECKING:
+    from controller.signatures.keyless import SignerPolicy
+    from controller.signatures.keys import PublicKey
+    from controller.signatures.trust import TrustRoot
 
 _DIGEST_ARG = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
 
@@ -55,6 +56,13 @@ def _digest_of(arg: str) -> str:
 
 
 def _cmd_verify_bundle(args: argparse.Namespace) -> int:
+    # Imported here: sigstore-python takes half a second to import, which every other
+    # kubectl-provenance command would otherwise pay.
+    from controller.signatures.bundle import MAX_BUNDLE_BYTES, verify_bundle
+    from controller.signatures.keyless import KeylessSigner
+    from controller.signatures.keys import load_public_key
+    from controller.signatures.trust import load_trust_root_file, public_good
+
     keyless = args.certificate_identity is not None or args.certificate_oidc_issuer is not None
     if keyless == (args.key is not None) or (keyless and not (
             args.certificate_identity and args.certificate_oidc_issuer)):
