@@ -58,6 +58,7 @@ from sigstore.errors import Error as SigstoreError
 from sigstore.hashes import Hashed
 from sigstore.models import Bundle, InvalidBundle, TransparencyLogEntry
 from sigstore.verify import Verifier
+from sigstore.verify.policy import VerificationPolicy
 from sigstore.verify.verifier import (
     _validate_dsse_v001_entry_body,
     _validate_hashedrekord_v002_dsse_entry_body,
@@ -177,20 +178,24 @@ def _first_line(exc: BaseException) -> str:
     return " ".join(text.splitlines()[:2])[:300]
 
 
-_VERIFIERS: dict[str, _Verifier] = {}
+_VERIFIERS: dict[tuple[str, str], _Verifier] = {}
 _VERIFIERS_LOCK = threading.Lock()
 
 
 def _verifier(trust_root: TrustRoot) -> _Verifier:
-    """One verifier per trust root (it parses the root's certificates once)."""
+    """One verifier per trust root (it parses the root's certificates once).
+
+    Keyed by name too: two names for the same JSON must each report their own name.
+    """
+    key = (trust_root.name, trust_root.fingerprint)
     with _VERIFIERS_LOCK:
-        found = _VERIFIERS.get(trust_root.fingerprint)
+        found = _VERIFIERS.get(key)
         if found is None:
             try:
                 found = _Verifier(trust_root)
             except SigstoreError as exc:
                 raise VerificationError(f"trust root {trust_root.name}: {exc}") from exc
-            _VERIFIERS[trust_root.fingerprint] = found
+            _VERIFIERS[key] = found
         return found
 
 
@@ -230,7 +235,7 @@ class _Verifier(Verifier):
             times=self._verified_times(), log_index=int(entry.log_index),
             log_entry_kind=f"{entry.kind_version.kind}/{entry.kind_version.version}")
 
-    def verify_dsse(self, bundle: Bundle, policy: SignerPolicy) -> tuple[str, bytes]:  # type: ignore[override]
+    def verify_dsse(self, bundle: Bundle, policy: VerificationPolicy) -> tuple[str, bytes]:
         """sigstore-python's DSSE verification, plus the legacy `intoto` 0.0.2 entry kind."""
         # (1) to (6): time, chain, SCT, policy, inclusion proof, SET.
         self._verify_common_signing_cert(bundle, policy)

@@ -43,7 +43,13 @@ from controller.signatures.certificate import (
     certificate_identity,
 )
 from controller.signatures.errors import VerificationError
-from controller.signatures.trust import PUBLIC_GOOD
+from controller.signatures.trust import (
+    PUBLIC_GOOD,
+    TrustRoot,
+    TrustRoots,
+    TrustRootSource,
+    load_trust_roots,
+)
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 _HEX = r"^[0-9a-fA-F]{40}([0-9a-fA-F]{24})?$"
@@ -224,3 +230,56 @@ class IdentityPolicy:
         if s.runner_environment is not None and ident.runner_environment != s.runner_environment:
             fail("runner-environment", s.runner_environment, ident.runner_environment)
         return tuple(out)
+
+
+class KeylessConfig(BaseModel):
+    """The keyless part of the signature configuration: trust roots and signers.
+
+    ```yaml
+    trust_roots:
+      - name: github
+        path: /etc/provenance/trust/github.trusted_root.json
+    signers:
+      - name: release
+        issuer: https://token.actions.githubusercontent.com
+        subject: https://github.com/org/app/.github/workflows/release.yml@refs/heads/main
+        trust_root: public-good
+    ```
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    # Lists from YAML become tuples; the items themselves stay strict.
+    trust_roots: tuple[TrustRootSource, ...] = Field(default=(), max_length=32, strict=False)
+    """Roots besides the embedded `public-good`, each from a file or inline JSON."""
+    signers: tuple[KeylessSigner, ...] = Field(default=(), max_length=256, strict=False)
+    """The keyless signers rules may name."""
+
+    @model_validator(mode="after")
+    def _names(self) -> KeylessConfig:
+        names = [s.name for s in self.signers]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"keyless signers defined twice: {', '.join(duplicates)}")
+        roots = {PUBLIC_GOOD} | {r.name for r in self.trust_roots}
+        for s in self.signers:
+            if s.trust_root not in roots:
+                raise ValueError(f"keyless signer {s.name}: unknown trust root {s.trust_root!r} "
+                                 f"(known: {', '.join(sorted(roots))})")
+        return self
+
+    def load(self) -> LoadedKeyless:
+        """Read every root (`ConfigError` naming a bad one) and build every policy."""
+        roots = load_trust_roots(self.trust_roots)
+        return LoadedKeyless(
+            roots=roots,
+            signers={s.name: (s.policy(), roots[s.trust_root]) for s in self.signers})
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedKeyless:
+    """The loaded keyless configuration: what `verify_bundle` needs, by signer name."""
+
+    roots: TrustRoots
+    signers: dict[str, tuple[IdentityPolicy, TrustRoot]]
+    """Signer name → (its policy, the trust root its certificates must chain to)."""

@@ -127,3 +127,37 @@ def test_ref_globs(glob: str, ref: str, matches: bool) -> None:
 def test_fingerprints_differ_by_policy() -> None:
     assert signer().policy().fingerprint() == signer().policy().fingerprint()
     assert signer().policy().fingerprint() != signer(ref="refs/heads/main").policy().fingerprint()
+
+
+def test_a_keyless_config_loads_roots_and_policies() -> None:
+    from pathlib import Path
+
+    from controller.signatures.keyless import KeylessConfig
+
+    root = (Path(__file__).parent.parent / "data" / "sigstore-conformance" / "bundle-verify"
+            / "rekor2-happy-path" / "trusted_root.json")
+    config = KeylessConfig.model_validate({
+        "trust_roots": [{"name": "staging", "path": str(root)}],
+        "signers": [
+            {"name": "release", "issuer": GITHUB_ISSUER, "subject": GITHUB_SUBJECT},
+            {"name": "nightly", "issuer": GITHUB_ISSUER, "subject": GITHUB_SUBJECT,
+             "trust_root": "staging"},
+        ]})
+    loaded = config.load()
+    assert sorted(loaded.roots) == ["public-good", "staging"]
+    policy, trust_root = loaded.signers["nightly"]
+    assert policy.name == "nightly" and trust_root.name == "staging"
+    assert loaded.signers["release"][1].name == "public-good"
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    ({"signers": [{"name": "a", "issuer": "i", "subject": "s"},
+                  {"name": "a", "issuer": "i", "subject": "t"}]}, "defined twice"),
+    ({"signers": [{"name": "a", "issuer": "i", "subject": "s", "trust_root": "github"}]},
+     "unknown trust root 'github'"),
+])
+def test_a_keyless_config_is_checked_whole(doc: dict[str, Any], message: str) -> None:
+    from controller.signatures.keyless import KeylessConfig
+
+    with pytest.raises(ValidationError, match=message):
+        KeylessConfig.model_validate(doc)
