@@ -49,6 +49,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.verification import VerificationError as X509VerificationError
 from rfc3161_client import TimeStampResponse, VerifierBuilder
 from rfc3161_client import VerificationError as Rfc3161VerificationError
 from sigstore import dsse as sigstore_dsse
@@ -152,7 +153,7 @@ def verify_bundle(
     except VerificationError:
         raise
     except (SigstoreError, ValueError, TypeError, KeyError, IndexError, InvalidSignature,
-            UnsupportedAlgorithm, x509.verification.VerificationError,
+            UnsupportedAlgorithm, X509VerificationError,
             Rfc3161VerificationError) as exc:
         # sigstore-python's own errors, pydantic's and cryptography's: one error type out.
         raise VerificationError(_first_line(exc)) from exc

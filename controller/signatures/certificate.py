@@ -132,7 +132,8 @@ def extension_value(cert: x509.Certificate, oid: ObjectIdentifier) -> str | None
     if not isinstance(ext.value, x509.UnrecognizedExtension):
         return None
     raw = ext.value.value
-    if oid.dotted_string.rsplit(".", 1)[1] in _RAW_ARCS:
+    prefix, _, arc = oid.dotted_string.rpartition(".")
+    if prefix == _FULCIO and arc in _RAW_ARCS:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
