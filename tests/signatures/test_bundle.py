@@ -39,6 +39,7 @@ from controller.signatures.errors import VerificationError
 from controller.signatures.keyless import IdentityPolicy, KeylessSigner, SignerMismatch
 from controller.signatures.keys import PublicKey, load_public_key
 from controller.signatures.trust import TrustRoot, load_trust_root_file, public_good
+from tests.signatures.sigstore_log import LocalLog, key_signed_blob_bundle, key_signed_dsse_bundle
 
 CASES = Path(__file__).parent.parent / "data" / "sigstore-conformance" / "bundle-verify"
 IDENTITY = ("https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/"
@@ -367,3 +368,95 @@ async def test_the_async_entry_point_keeps_its_deadline() -> None:
             signer=Slow(beacon()), trust_root=public_good(), timeout=0.05)
     release.set()
     await asyncio.sleep(0)
+
+
+# -- key-signed bundles in a log the test controls ----------------------------------------------
+
+IMAGE_DIGEST = "sha256:" + "5e" * 32
+
+
+def _pub(key: ec.EllipticCurvePrivateKey, name: str) -> PublicKey:
+    return load_public_key(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo), name=name)
+
+
+def _statement(digest: str = IMAGE_DIGEST) -> dict[str, Any]:
+    return {"_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "registry.example.com/app",
+                         "digest": {"sha256": digest.removeprefix("sha256:")}}],
+            "predicateType": "https://sigstore.dev/cosign/sign/v1", "predicate": {}}
+
+
+@pytest.fixture(scope="module")
+def local_log() -> LocalLog:
+    return LocalLog()
+
+
+@pytest.fixture(scope="module")
+def release_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def test_a_key_signed_dsse_bundle_verifies_for_its_subject(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey) -> None:
+    data = key_signed_dsse_bundle(local_log, release_key, _statement())
+    facts = verify_bundle(data, digest=IMAGE_DIGEST, signer=_pub(release_key, "release"),
+                          trust_root=local_log.trust_root())
+    assert facts.signer == "release" and facts.log_entry_kind == "dsse/0.0.1"
+    assert facts.statement is not None and facts.statement.covers(IMAGE_DIGEST)
+    assert [t.source for t in facts.times] == ["transparency-log"]
+    with pytest.raises(VerificationError, match="does not name"):
+        verify_bundle(data, digest="sha256:" + "00" * 32, signer=_pub(release_key, "release"),
+                      trust_root=local_log.trust_root())
+
+
+def test_a_key_signed_dsse_bundle_by_another_key_is_refused(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey) -> None:
+    other = ec.generate_private_key(ec.SECP256R1())
+    data = key_signed_dsse_bundle(local_log, other, _statement())
+    with pytest.raises(VerificationError, match="not signed by key release"):
+        verify_bundle(data, digest=IMAGE_DIGEST, signer=_pub(release_key, "release"),
+                      trust_root=local_log.trust_root())
+
+
+def test_an_honestly_logged_entry_of_another_key_or_payload_is_refused(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey) -> None:
+    # The log's signatures all verify; only the entry's content tells the replay apart.
+    other = ec.generate_private_key(ec.SECP256R1())
+    root = local_log.trust_root()
+    key = _pub(release_key, "release")
+    for data, why in [
+        (key_signed_dsse_bundle(local_log, release_key, _statement(),
+                                logged_key=other.public_key()), "other signatures"),
+        (key_signed_dsse_bundle(local_log, release_key, _statement(),
+                                logged_payload=b"{}"), "another payload"),
+        (key_signed_blob_bundle(local_log, release_key, b"blob", logged_key=other.public_key()),
+         "another key"),
+    ]:
+        with pytest.raises(VerificationError, match=why):
+            verify_bundle(data, digest=_digest_for(data), signer=key, trust_root=root)
+
+
+def _digest_for(data: bytes) -> str:
+    doc = json.loads(data)
+    if "messageSignature" in doc:
+        stated = doc["messageSignature"]["messageDigest"]["digest"]
+        return "sha256:" + base64.b64decode(stated).hex()
+    return IMAGE_DIGEST
+
+
+def test_a_key_signed_blob_verifies_by_digest_only(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey) -> None:
+    data = key_signed_blob_bundle(local_log, release_key, b"blob")
+    digest = "sha256:" + hashlib.sha256(b"blob").hexdigest()
+    facts = verify_bundle(data, digest=digest, signer=_pub(release_key, "release"),
+                          trust_root=local_log.trust_root())
+    assert facts.log_entry_kind == "hashedrekord/0.0.1"
+
+
+def test_a_log_the_root_does_not_name_is_refused(
+        release_key: ec.EllipticCurvePrivateKey) -> None:
+    data = key_signed_dsse_bundle(LocalLog(), release_key, _statement())
+    with pytest.raises(VerificationError, match="checkpoint: Signature not found"):
+        verify_bundle(data, digest=IMAGE_DIGEST, signer=_pub(release_key, "release"),
+                      trust_root=LocalLog().trust_root())
