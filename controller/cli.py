@@ -122,10 +122,12 @@ def _main_parser() -> argparse.ArgumentParser:
                        help="DNS name or IP for the certificate (repeatable)")
     certs.set_defaults(func=_cmd_certs)
     from controller.ledger.cli import add_subcommands as add_ledger
+    from controller.signatures.cli import add_subcommands as add_verify_bundle
     from controller.stamp.command import add_subcommands as add_stamp_and_check
 
     add_stamp_and_check(sub)
     add_ledger(sub)
+    add_verify_bundle(sub)
     return p
 
 

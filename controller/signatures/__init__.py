@@ -2,6 +2,10 @@
 
 Public surface: `ImageVerifier` (the admission pipeline's entry point), `VerificationOutcome`,
 `ImageEvidence`, `SignatureConfig`, and `VerificationError`.
+
+Keyless Sigstore bundles live in modules of their own, imported where they are used because
+sigstore-python is slow to import: `bundle` (`verify_bundle`), `keyless` (signer policies),
+`trust` (trust roots), `certificate` (the signer's identity and commit from a certificate).
 """
 
 from controller.signatures.config import ImageRule, SignatureConfig, TrustedKey

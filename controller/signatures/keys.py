@@ -15,6 +15,7 @@ from typing import Literal
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from controller.signatures.errors import KeyLoadError, VerificationError
 
@@ -71,6 +72,44 @@ class PublicKey:
         except (ValueError, UnsupportedAlgorithm) as exc:
             # Malformed DER in an ECDSA signature surfaces as ValueError in some versions.
             raise VerificationError(f"malformed signature for key {self.name}: {exc}") from exc
+
+
+    def verify_digest(self, signature: bytes, digest: bytes) -> None:
+        """Raise `VerificationError` unless `signature` is over the message whose sha256 is
+        `digest` (what a Sigstore `messageSignature` signs, so a caller holding only the
+        admitted digest can verify it).
+
+        Ed25519 signs the message itself, never a digest, so it cannot be checked this way.
+        """
+        if not signature or len(signature) > MAX_SIGNATURE_BYTES:
+            raise VerificationError(f"signature length {len(signature)} is not plausible")
+        if len(digest) != hashes.SHA256.digest_size:
+            raise VerificationError("a sha256 digest is 32 bytes")
+        prehashed = Prehashed(hashes.SHA256())
+        try:
+            if isinstance(self.key, ec.EllipticCurvePublicKey):
+                self.key.verify(signature, digest, ec.ECDSA(prehashed))
+            elif isinstance(self.key, rsa.RSAPublicKey):
+                try:
+                    self.key.verify(signature, digest, padding.PKCS1v15(), prehashed)
+                except InvalidSignature:
+                    self.key.verify(
+                        signature, digest,
+                        padding.PSS(mgf=padding.MGF1(hashes.SHA256()),
+                                    salt_length=padding.PSS.AUTO),
+                        prehashed)
+            else:
+                raise VerificationError(
+                    f"key {self.name}: Ed25519 signatures cannot be checked against a digest")
+        except InvalidSignature as exc:
+            raise VerificationError(f"signature does not verify with key {self.name}") from exc
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise VerificationError(f"malformed signature for key {self.name}: {exc}") from exc
+
+    def der(self) -> bytes:
+        """The key's DER SubjectPublicKeyInfo."""
+        return self.key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def key_id(der: bytes) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,33 @@ def test_keyset_fingerprint_is_order_independent() -> None:
     b = load_public_key(pem(ed25519.Ed25519PrivateKey.generate()), name="b")
     assert keyset_fingerprint((a, b)) == keyset_fingerprint((b, a))
     assert keyset_fingerprint((a,)) != keyset_fingerprint((a, b))
+
+
+# -- signatures over a digest (Sigstore's messageSignature) --------------------------------------
+
+def test_verify_digest_for_ecdsa_and_rsa() -> None:
+    message = b"artifact"
+    digest = hashlib.sha256(message).digest()
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ec_pub = load_public_key(ec_key.public_key().public_bytes(*pem), name="ec")
+    rsa_pub = load_public_key(rsa_key.public_key().public_bytes(*pem), name="rsa")
+    ec_pub.verify_digest(ec_key.sign(message, ec.ECDSA(hashes.SHA256())), digest)
+    rsa_pub.verify_digest(rsa_key.sign(message, padding.PKCS1v15(), hashes.SHA256()), digest)
+    rsa_pub.verify_digest(rsa_key.sign(message, padding.PSS(
+        mgf=padding.MGF1(hashes.SHA256()), salt_length=32), hashes.SHA256()), digest)
+    with pytest.raises(VerificationError, match="does not verify"):
+        ec_pub.verify_digest(ec_key.sign(b"other", ec.ECDSA(hashes.SHA256())), digest)
+    with pytest.raises(VerificationError, match="32 bytes"):
+        ec_pub.verify_digest(b"sig", digest[:20])
+    assert ec_pub.der() == ec_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def test_ed25519_cannot_verify_a_digest() -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    pub = load_public_key(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo), name="ed")
+    with pytest.raises(VerificationError, match="Ed25519"):
+        pub.verify_digest(key.sign(b"m"), hashlib.sha256(b"m").digest())

@@ -1,0 +1,462 @@
+"""Sigstore bundle verification against sigstore-conformance's 70 bundle-verify cases, and more.
+
+The cases are Sigstore's own (tests/data/sigstore-conformance/README.md): real bundles from the
+public-good instance and from hand-built trust roots. Each runs twice, as the conformance harness
+runs a client: with the artifact's path and with `sha256:<hex>` of it, through the
+`verify-bundle` entry point. The expected verdict is the directory name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import copy
+import hashlib
+import io
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from controller.cli import main
+from controller.signatures.bundle import (
+    MAX_BUNDLE_BYTES,
+    VerifiedBundle,
+    _validate_keyed_hashedrekord_v001,
+    parse_digest,
+    verify_bundle,
+    verify_bundle_async,
+)
+from controller.signatures.certificate import check_source
+from controller.signatures.errors import VerificationError
+from controller.signatures.keyless import IdentityPolicy, KeylessSigner, SignerMismatch
+from controller.signatures.keys import PublicKey, load_public_key
+from controller.signatures.trust import TrustRoot, load_trust_root_file, public_good
+from tests.signatures.sigstore_log import LocalLog, key_signed_blob_bundle, key_signed_dsse_bundle
+
+CASES = Path(__file__).parent.parent / "data" / "sigstore-conformance" / "bundle-verify"
+IDENTITY = ("https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/"
+            ".github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main")
+ISSUER = "https://token.actions.githubusercontent.com"
+REPOSITORY = "sigstore-conformance/extremely-dangerous-public-oidc-beacon"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One conformance case, read as the suite's README describes."""
+
+    name: str
+    path: Path
+
+    @property
+    def should_verify(self) -> bool:
+        return not self.name.endswith("_fail")
+
+    @property
+    def artifact(self) -> Path:
+        own = self.path / "artifact"
+        return own if own.exists() else CASES / "a.txt"
+
+    @property
+    def digest(self) -> str:
+        return f"sha256:{hashlib.sha256(self.artifact.read_bytes()).hexdigest()}"
+
+    def _text(self, name: str, default: str) -> str:
+        f = self.path / name
+        return f.read_text().strip() if f.exists() else default
+
+    def argv(self, target: str) -> list[str]:
+        args = ["verify-bundle", "--bundle", str(self.path / "bundle.sigstore.json")]
+        if (self.path / "key.pub").exists():
+            args += ["--key", str(self.path / "key.pub")]
+        else:
+            args += ["--certificate-identity", self._text("identity", IDENTITY),
+                     "--certificate-oidc-issuer", self._text("issuer", ISSUER)]
+        if (self.path / "trusted_root.json").exists():
+            args += ["--trusted-root", str(self.path / "trusted_root.json")]
+        return [*args, target]
+
+
+ALL_CASES = sorted((Case(p.name, p) for p in CASES.iterdir() if p.is_dir()),
+                   key=lambda c: c.name)
+
+
+def run_cli(argv: list[str]) -> tuple[int, str]:
+    """`kubectl-provenance` in-process: its exit code and what it wrote to stderr."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(argv)
+    return code, err.getvalue()
+
+
+def verdicts() -> list[tuple[str, bool, bool, str]]:
+    """Every case, by path and by digest: (label, expected, got, message)."""
+    out = []
+    for case in ALL_CASES:
+        for how, target in (("path", str(case.artifact)), ("digest", case.digest)):
+            code, err = run_cli(case.argv(target))
+            out.append((f"{case.name} by {how}", case.should_verify, code == 0, err.strip()))
+    return out
+
+
+def test_the_corpus_is_whole() -> None:
+    assert len(ALL_CASES) == 70
+    assert sum(c.should_verify for c in ALL_CASES) == 21
+
+
+@pytest.mark.parametrize("how", ["path", "digest"])
+@pytest.mark.parametrize("case", ALL_CASES, ids=lambda c: c.name)
+def test_conformance_case(case: Case, how: str) -> None:
+    target = str(case.artifact) if how == "path" else case.digest
+    code, err = run_cli(case.argv(target))
+    if case.should_verify:
+        assert code == 0, f"{case.name} should verify: {err}"
+    else:
+        assert code == 1, f"{case.name} should be refused, got exit {code}"
+        assert err.startswith(f"FAIL: {target}: "), err
+
+
+def test_conformance_score(capsys: pytest.CaptureFixture[str]) -> None:
+    results = verdicts()
+    right = sum(expected == got for _, expected, got, _ in results)
+    misses = [label for label, expected, got, _ in results if expected != got]
+    with capsys.disabled():
+        print(f"\nsigstore-conformance bundle-verify: {right} of {len(results)} verdicts right"
+              + (f"; misses: {', '.join(misses)}" if misses else ""))
+    assert len(results) == 140
+    assert right == 140, misses
+
+
+# -- the API, beyond the conformance protocol ---------------------------------------------------
+
+def case(name: str) -> Case:
+    return Case(name, CASES / name)
+
+
+def root_of(c: Case) -> TrustRoot:
+    own = c.path / "trusted_root.json"
+    return load_trust_root_file(own, name="case") if own.exists() else public_good()
+
+
+def beacon(**extra: str) -> IdentityPolicy:
+    return KeylessSigner.model_validate(
+        {"name": "beacon", "issuer": ISSUER, "subject": IDENTITY, **extra}).policy()
+
+
+def verify_case(c: Case, signer: IdentityPolicy | PublicKey | None = None,
+                digest: str | None = None) -> VerifiedBundle:
+    return verify_bundle((c.path / "bundle.sigstore.json").read_bytes(),
+                         digest=c.digest if digest is None else digest, signer=signer or beacon(),
+                         trust_root=root_of(c))
+
+
+def test_verified_facts_of_a_keyless_message_signature() -> None:
+    facts = verify_case(case("happy-path-v0.3"))
+    assert facts.signer == "beacon" and facts.trust_root == "public-good"
+    assert facts.log_entry_kind == "hashedrekord/0.0.1" and facts.log_index == 79571823
+    assert [t.source for t in facts.times] == ["transparency-log"]
+    assert facts.statement is None
+    assert facts.identity is not None
+    assert facts.identity.source_digest == "c7b3dfb335f051e1c86bda4c716fac97df62ad81"
+    assert facts.identity.source_ref == "refs/heads/main"
+    assert facts.identity.runner_environment == "github-hosted"
+
+
+def test_the_certificate_commit_is_checked_against_git_sha() -> None:
+    identity = verify_case(case("happy-path-v0.3")).identity
+    assert identity is not None
+    assert check_source(identity, git_sha="c7b3dfb335f051e1c86bda4c716fac97df62ad81",
+                        branch="main") == ()
+    [wrong] = check_source(identity, git_sha="0" * 40, branch="main")
+    assert wrong.field == "commit" and wrong.found == "c7b3dfb335f051e1c86bda4c716fac97df62ad81"
+
+
+def test_a_dsse_bundle_gives_its_statement() -> None:
+    facts = verify_case(case("happy-path-intoto-in-dsse-v3"))
+    assert facts.statement is not None
+    assert facts.statement.predicate_type == "https://slsa.dev/provenance/v1"
+    assert facts.log_entry_kind == "dsse/0.0.1"
+
+
+def test_rekor_v2_bundles_get_their_time_from_the_timestamp_authority() -> None:
+    facts = verify_case(case("rekor2-happy-path"))
+    assert facts.log_entry_kind == "hashedrekord/0.0.2"
+    assert [t.source for t in facts.times] == ["timestamp-authority"]
+
+
+def test_the_legacy_intoto_entry_kind_verifies() -> None:
+    facts = verify_case(case("intoto-with-custom-trust-root"))
+    assert facts.log_entry_kind == "intoto/0.0.2"
+    assert sorted(t.source for t in facts.times) == ["timestamp-authority", "transparency-log"]
+
+
+@pytest.mark.parametrize("name", ["happy-path-v0.3", "happy-path-intoto-in-dsse-v3",
+                                  "rekor2-happy-path", "managed-key-happy-path"])
+def test_a_bundle_replayed_onto_another_digest_is_refused(name: str) -> None:
+    c = case(name)
+    signer = load_public_key((c.path / "key.pub").read_bytes(), name="k") if (
+        c.path / "key.pub").exists() else beacon()
+    verify_case(c, signer)
+    with pytest.raises(VerificationError):
+        verify_case(c, signer, digest="sha256:" + "ab" * 32)
+
+
+@pytest.mark.parametrize(("extra", "field"), [
+    ({"subject": IDENTITY.replace("@refs/heads/main", "@refs/heads/dev")}, "identity"),
+    ({"issuer": "https://accounts.google.com"}, "issuer"),
+    ({"repository": "sigstore-conformance/other"}, "repository"),
+    ({"ref": "refs/tags/v*"}, "ref"),
+    ({"workflow": ".github/workflows/release.yml"}, "workflow"),
+    ({"workflow_sha": "0" * 40}, "workflow-sha"),
+    ({"trigger": "push"}, "trigger"),
+    ({"runner_environment": "self-hosted"}, "runner-environment"),
+])
+def test_a_signer_mismatch_names_the_wrong_field(extra: dict[str, str], field: str) -> None:
+    with pytest.raises(SignerMismatch) as caught:
+        verify_case(case("happy-path-v0.3"), beacon(**extra))
+    assert caught.value.mismatch.field == field
+    assert field in str(caught.value)
+
+
+def test_every_github_claim_that_matches_is_accepted() -> None:
+    policy = beacon(repository=REPOSITORY, ref="refs/heads/*",
+                    workflow=".github/workflows/extremely-dangerous-oidc-beacon.yml",
+                    workflow_sha="c7b3dfb335f051e1c86bda4c716fac97df62ad81",
+                    trigger="workflow_dispatch", runner_environment="github-hosted")
+    verify_case(case("happy-path-v0.3"), policy)
+    verify_case(case("happy-path-v0.3"), beacon(repository=f"https://github.com/{REPOSITORY}"))
+
+
+def test_a_subject_regex_is_matched_whole() -> None:
+    org = r"^https://github\.com/sigstore-conformance/[^/]+/\.github/workflows/[^@]+@refs/heads/main$"
+    policy = KeylessSigner(name="org", issuer=ISSUER, subject_regex=org).policy()
+    verify_case(case("happy-path-v0.3"), policy)
+    other = KeylessSigner(name="org", issuer=ISSUER,
+                          subject_regex=r"^https://github\.com/sigstore-conformance/x/.*$")
+    with pytest.raises(SignerMismatch, match="identity"):
+        verify_case(case("happy-path-v0.3"), other.policy())
+
+
+def test_a_key_signed_bundle_needs_the_very_key() -> None:
+    c = case("managed-key-happy-path")
+    good = load_public_key((c.path / "key.pub").read_bytes(), name="release")
+    facts = verify_case(c, good)
+    assert facts.signer == "release" and facts.identity is None
+    other = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    with pytest.raises(VerificationError, match="does not verify"):
+        verify_case(c, load_public_key(other, name="other"))
+
+
+def test_a_key_is_refused_for_a_certificate_bundle_and_an_identity_for_a_key_bundle() -> None:
+    key = load_public_key((CASES / "managed-key-happy-path" / "key.pub").read_bytes(), name="k")
+    with pytest.raises(VerificationError, match="certificate, not a key"):
+        verify_case(case("happy-path-v0.3"), key)
+    with pytest.raises(VerificationError, match="key, not a certificate"):
+        verify_case(case("managed-key-happy-path"), beacon())
+
+
+def test_a_key_bundle_whose_log_entry_names_another_key_is_refused() -> None:
+    # The same bundle, its log entry rewritten to name another key, its signature left alone:
+    # its inclusion proof no longer verifies (nor its SET, nor the body check).
+    c = case("managed-key-happy-path")
+    doc = json.loads((c.path / "bundle.sigstore.json").read_bytes())
+    entry = doc["verificationMaterial"]["tlogEntries"][0]
+    body = json.loads(base64.b64decode(entry["canonicalizedBody"]))
+    other = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    body["spec"]["signature"]["publicKey"]["content"] = base64.b64encode(other).decode()
+    entry["canonicalizedBody"] = base64.b64encode(json.dumps(body).encode()).decode()
+    key = load_public_key((c.path / "key.pub").read_bytes(), name="k")
+    with pytest.raises(VerificationError, match="invalid log entry"):
+        verify_bundle(json.dumps(doc).encode(), digest=c.digest, signer=key,
+                      trust_root=public_good())
+
+
+def _tamper(body: dict[str, Any], path: tuple[str, ...], value: str) -> dict[str, Any]:
+    out = copy.deepcopy(body)
+    node = out
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return out
+
+
+def test_the_key_log_entry_body_must_be_the_bundles_own() -> None:
+    # Step (8) on its own: an honestly logged entry of another signature, key or digest.
+    c = case("managed-key-happy-path")
+    doc = json.loads((c.path / "bundle.sigstore.json").read_bytes())
+    body = json.loads(base64.b64decode(
+        doc["verificationMaterial"]["tlogEntries"][0]["canonicalizedBody"]))
+    signature = base64.b64decode(doc["messageSignature"]["signature"])
+    hashed = parse_digest(c.digest)
+    key = load_public_key((c.path / "key.pub").read_bytes(), name="k")
+    _validate_keyed_hashedrekord_v001(body, signature, hashed, key)
+    other_key = base64.b64encode(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+    for path, value, why in [
+        (("spec", "signature", "publicKey", "content"), other_key, "another key"),
+        (("spec", "data", "hash", "value"), "ab" * 32, "another digest"),
+        (("spec", "signature", "content"), base64.b64encode(b"x" * 70).decode(),
+         "another signature"),
+        (("kind",), "dsse", "not a hashedrekord"),
+    ]:
+        with pytest.raises(VerificationError, match=why):
+            _validate_keyed_hashedrekord_v001(_tamper(body, path, value), signature, hashed, key)
+
+
+@pytest.mark.parametrize("digest", ["sha256:ABC", "sha512:" + "a" * 128, "a" * 64, ""])
+def test_a_malformed_digest_is_refused(digest: str) -> None:
+    with pytest.raises(VerificationError, match="digest"):
+        verify_case(case("happy-path-v0.3"), digest=digest)
+
+
+def test_an_oversized_bundle_is_refused_unparsed() -> None:
+    with pytest.raises(VerificationError, match="larger than"):
+        verify_bundle(b" " * (MAX_BUNDLE_BYTES + 1), digest=case("happy-path-v0.3").digest,
+                      signer=beacon(), trust_root=public_good())
+
+
+class _ThreadRecorder:
+    """A policy that accepts like `inner` and records the thread it ran on."""
+
+    def __init__(self, inner: IdentityPolicy) -> None:
+        self.inner = inner
+        self.threads: list[int] = []
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint()
+
+    def verify(self, cert: x509.Certificate) -> None:
+        self.threads.append(threading.get_ident())
+        self.inner.verify(cert)
+
+
+async def test_the_async_entry_point_verifies_off_the_event_loop() -> None:
+    c = case("happy-path-v0.3")
+    recorder = _ThreadRecorder(beacon())
+    facts = await verify_bundle_async(
+        (c.path / "bundle.sigstore.json").read_bytes(), digest=c.digest, signer=recorder,
+        trust_root=public_good(), timeout=10.0)
+    assert facts.log_index == 79571823
+    assert recorder.threads and threading.get_ident() not in recorder.threads
+
+
+async def test_the_async_entry_point_keeps_its_deadline() -> None:
+    c = case("happy-path-v0.3")
+    release = threading.Event()
+
+    class Slow(_ThreadRecorder):
+        def verify(self, cert: x509.Certificate) -> None:
+            release.wait(5)
+            super().verify(cert)
+
+    with pytest.raises(TimeoutError):
+        await verify_bundle_async(
+            (c.path / "bundle.sigstore.json").read_bytes(), digest=c.digest,
+            signer=Slow(beacon()), trust_root=public_good(), timeout=0.05)
+    release.set()
+    await asyncio.sleep(0)
+
+
+# -- key-signed bundles in a log the test controls ----------------------------------------------
+
+IMAGE_DIGEST = "sha256:" + "5e" * 32
+
+
+def _pub(key: ec.EllipticCurvePrivateKey, name: str) -> PublicKey:
+    return load_public_key(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo), name=name)
+
+
+def _statement(digest: str = IMAGE_DIGEST) -> dict[str, Any]:
+    return {"_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "registry.example.com/app",
+                         "digest": {"sha256": digest.removeprefix("sha256:")}}],
+            "predicateType": "https://sigstore.dev/cosign/sign/v1", "predicate": {}}
+
+
+@pytest.fixture(scope="module")
+def local_log() -> LocalLog:
+    return LocalLog()
+
+
+@pytest.fixture(scope="module")
+def release_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def test_a_key_signed_dsse_bundle_verifies_for_its_subject(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey) -> None:
+    data = key_signed_dsse_bundle(local_log, release_key, _statement())
+    facts = verify_bundle(data, digest=IMAGE_DIGEST, signer=_pub(release_key, "release"),
+                          trust_root=local_log.trust_root())
+    assert facts.signer == "release" and facts.log_entry_kind == "dsse/0.0.1"
+    assert facts.statement is not None and facts.statement.covers(IMAGE_DIGEST)
+    assert [t.source for t in facts.times] == ["transparency-log"]
+    with pytest.raises(VerificationError, match="does not name"):
+        verify_bundle(data, digest="sha256:" + "00" * 32, signer=_pub(release_key, "release"),
+                      trust_root=local_log.trust_root())
+
+
+def test_a_key_signed_dsse_bundle_by_another_key_is_refused(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey) -> None:
+    other = ec.generate_private_key(ec.SECP256R1())
+    data = key_signed_dsse_bundle(local_log, other, _statement())
+    with pytest.raises(VerificationError, match="not signed by key release"):
+        verify_bundle(data, digest=IMAGE_DIGEST, signer=_pub(release_key, "release"),
+                      trust_root=local_log.trust_root())
+
+
+def test_an_honestly_logged_entry_of_another_key_or_payload_is_refused(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey) -> None:
+    # The log's signatures all verify; only the entry's content tells the replay apart.
+    other = ec.generate_private_key(ec.SECP256R1())
+    root = local_log.trust_root()
+    key = _pub(release_key, "release")
+    for data, why in [
+        (key_signed_dsse_bundle(local_log, release_key, _statement(),
+                                logged_key=other.public_key()), "other signatures"),
+        (key_signed_dsse_bundle(local_log, release_key, _statement(),
+                                logged_payload=b"{}"), "another payload"),
+        (key_signed_blob_bundle(local_log, release_key, b"blob", logged_key=other.public_key()),
+         "another key"),
+    ]:
+        with pytest.raises(VerificationError, match=why):
+            verify_bundle(data, digest=_digest_for(data), signer=key, trust_root=root)
+
+
+def _digest_for(data: bytes) -> str:
+    doc = json.loads(data)
+    if "messageSignature" in doc:
+        stated = doc["messageSignature"]["messageDigest"]["digest"]
+        return "sha256:" + base64.b64decode(stated).hex()
+    return IMAGE_DIGEST
+
+
+def test_a_key_signed_blob_verifies_by_digest_only(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey) -> None:
+    data = key_signed_blob_bundle(local_log, release_key, b"blob")
+    digest = "sha256:" + hashlib.sha256(b"blob").hexdigest()
+    facts = verify_bundle(data, digest=digest, signer=_pub(release_key, "release"),
+                          trust_root=local_log.trust_root())
+    assert facts.log_entry_kind == "hashedrekord/0.0.1"
+
+
+def test_a_log_the_root_does_not_name_is_refused(
+        release_key: ec.EllipticCurvePrivateKey) -> None:
+    data = key_signed_dsse_bundle(LocalLog(), release_key, _statement())
+    with pytest.raises(VerificationError, match="invalid log entry: checkpoint"):
+        verify_bundle(data, digest=IMAGE_DIGEST, signer=_pub(release_key, "release"),
+                      trust_root=LocalLog().trust_root())
