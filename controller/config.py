@@ -81,6 +81,12 @@ class EnvironmentRule(_Strict):
     """Authenticated usernames allowed to deploy here."""
     groups: tuple[str, ...] = ()
     """Authenticated groups whose members may deploy here."""
+    branches: tuple[Annotated[str, Field(min_length=1, max_length=256)], ...] = ()
+    """Branches whose builds may be deployed here, as shell-style patterns matched against the
+    whole branch annotation (`main`, `release/*`; `*` matches `/` too). Empty: any branch."""
+    max_build_age_seconds: int | None = Field(default=None, ge=60)
+    """The oldest build (by its build-timestamp annotation) that may be deployed here; None for
+    no limit. A rollback to an older build is a fresh deploy of it and is judged the same."""
 
 
 CONTROLLER_IDENTITIES = (

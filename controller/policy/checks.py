@@ -8,6 +8,7 @@ run the very same code.
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -246,6 +247,61 @@ class EnvironmentCheck:
             f"environment {environment}")
 
 
+class BuildRulesCheck:
+    """An environment's rules about the build itself: which branches, and how old a build, may be
+    deployed there (`EnvironmentRule.branches`, `max_build_age_seconds`).
+
+    Judged on what a person deploys (authored, and deploying something); a missing branch or
+    build-timestamp fails a rule that needs it, since the rule cannot be shown to hold.
+    """
+
+    def __call__(self, request: WorkloadRequest, ctx: CheckContext) -> Iterator[Violation]:
+        config = ctx.config
+        environment = config.environment_for_namespace(request.namespace) or ctx.claims.get(
+            "environment")
+        if ctx.role != "authored" or not ctx.judge_actor or environment is None \
+                or environment not in config.environments:
+            return
+        rule = config.environments[environment]
+        branch = ctx.claims.get("branch")
+        if rule.branches and not any(fnmatch.fnmatchcase(branch or "", p) for p in rule.branches):
+            got = f"{branch[:120]!r}" if branch else "no branch annotation"
+            yield Violation(
+                Reason.BRANCH_NOT_ALLOWED,
+                f"environment {environment!r} takes builds of {', '.join(rule.branches)}, "
+                f"not {got}", "deploy a build of an allowed branch", _ann(ctx, "branch"))
+        if rule.max_build_age_seconds is not None:
+            yield from self._age(rule.max_build_age_seconds, environment, ctx)
+
+    def _age(self, limit: int, environment: str, ctx: CheckContext) -> Iterator[Violation]:
+        subject = _ann(ctx, "build-timestamp")
+        value = ctx.claims.get("build-timestamp")
+        stamp = _parse_timestamp(value) if value else None
+        if stamp is None:
+            yield Violation(
+                Reason.BUILD_TOO_OLD,
+                f"environment {environment!r} limits build age, and {subject} is missing or "
+                "not RFC 3339", "set the build-timestamp (kubectl-provenance stamp writes it)",
+                subject)
+        elif (ctx.now - stamp).total_seconds() > limit:
+            age = ctx.now - stamp
+            yield Violation(
+                Reason.BUILD_TOO_OLD,
+                f"the build is {age.days}d {age.seconds // 3600}h old; environment "
+                f"{environment!r} takes builds at most {limit}s old",
+                "rebuild and redeploy, or roll back through the gate", subject)
+
+
+def _parse_timestamp(value: str) -> dt.datetime | None:
+    if not RFC3339.fullmatch(value):
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+    except ValueError:
+        return None
+
+
 DEFAULT_CHECKS: tuple[Check, ...] = (
-    AnnotationsCheck(), DigestPinningCheck(), ActorCheck(), EnvironmentCheck())
+    AnnotationsCheck(), DigestPinningCheck(), ActorCheck(), EnvironmentCheck(),
+    BuildRulesCheck())
 """Every check, in the order their violations are listed."""

@@ -24,6 +24,8 @@ class Reason(StrEnum):
     INVALID_DIGEST = "InvalidDigest"
     ACTOR_MISMATCH = "ActorMismatch"
     ACTOR_NOT_AUTHORISED = "ActorNotAuthorised"
+    BRANCH_NOT_ALLOWED = "BranchNotAllowed"
+    BUILD_TOO_OLD = "BuildTooOld"
     # Signature and attestation verification (controller.signatures).
     SIGNATURE_MISSING = "SignatureMissing"
     SIGNATURE_UNTRUSTED = "SignatureUntrusted"

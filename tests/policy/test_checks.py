@@ -161,3 +161,47 @@ def test_every_unicode_control_character_is_refused(name: str, char: str) -> Non
     decision = evaluate(parse_review(review(obj)), Config(), now=NOW)
     found = [v for v in decision.violations if "control characters" in v.message]
     assert [v.subject for v in found] == [f"annotation provenance.dev/{name}"]
+
+
+RULES = parse_config("""
+environments:
+  production:
+    namespaces: [prod]
+    groups: [deployers]
+    branches: [main, "release/*"]
+    max_build_age_seconds: 604800
+""")
+
+
+@pytest.mark.parametrize(("branch", "expected"), [
+    ("main", []), ("release/1.4", []), ("release/1.4/hotfix", []),
+    ("feature/x", [Reason.BRANCH_NOT_ALLOWED]), ("mainline", [Reason.BRANCH_NOT_ALLOWED]),
+    ("release", [Reason.BRANCH_NOT_ALLOWED]), (None, [Reason.BRANCH_NOT_ALLOWED]),
+])
+def test_production_takes_builds_of_allowed_branches_only(
+        branch: str | None, expected: list[Reason]) -> None:
+    obj = deployment(namespace="prod", ann=prov_annotations(branch=branch))
+    assert reasons(obj, RULES, groups=["deployers"]) == expected
+
+
+@pytest.mark.parametrize(("stamp", "expected"), [
+    ("2026-11-20T10:15:00Z", []),  # 5 days before NOW
+    ("2026-11-18T12:00:01Z", []),  # just inside 7 days
+    ("2026-11-18T11:59:59Z", [Reason.BUILD_TOO_OLD]),
+    ("2025-01-01T00:00:00Z", [Reason.BUILD_TOO_OLD]),
+    (None, [Reason.BUILD_TOO_OLD]),
+])
+def test_production_takes_builds_up_to_a_maximum_age(
+        stamp: str | None, expected: list[Reason]) -> None:
+    obj = deployment(namespace="prod", ann=prov_annotations(build_timestamp=stamp))
+    assert reasons(obj, RULES, groups=["deployers"]) == expected
+
+
+def test_build_rules_apply_only_where_configured_and_only_to_what_people_deploy() -> None:
+    old = deployment(namespace="prod", ann=prov_annotations(branch="feature/x"))
+    assert reasons(deployment(ann=prov_annotations(branch="feature/x")), RULES) == []
+    relabelled = deployment(namespace="prod", ann=prov_annotations(branch="feature/x"))
+    relabelled["metadata"]["labels"] = {"x": "y"}
+    assert reasons(relabelled, RULES, operation="UPDATE", old=old, groups=["deployers"]) == []
+    assert reasons(old, RULES, groups=["deployers"],
+                   username="system:serviceaccount:kube-system:replicaset-controller") == []
