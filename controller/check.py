@@ -30,7 +30,12 @@ from controller.review import WorkloadRequest, request_from_manifest
 from controller.signatures import ImageVerifier, KeyLoadError, SignatureConfig
 from controller.stages import SignatureStage
 from controller.stamp.errors import StampError
-from controller.stamp.manifests import Manifest, add_manifest_arguments, read_manifests
+from controller.stamp.manifests import (
+    Manifest,
+    add_manifest_arguments,
+    manifest_paths,
+    read_manifests,
+)
 from controller.stamp.stamping import workloads
 from controller.workloads import kind_of
 
@@ -275,7 +280,7 @@ def run_check(args: argparse.Namespace) -> int:
             # Refuse up front, before reading anything: a check that silently skipped what the
             # gate enforces would be worse than none.
             signature_config(config)
-        manifests = read_manifests(args.paths, recursive=args.recursive)
+        manifests = read_manifests(manifest_paths(args), recursive=args.recursive)
         verdicts = check_manifests(
             manifests, config=config, username=args.as_user, groups=args.as_groups,
             namespace=args.namespace, now=dt.datetime.now(dt.UTC), signatures=args.signatures)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from controller import __version__
@@ -128,12 +128,61 @@ def _main_parser() -> argparse.ArgumentParser:
     add_stamp_and_check(sub)
     add_ledger(sub)
     add_verify_bundle(sub)
+    _add_examples(p)
     return p
+
+
+EXAMPLES: dict[str, str] = {
+    "certs": "kubectl-provenance certs --out .dev/certs --host webhook.provenance-system.svc",
+    "stamp": "kubectl-provenance stamp --pin-digests -i -f k8s/deploy.yaml\n"
+             "  kubectl-provenance stamp -R -i k8s/\n"
+             "  helm template app chart/ | kubectl-provenance stamp -f - | kubectl apply -f -",
+    "check": "kubectl-provenance check --config provenance.yaml --as ci-deployer -f deploy.yaml\n"
+             "  kubectl-provenance check -R k8s/ -o github",
+    "ledger": "kubectl-provenance ledger verify --checkpoint saved.json\n"
+              "  kubectl-provenance ledger history sts/db -n shop",
+    "ledger verify": "kubectl-provenance ledger verify --save-checkpoint saved.json\n"
+                     "  kubectl-provenance ledger verify --checkpoint saved.json "
+                     "--public-key ledger.pub",
+    "ledger history": "kubectl-provenance ledger history deploy/checkout -n shop\n"
+                      "  kubectl-provenance ledger history pod/debug-1 -n shop -o json",
+    "ledger rollback-target": "kubectl-provenance ledger rollback-target deploy/checkout -n shop",
+    "ledger export": "kubectl-provenance ledger export --file ledger.jsonl",
+    "ledger prune": "kubectl-provenance ledger prune --keep 8 --export-file archive.jsonl",
+    "verify-bundle": "kubectl-provenance verify-bundle --bundle app.sigstore.json "
+                     "--certificate-identity https://github.com/org/app/.github/workflows/"
+                     "release.yml@refs/tags/v1.0.0 --certificate-oidc-issuer "
+                     "https://token.actions.githubusercontent.com app.tar.gz",
+}
+"""One or more example lines per subcommand, shown under `examples:` in its --help."""
+
+
+def _subcommands(parser: argparse.ArgumentParser,
+                 prefix: str = "") -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    for action in parser._actions:  # argparse exposes subcommands only through its actions
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                full = f"{prefix}{name}"
+                yield full, child
+                yield from _subcommands(child, f"{full} ")
+
+
+def _add_examples(parser: argparse.ArgumentParser) -> None:
+    for name, child in _subcommands(parser):
+        example = EXAMPLES.get(name)
+        if example is None:
+            continue
+        child.epilog = f"examples:\n  {example}"
+        child.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `kubectl-provenance`."""
     parser = _main_parser()
+    if not (sys.argv[1:] if argv is None else list(argv)):
+        # As kubectl does: no arguments prints what there is to run.
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
     if getattr(args, "host", "unset") is None:
         args.host = ["127.0.0.1", "localhost"]

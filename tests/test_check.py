@@ -277,3 +277,14 @@ def test_the_items_of_a_kubectl_list_are_judged(tmp_path: Path,
     assert code == 1
     assert [(d["name"], d["allowed"]) for d in json.loads(out)["workloads"]] == [
         (GOOD.name, True), (BAD.name, False)]
+
+
+def test_kubectl_style_filename_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    first = write(tmp_path, GOOD.text, name="a.yaml")
+    nested = tmp_path / "more" / "deeper"
+    nested.mkdir(parents=True)
+    (nested / "b.yaml").write_text(BAD.text)
+    code, out, _ = check([*as_args(BAD), "-o", "json", "-f", first, "--filename",
+                          str(tmp_path / "more"), "-R"], capsys)
+    assert code == 1
+    assert [w["name"] for w in json.loads(out)["workloads"]] == [GOOD.name, BAD.name]

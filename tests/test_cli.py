@@ -27,3 +27,26 @@ def test_operator_refuses_half_a_tls_pair(tmp_path: Path, capsys: pytest.Capture
 def test_certs_command(tmp_path: Path) -> None:
     assert main(["certs", "--out", str(tmp_path), "--host", "localhost"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.crt", "tls.crt", "tls.key"]
+
+
+def test_no_arguments_prints_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    for name in ("stamp", "check", "ledger", "verify-bundle", "certs"):
+        assert name in out
+
+
+def _every_subcommand() -> list[list[str]]:
+    from controller.cli import _main_parser, _subcommands
+
+    return [name.split() for name, _ in _subcommands(_main_parser())]
+
+
+@pytest.mark.parametrize("command", _every_subcommand(), ids=" ".join)
+def test_every_subcommand_help_shows_an_example(
+        command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:\n  kubectl-provenance " + command[0] in out

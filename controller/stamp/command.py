@@ -26,6 +26,7 @@ from controller.stamp.manifests import (
     add_manifest_arguments,
     iter_documents,
     join_streams,
+    manifest_paths,
     read_manifests,
     write_in_place,
 )
@@ -91,7 +92,8 @@ def _build_info(args: argparse.Namespace, config: Config) -> BuildInfo:
                    overrides=overrides, allow_dirty=args.allow_dirty,
                    required=("git-sha", *config.annotations.required),
                    annotations=config.annotations,
-                   stamped=[Path(p) for p in args.paths if p != STDIN] if args.in_place else ())
+                   stamped=[Path(p) for p in manifest_paths(args) if p != STDIN]
+                   if args.in_place else ())
 
 
 def run_stamp(args: argparse.Namespace) -> int:
@@ -105,9 +107,10 @@ def run_stamp(args: argparse.Namespace) -> int:
             sys.stdout.write("".join(f"export {k}={shlex.quote(v)}\n"
                                      for k, v in info.env().items()))
             return 0
-        if args.in_place and (not args.paths or STDIN in args.paths):
+        paths = manifest_paths(args)
+        if args.in_place and (not paths or STDIN in paths):
             raise StampError("--in-place needs files or directories, not stdin")
-        manifests = read_manifests(args.paths, recursive=args.recursive)
+        manifests = read_manifests(paths, recursive=args.recursive)
         notes: list[str] = []
         for document in iter_documents(manifests):
             # Every document is checked to be YAML (libyaml, fast); only those holding a

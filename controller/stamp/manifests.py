@@ -39,11 +39,21 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 """What a directory contributes, as `kubectl apply -f DIR` does."""
 
 def add_manifest_arguments(parser: argparse.ArgumentParser) -> None:
-    """The inputs `stamp` and `check` share: paths (as `read_manifests` takes them) and -R."""
+    """The inputs `stamp` and `check` share, as kubectl spells them: paths (positional, or
+    `-f/--filename`, repeatable; as `read_manifests` takes them) and `-R`. Call
+    `manifest_paths(args)` for the paths given either way."""
     parser.add_argument("paths", nargs="*", metavar="PATH",
                         help="files or directories of manifests; - or nothing for stdin")
+    parser.add_argument("-f", "--filename", dest="filenames", action="append", default=[],
+                        metavar="PATH", help="a file or directory of manifests, or - for "
+                        "stdin, as kubectl takes it (repeatable; adds to the PATHs)")
     parser.add_argument("-R", "--recursive", action="store_true",
                         help="descend into directories")
+
+
+def manifest_paths(args: argparse.Namespace) -> list[str]:
+    """Every path given by `add_manifest_arguments`' options, `-f` ones first."""
+    return [*args.filenames, *args.paths]
 
 
 _MARKER = re.compile(r"---(?=[ \t]|$)")
