@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from controller.config import Config
+from controller.ledger.models import BreakGlass
 from controller.policy.checks import Role
 from controller.policy.engine import evaluate, role_of
 from controller.policy.provenance import Claims, claims_changed, read_claims
@@ -43,6 +44,8 @@ class Outcome:
     """Per-image verification evidence, for the ledger."""
     recorded_seq: int | None = None
     """The ledger sequence number of this admission, once it is durable."""
+    break_glass: BreakGlass | None = None
+    """Set when violations were waived by break glass (`stages.BreakGlassStage`)."""
 
 
 class Stage(Protocol):

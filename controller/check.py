@@ -22,13 +22,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from controller.admission import Admission
+from controller.admission import Admission, Stage
 from controller.config import Config, load_config
 from controller.errors import ConfigError, ReviewError
 from controller.policy.violations import Decision
 from controller.review import WorkloadRequest, request_from_manifest
 from controller.signatures import ImageVerifier, KeyLoadError, SignatureConfig
-from controller.stages import SignatureStage
+from controller.stages import BreakGlassStage, SignatureStage
 from controller.stamp.errors import StampError
 from controller.stamp.manifests import (
     Manifest,
@@ -136,9 +136,11 @@ async def _review_all(requests: Sequence[tuple[Verdict, WorkloadRequest]], confi
     # same claims, environment and rules decide, and an internal failure denies as it does
     # there. No ledger stage: an offline check records nothing.
     verifier = ImageVerifier(signature_config(config)) if signatures else None
-    admission = Admission(
-        config, stages=(SignatureStage(verifier, config),) if verifier is not None else (),
-        budget_seconds=SIGNATURE_BUDGET_SECONDS, clock=lambda: now)
+    stages: tuple[Stage, ...] = (
+        (SignatureStage(verifier, config),) if verifier is not None else ()) + (
+        BreakGlassStage(config),)
+    admission = Admission(config, stages=stages, budget_seconds=SIGNATURE_BUDGET_SECONDS,
+                          clock=lambda: now)
     try:
         return [dataclasses.replace(verdict, decision=(await admission.review(request)).decision)
                 for verdict, request in requests]

@@ -22,9 +22,11 @@ CONFIG_ENV = "PROVENANCE_CONFIG"
 
 ANNOTATION_NAMES = (
     "git-sha", "branch", "build-id", "build-timestamp", "pipeline-url", "deployed-by",
-    "environment",
+    "environment", "break-glass", "break-glass-waive",
 )
-"""Every provenance annotation the controller knows, without the prefix."""
+"""Every provenance annotation the controller knows, without the prefix. `break-glass` is the
+reason for an emergency admission and `break-glass-waive` the reason codes it waives, comma
+separated (`BreakGlassConfig`)."""
 
 
 EnvironmentName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
@@ -123,6 +125,62 @@ class DerivedConfig(_Strict):
     instead."""
 
 
+NEVER_WAIVED = frozenset({
+    "ImageNotPinned", "InvalidDigest", "InvalidImageReference", "LedgerUnavailable",
+    "InternalError", "BreakGlassRefused",
+})
+"""Reason codes no break-glass may waive: what runs must be named by digest (it is what the
+record and any rollback rest on), and an admission that cannot be recorded or evaluated is never
+let through."""
+
+
+class BreakGlassRule(_Strict):
+    """Who may break glass in one environment, and what they may waive there."""
+
+    users: tuple[str, ...] = ()
+    """Authenticated usernames allowed to break glass."""
+    groups: tuple[str, ...] = ()
+    """Authenticated groups whose members may break glass."""
+    waivable: tuple[str, ...] = ()
+    """Reason codes (as in denials: `ActorMismatch`, `SignatureMissing`, ...) a break-glass
+    admission may waive. The codes in `NEVER_WAIVED` are refused here."""
+
+    @field_validator("waivable")
+    @classmethod
+    def _waivable(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from controller.policy.violations import Reason
+
+        known = {str(r) for r in Reason}
+        for code in value:
+            if code not in known:
+                raise ValueError(f"{code!r} is not a reason code")
+            if code in NEVER_WAIVED:
+                raise ValueError(f"{code} can never be waived")
+        return value
+
+
+class BreakGlassConfig(_Strict):
+    """Emergency admissions that leave a louder trace than a normal deploy.
+
+    A workload annotated with `break-glass: <reason>` and `break-glass-waive: <codes>` is
+    admitted despite those violations when its author is listed for its environment and every
+    code is waivable there. The ledger entry records the reason, the user and the codes; an
+    Event and `provenance_break_glass_total` tell someone to look.
+    """
+
+    environments: dict[EnvironmentName, BreakGlassRule] = {}
+    """Per environment (the `environments` names); an environment not listed has no break
+    glass."""
+    default: BreakGlassRule | None = None
+    """For workloads in no named environment; None: no break glass there."""
+    max_reason_length: int = Field(default=512, ge=16, le=2048)
+    """Upper bound on the reason; it must also be at least 10 characters."""
+
+    def rule_for(self, environment: str | None) -> BreakGlassRule | None:
+        """The rule for a workload in `environment` (None: no named environment)."""
+        return self.environments.get(environment) if environment else self.default
+
+
 class Config(_Strict):
     """The whole configuration file."""
 
@@ -135,6 +193,8 @@ class Config(_Strict):
     environments: dict[EnvironmentName, EnvironmentRule] = {}
     """Environments whose deployers are restricted (for example `production`). A Deployment whose
     namespace or environment annotation names one of these must come from an authorised user."""
+    break_glass: BreakGlassConfig = BreakGlassConfig()
+    """Emergency admissions on the record (off until configured)."""
     derived: DerivedConfig = DerivedConfig()
     """Objects created by controllers from an admitted template."""
     signatures: SignatureConfig = SignatureConfig()

@@ -61,6 +61,12 @@ admission_duration_seconds = Histogram(
     buckets=ADMISSION_BUCKETS,
     registry=REGISTRY,
 )
+break_glass_total = Counter(
+    "provenance_break_glass",
+    "Admissions let through by break glass, by environment (page on any increase).",
+    ["environment"],
+    registry=REGISTRY,
+)
 verification_cache_hits_total = Counter(
     "provenance_verification_cache_hits",
     "Signature verdicts served from the verification cache.",
@@ -132,6 +138,11 @@ def record_review_error(*, seconds: float) -> None:
     """Count one malformed AdmissionReview (answered with HTTP 400)."""
     admissions_total.labels(verdict=VERDICT_ERROR, reason=NO_REASON).inc()
     admission_duration_seconds.labels(verdict=VERDICT_ERROR).observe(seconds)
+
+
+def record_break_glass(environment: str | None) -> None:
+    """One admission let through by break glass."""
+    break_glass_total.labels(environment=environment or "").inc()
 
 
 def record_cache(*, hit: bool) -> None:

@@ -5,16 +5,27 @@ Plain Python (no kopf): the webhook edge calls `Runtime.build` at start-up and `
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
+from controller import metrics
 from controller.admission import Admission, Stage
 from controller.config import Config
+from controller.events import post_event
 from controller.kube import KubeApi
-from controller.ledger import CheckpointSigner, Ledger, LedgerError, Reconciler, load_signer
+from controller.ledger import (
+    BreakGlass,
+    CheckpointSigner,
+    Ledger,
+    LedgerError,
+    Reconciler,
+    load_signer,
+)
 from controller.registry import KubeSecretSource
+from controller.review import WorkloadRequest
 from controller.signatures import ImageVerifier
-from controller.stages import LedgerStage, SignatureStage
+from controller.stages import BreakGlassStage, LedgerStage, SignatureStage
 
 logger = logging.getLogger("provenance.runtime")
 
@@ -42,6 +53,22 @@ class Runtime:
             # Keep a third of the budget (at most 2 s) for the ledger append that follows.
             reserve = min(2.0, budget_seconds / 3) if config.ledger.enabled else 0.0
             stages.append(SignatureStage(verifier, config, reserve_seconds=reserve))
+        background: set[asyncio.Task[None]] = set()
+
+        def on_break_glass(request: WorkloadRequest, record: BreakGlass) -> None:
+            environment = (config.environment_for_namespace(request.namespace)
+                           or request.annotations.get(config.annotations.key("environment")))
+            metrics.record_break_glass(environment)
+            task = asyncio.create_task(post_event(
+                api, namespace=request.namespace, reason="BreakGlass",
+                involved={"apiVersion": request.kind.api_version, "kind": request.kind.kind,
+                          "name": request.name, "uid": request.object.metadata.uid},
+                message=f"{record.username} broke glass, waiving {', '.join(record.waived)}: "
+                        f"{record.reason}"))
+            background.add(task)  # held until done, so the Event is not lost to the GC
+            task.add_done_callback(background.discard)
+
+        stages.append(BreakGlassStage(config, on_break_glass=on_break_glass))
         ledger = reconciler = None
         if config.ledger.enabled:
             # The key signs checkpoints; it lives outside the ledger namespace, so whoever can

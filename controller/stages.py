@@ -1,4 +1,4 @@
-"""The pipeline stages after the policy checks: signature verification, then the ledger.
+"""The pipeline stages after the policy checks: signature verification, break glass, the ledger.
 
 Each adapts one long-lived component (`ImageVerifier`, `Ledger`) to `admission.Stage`. They sit
 here rather than in their packages so that signatures and ledger know nothing of each other.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 
 from pydantic import ValidationError
 
@@ -15,6 +16,7 @@ from controller.admission import Outcome
 from controller.config import Config
 from controller.ledger import (
     AttestationRecord,
+    BreakGlass,
     Ledger,
     LedgerError,
     SignatureRecord,
@@ -79,6 +81,87 @@ def _ledger_image(evidence: ImageEvidence) -> VerifiedImage:
     return VerifiedImage(digest=evidence.digest, signature=signature, attestation=attestation)
 
 
+class BreakGlassStage:
+    """Let an emergency admission through the violations it names, on the record.
+
+    It applies when the workload carries the `break-glass` annotation (the reason) and
+    `break-glass-waive` (the codes), and all of these hold: the request is authored and deploys
+    something, the reason is 10 to `max_reason_length` characters, the authenticated user is
+    listed for the workload's environment, and every named code is waivable there. Then the
+    violations with those codes are removed and the outcome carries `break_glass` for the
+    ledger. If any of it fails, the admission is denied with `BreakGlassRefused` saying why, next
+    to the violations it would have waived. Without the annotations it does nothing.
+    """
+
+    def __init__(self, config: Config, *,
+                 on_break_glass: Callable[[WorkloadRequest, BreakGlass], None] | None = None
+                 ) -> None:
+        self._config = config
+        self._notify = on_break_glass
+        """Called for every admitted break glass (metrics, a Kubernetes Event): someone must
+        be told, and the ledger alone tells nobody."""
+
+    async def run(self, request: WorkloadRequest, outcome: Outcome, *,
+                  deadline: float) -> Outcome:
+        claims = outcome.claims
+        reason = claims.get("break-glass")
+        codes = claims.get("break-glass-waive")
+        if reason is None and codes is None:
+            return outcome
+        problem = self._refusal(request, outcome, reason or "", codes or "")
+        decision = outcome.decision
+        if problem:
+            key = self._config.annotations.key("break-glass")
+            return dataclasses.replace(outcome, decision=decision.with_violations((Violation(
+                Reason.BREAK_GLASS_REFUSED, f"break glass refused: {problem}",
+                "see the break_glass configuration, or deploy normally",
+                f"annotation {key}"),)))
+        waived = _codes(codes or "")
+        kept = tuple(v for v in decision.violations if str(v.reason) not in waived)
+        let_through = tuple(sorted({str(v.reason) for v in decision.violations} & waived))
+        record = BreakGlass(reason=reason or "", username=request.user.username,
+                            waived=let_through)
+        logger.warning("break glass by %s for %s %s/%s: waived %s (%s)", request.user.username,
+                       request.kind.kind, request.namespace, request.name,
+                       ",".join(let_through) or "nothing", reason,
+                       extra={"admission_uid": request.uid})
+        if self._notify is not None and not request.dry_run and (not kept or not decision.enforce):
+            self._notify(request, record)
+        note = (f"provenance: break glass by {request.user.username}: waived "
+                f"{', '.join(let_through) or 'nothing'}; this admission is recorded as such")
+        return dataclasses.replace(outcome, break_glass=record, decision=Decision(
+            violations=kept, enforce=decision.enforce, exempt_reason=decision.exempt_reason,
+            notes=(*decision.notes, note)))
+
+    def _refusal(self, request: WorkloadRequest, outcome: Outcome, reason: str,
+                 codes: str) -> str:
+        cfg = self._config.break_glass
+        environment = (self._config.environment_for_namespace(request.namespace)
+                       or outcome.claims.get("environment"))
+        rule = cfg.rule_for(environment)
+        where = f"environment {environment!r}" if environment else "this namespace"
+        if outcome.role != "authored" or not outcome.deploys:
+            return "only a person's deploy can break glass"
+        if not 10 <= len(reason.strip()) <= cfg.max_reason_length:
+            return (f"the reason must be 10 to {cfg.max_reason_length} characters and say why")
+        wanted = _codes(codes)
+        if not wanted:
+            return "name the reason codes to waive in break-glass-waive"
+        if rule is None:
+            return f"no break glass is configured for {where}"
+        user = request.user
+        if user.username not in rule.users and not set(user.groups) & set(rule.groups):
+            return f"user {user.username!r} may not break glass in {where}"
+        refused = sorted(wanted - set(rule.waivable))
+        if refused:
+            return f"{', '.join(refused)} may not be waived in {where}"
+        return ""
+
+
+def _codes(text: str) -> set[str]:
+    return {c.strip() for c in text.split(",") if c.strip()}
+
+
 class LedgerStage:
     """Append every admitted workload to the ledger before answering; deny if it cannot.
 
@@ -102,7 +185,8 @@ class LedgerStage:
         waived = tuple(sorted({str(v.reason) for v in outcome.decision.violations}))
         try:
             entry = build_admission_entry(request, self._config, images=images, waived=waived,
-                                          claims=outcome.claims)
+                                          claims=outcome.claims,
+                                          break_glass=outcome.break_glass)
             receipt = await self._ledger.append(entry, deadline=deadline)
         except (LedgerError, ValidationError) as exc:
             logger.error("ledger append failed: %s", exc, extra={"admission_uid": request.uid})

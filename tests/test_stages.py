@@ -10,14 +10,15 @@ from typing import Any
 import pytest
 
 from controller.admission import Admission
-from controller.config import Config
+from controller.config import Config, parse_config
 from controller.dev.controlplane import LocalControlPlane
+from controller.errors import ConfigError
 from controller.kube import KubeApi
 from controller.ledger import Ledger
 from controller.policy.violations import Reason
 from controller.review import parse_review
 from controller.signatures import ImageEvidence, ImageVerifier, SignatureConfig
-from controller.stages import LedgerStage, SignatureStage, _ledger_image
+from controller.stages import BreakGlassStage, LedgerStage, SignatureStage, _ledger_image
 from tests.builders import deployment, prov_annotations, review, workload
 from tests.ledger.helpers import unique_config
 
@@ -158,3 +159,72 @@ async def test_an_ephemeral_container_is_recorded_with_its_subresource(real_ledg
     assert (entry["kind"], entry["subresource"], entry["operation"]) == (
         "Pod", "ephemeralcontainers", "UPDATE")
     assert [c["kind"] for c in entry["containers"]] == ["container", "ephemeralContainer"]
+
+
+BREAK_GLASS = parse_config("""
+environments: {production: {namespaces: [prod], groups: [deployers]}}
+break_glass:
+  environments:
+    production: {groups: [sre], waivable: [ActorMismatch]}
+""")
+
+
+def _emergency(**overrides: str | None) -> dict[str, Any]:
+    values: dict[str, str | None] = {
+        "deployed_by": "bob", "break_glass": "INC-4711: checkout is down",
+        "break_glass_waive": "ActorMismatch"}
+    values.update(overrides)
+    return deployment("checkout", "prod", ann=prov_annotations(**values))
+
+
+async def test_break_glass_is_recorded_and_announced(kube_api: KubeApi) -> None:
+    config = BREAK_GLASS.model_copy(update={"ledger": unique_config()})
+    ledger = Ledger(kube_api, config.ledger)
+    await ledger.start()
+    told: list[tuple[str, tuple[str, ...]]] = []
+    stage = BreakGlassStage(config, on_break_glass=lambda r, b: told.append((r.name, b.waived)))
+    admission = Admission(config, stages=(stage, LedgerStage(ledger, config)), budget_seconds=5)
+    try:
+        outcome = await admission.review(parse_review(review(
+            _emergency(), username="alice", groups=["deployers", "sre"])))
+        assert outcome.decision.allowed and outcome.decision.violations == ()
+        assert any("break glass by alice" in n for n in outcome.decision.warnings())
+        assert told == [("checkout", ("ActorMismatch",))]
+        [entry] = await _records(ledger)
+        assert entry["break_glass"] == {"reason": "INC-4711: checkout is down",
+                                        "username": "alice", "waived": ["ActorMismatch"]}
+        # A normal deploy records no break_glass at all (its canonical bytes are unchanged).
+        normal = await admission.review(parse_review(review(
+            deployment("checkout", "prod", ann=prov_annotations(deployed_by="alice")),
+            username="alice", groups=["deployers"])))
+        assert normal.decision.allowed
+        assert "break_glass" not in (await _records(ledger))[1]
+    finally:
+        await ledger.close()
+
+
+@pytest.mark.parametrize(("overrides", "groups", "why"), [
+    ({"break_glass": None}, ["deployers", "sre"], "the reason must be"),
+    ({"break_glass": "asap"}, ["deployers", "sre"], "the reason must be"),
+    ({"break_glass_waive": None}, ["deployers", "sre"], "name the reason codes"),
+    ({}, ["deployers"], "may not break glass in environment 'production'"),
+    ({"break_glass_waive": "ActorMismatch,SignatureMissing"}, ["deployers", "sre"],
+     "SignatureMissing may not be waived"),
+])
+async def test_break_glass_refused(overrides: dict[str, str | None], groups: list[str],
+                                   why: str) -> None:
+    told: list[object] = []
+    stage = BreakGlassStage(BREAK_GLASS, on_break_glass=lambda r, b: told.append(b))
+    admission = Admission(BREAK_GLASS, stages=(stage,), budget_seconds=5)
+    outcome = await admission.review(parse_review(review(
+        _emergency(**overrides), username="alice", groups=groups)))
+    assert [v.reason for v in outcome.decision.violations] == [
+        Reason.ACTOR_MISMATCH, Reason.BREAK_GLASS_REFUSED]
+    assert why in outcome.decision.violations[1].message
+    assert outcome.break_glass is None and told == []
+
+
+def test_never_waivable_codes_are_refused_in_the_configuration() -> None:
+    for code in ("ImageNotPinned", "LedgerUnavailable", "NoSuchCode"):
+        with pytest.raises(ConfigError, match=code):
+            parse_config("break_glass: {default: {groups: [sre], waivable: [" + code + "]}}")

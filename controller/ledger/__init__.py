@@ -1,4 +1,4 @@
-"""The audit ledger: every admitted Deployment in a tamper-evident, ConfigMap-backed hash chain.
+"""The audit ledger: every admitted workload in a tamper-evident, ConfigMap-backed hash chain.
 
 Public surface (everything else is internal to the package):
 - `LedgerConfig`: the configuration (`Config.ledger`).
@@ -6,7 +6,7 @@ Public surface (everything else is internal to the package):
 - `Ledger(api, config, signer=...)`: `await start()`, `await append(entry, deadline=...)`,
   `await checkpoint()`, `await close()`. Appends raise `LedgerUnavailable` (deny the admission).
 - `load_signer(api, config, create=...)`: the checkpoint key from its Secret.
-- `Reconciler(ledger)`: `await observe(deployment_body)`, `await sweep(now)`.
+- `Reconciler(ledger)`: `await observe(body)`, `await sweep(now)`.
 - `cli.add_subcommands(subparsers)`: `kubectl-provenance ledger ...`.
 """
 
@@ -27,6 +27,7 @@ from controller.ledger.models import (
     AdmissionEntry,
     AppendReceipt,
     AttestationRecord,
+    BreakGlass,
     OutcomeEntry,
     SignatureRecord,
     VerifiedImage,
@@ -38,6 +39,7 @@ __all__ = [
     "AdmissionEntry",
     "AppendReceipt",
     "AttestationRecord",
+    "BreakGlass",
     "CheckpointSigner",
     "CheckpointVerifier",
     "DryRunNotRecorded",

@@ -14,6 +14,7 @@ from controller.ledger.errors import DryRunNotRecorded, LedgerError
 from controller.ledger.models import (
     Actor,
     AdmissionEntry,
+    BreakGlass,
     ContainerRecord,
     OutcomeEntry,
     OutcomeType,
@@ -42,6 +43,7 @@ def build_admission_entry(
     now: datetime | None = None,
     waived: tuple[str, ...] = (),
     claims: Claims | None = None,
+    break_glass: BreakGlass | None = None,
 ) -> AdmissionEntry:
     """The entry for an admitted request. `images` maps an image reference, as written in the
     pod template, to the verifier's evidence; without it only digest pinning is recorded.
@@ -103,6 +105,7 @@ def build_admission_entry(
             build_id=annotation("build-id"), build_timestamp=annotation("build-timestamp"),
             pipeline_url=annotation("pipeline-url"), environment=annotation("environment")),
         containers=tuple(containers),
+        break_glass=break_glass,
         waived=waived,
     )
 

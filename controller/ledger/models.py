@@ -91,6 +91,16 @@ class ContainerRecord(_Model):
     """None until attestation verification is wired in."""
 
 
+class BreakGlass(_Model):
+    """An emergency admission: who broke glass, why, and which checks they waived."""
+
+    reason: Claim
+    username: Claim
+    """The authenticated user who broke glass."""
+    waived: tuple[Short, ...] = Field(max_length=64)
+    """The reason codes of the violations let through."""
+
+
 class AdmissionEntry(_Model):
     """An admitted workload CREATE or UPDATE, with its provenance."""
 
@@ -119,6 +129,8 @@ class AdmissionEntry(_Model):
     actor: Actor
     provenance: Provenance
     containers: tuple[ContainerRecord, ...] = Field(max_length=768)
+    break_glass: BreakGlass | None = Field(default=None, exclude_if=lambda v: v is None)
+    """Set when the admission broke glass (`Config.break_glass`); omitted otherwise."""
     waived: tuple[Short, ...] = Field(default=(), max_length=256, exclude_if=lambda v: not v)
     """Reason codes of violations admitted anyway because the policy was in audit mode: the
     record says what was let through, not only that something was. Omitted when empty, so an

@@ -37,6 +37,7 @@ class Reason(StrEnum):
     ATTESTATION_COMMIT_MISMATCH = "AttestationCommitMismatch"
     ATTESTATION_BUILD_MISMATCH = "AttestationBuildMismatch"
     REGISTRY_ERROR = "RegistryError"
+    BREAK_GLASS_REFUSED = "BreakGlassRefused"
     # The ledger (controller.ledger).
     LEDGER_UNAVAILABLE = "LedgerUnavailable"
     # The controller could not decide; it fails closed.
