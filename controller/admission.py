@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from controller.config import Config
-from controller.ledger.models import BreakGlass
+from controller.ledger.models import BreakGlass, Rollback
 from controller.policy.checks import Role
 from controller.policy.engine import evaluate, role_of
 from controller.policy.provenance import Claims, claims_changed, read_claims
@@ -46,6 +46,8 @@ class Outcome:
     """The ledger sequence number of this admission, once it is durable."""
     break_glass: BreakGlass | None = None
     """Set when violations were waived by break glass (`stages.BreakGlassStage`)."""
+    rollback: Rollback | None = None
+    """Set when the request restores an earlier admitted template (`stages.RollbackStage`)."""
 
 
 class Stage(Protocol):

@@ -181,6 +181,29 @@ class BreakGlassConfig(_Strict):
         return self.environments.get(environment) if environment else self.default
 
 
+class RollbackConfig(_Strict):
+    """Rolling a workload back to a template the ledger holds, through the gate.
+
+    An UPDATE that restores the pod template of an earlier admitted, persisted entry of the same
+    object (`kubectl rollout undo`, or re-applying an older manifest) is admitted as a rollback
+    although `deployed-by` names the original deployer, and recorded as one. Its images are
+    verified again under today's trust.
+    """
+
+    enabled: bool = True
+    """Off: a restored template is judged as any other deploy (deployed-by must match)."""
+    users: tuple[str, ...] = ()
+    """Authenticated usernames who may roll back in any environment, besides those the
+    environment rule lets deploy there."""
+    groups: tuple[str, ...] = ()
+    """Authenticated groups whose members may roll back in any environment."""
+    allow_failed_rollouts: bool = False
+    """Whether a template whose rollout the ledger marks failed may be restored."""
+    ledger_cache_seconds: float = Field(default=5.0, ge=0.0, le=300.0)
+    """How long one verified read of the ledger serves rollback look-ups; rollbacks come in
+    bursts during an incident, and each read is the whole chain."""
+
+
 class Config(_Strict):
     """The whole configuration file."""
 
@@ -193,6 +216,8 @@ class Config(_Strict):
     environments: dict[EnvironmentName, EnvironmentRule] = {}
     """Environments whose deployers are restricted (for example `production`). A Deployment whose
     namespace or environment annotation names one of these must come from an authorised user."""
+    rollback: RollbackConfig = RollbackConfig()
+    """Rollbacks through the gate (on by default; needs the ledger)."""
     break_glass: BreakGlassConfig = BreakGlassConfig()
     """Emergency admissions on the record (off until configured)."""
     derived: DerivedConfig = DerivedConfig()

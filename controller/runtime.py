@@ -22,10 +22,11 @@ from controller.ledger import (
     Reconciler,
     load_signer,
 )
+from controller.ledger.reader import LedgerReader
 from controller.registry import KubeSecretSource
 from controller.review import WorkloadRequest
 from controller.signatures import ImageVerifier
-from controller.stages import BreakGlassStage, LedgerStage, SignatureStage
+from controller.stages import BreakGlassStage, LedgerStage, RollbackStage, SignatureStage
 
 logger = logging.getLogger("provenance.runtime")
 
@@ -85,6 +86,13 @@ class Runtime:
             ledger = Ledger(api, config.ledger, signer=signer)
             await ledger.start()
             reconciler = Reconciler(ledger, annotation_prefix=config.annotations.prefix)
+            if config.rollback.enabled:
+                # First: whether a restored template is a rollback decides the actor checks'
+                # verdict; its images are then verified like any other deploy's.
+                reader = LedgerReader(api, config.ledger,
+                                      verifier=signer.verifier if signer else None,
+                                      ttl=config.rollback.ledger_cache_seconds)
+                stages.insert(0, RollbackStage(reader, config))
             stages.append(LedgerStage(ledger, config))  # last: record only what is admitted
         admission = Admission(config, stages=tuple(stages), budget_seconds=budget_seconds)
         return cls(config=config, api=api, admission=admission, verifier=verifier,

@@ -6,8 +6,10 @@ here rather than in their packages so that signatures and ledger know nothing of
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 
 from pydantic import ValidationError
@@ -19,10 +21,13 @@ from controller.ledger import (
     BreakGlass,
     Ledger,
     LedgerError,
+    Rollback,
     SignatureRecord,
     VerifiedImage,
     build_admission_entry,
 )
+from controller.ledger.query import rollback_source
+from controller.ledger.reader import LedgerReader
 from controller.policy.violations import Decision, Reason, Violation
 from controller.review import WorkloadRequest
 from controller.signatures import ImageEvidence, ImageVerifier
@@ -79,6 +84,78 @@ def _ledger_image(evidence: ImageEvidence) -> VerifiedImage:
         key_ids=evidence.key_ids,
     ) if evidence.requirement == "attestation" else None
     return VerifiedImage(digest=evidence.digest, signature=signature, attestation=attestation)
+
+
+class RollbackStage:
+    """Admit `kubectl rollout undo` (or re-applying an older manifest) by someone other than the
+    original deployer, as a rollback on the record.
+
+    An UPDATE of a kind with revisions whose new template is that of an earlier admitted,
+    persisted ledger entry of the same object (`query.rollback_source`, from a chain that
+    verifies) is a rollback when the user may deploy to the workload's environment, by its rule
+    or the `rollback` list. Then the `deployed-by` mismatch is not held against it, and the
+    outcome carries `rollback` for the ledger. Its images are verified again by the signature
+    stage under today's trust (a revoked key still denies), and every other check still
+    applies. The ledger is read only for such candidates, and only for users who could roll back.
+    """
+
+    _BLOCKING = frozenset({Reason.ACTOR_MISMATCH, Reason.ACTOR_NOT_AUTHORISED})
+
+    def __init__(self, reader: LedgerReader, config: Config, *,
+                 reserve_seconds: float = 1.0) -> None:
+        self._reader = reader
+        self._config = config
+        self._reserve = reserve_seconds
+        """Kept for the stages after this one (verification, the ledger append)."""
+
+    async def run(self, request: WorkloadRequest, outcome: Outcome, *,
+                  deadline: float) -> Outcome:
+        if not self._candidate(request, outcome):
+            return outcome
+        blocking = [v for v in outcome.decision.violations if v.reason in self._BLOCKING]
+        if not blocking or not self._may_roll_back(request, blocking):
+            return outcome
+        try:
+            async with asyncio.timeout(max(0.1, deadline - time.monotonic() - self._reserve)):
+                views = await self._reader.views()
+        except (LedgerError, TimeoutError) as exc:
+            # The denial stands; say why the rollback could not be recognised.
+            logger.warning("rollback check could not read the ledger: %s", exc,
+                           extra={"admission_uid": request.uid})
+            note = f"provenance: not recognised as a rollback: the ledger could not be read ({exc})"
+            return dataclasses.replace(outcome, decision=dataclasses.replace(
+                outcome.decision, notes=(*outcome.decision.notes, note)))
+        source = rollback_source(
+            views, kind=request.kind.kind, namespace=request.namespace, name=request.name,
+            uid=request.object.metadata.uid, template_hash=request.template_hash,
+            allow_failed=self._config.rollback.allow_failed_rollouts)
+        if source is None:
+            return outcome
+        entry = source.entry
+        record = Rollback(restored_from=source.seq, restored_leaf=source.stored.leaf,
+                          original_deployer=entry.actor.username,
+                          original_commit=entry.provenance.commit_sha)
+        decision = outcome.decision
+        kept = tuple(v for v in decision.violations if v.reason not in self._BLOCKING)
+        note = (f"provenance: rollback by {request.user.username} to ledger entry {source.seq} "
+                f"(commit {(entry.provenance.commit_sha or '-')[:12]}, first deployed by "
+                f"{entry.actor.username})")
+        return dataclasses.replace(outcome, rollback=record, decision=Decision(
+            violations=kept, enforce=decision.enforce, exempt_reason=decision.exempt_reason,
+            notes=(*decision.notes, note)))
+
+    def _candidate(self, request: WorkloadRequest, outcome: Outcome) -> bool:
+        return (self._config.rollback.enabled and outcome.role == "authored"
+                and outcome.deploys and request.operation == "UPDATE"
+                and request.subresource is None and request.kind.revisions is not None
+                and request.old_template_hash != request.template_hash)
+
+    def _may_roll_back(self, request: WorkloadRequest, blocking: list[Violation]) -> bool:
+        """The environment rule (no ActorNotAuthorised was raised) or the rollback list."""
+        cfg = self._config.rollback
+        user = request.user
+        listed = user.username in cfg.users or bool(set(user.groups) & set(cfg.groups))
+        return listed or all(v.reason != Reason.ACTOR_NOT_AUTHORISED for v in blocking)
 
 
 class BreakGlassStage:
@@ -186,7 +263,8 @@ class LedgerStage:
         try:
             entry = build_admission_entry(request, self._config, images=images, waived=waived,
                                           claims=outcome.claims,
-                                          break_glass=outcome.break_glass)
+                                          break_glass=outcome.break_glass,
+                                          rollback=outcome.rollback)
             receipt = await self._ledger.append(entry, deadline=deadline)
         except (LedgerError, ValidationError) as exc:
             logger.error("ledger append failed: %s", exc, extra={"admission_uid": request.uid})

@@ -41,6 +41,9 @@ class WorkloadKind:
     """Whether a controller in kube-controller-manager creates objects from its template."""
     rollout: RolloutSignal
     """Which status fields say the template rolled out (or completed, or failed)."""
+    revisions: Literal["replicaset", "controllerrevision"] | None = None
+    """Where its controller keeps earlier templates for `kubectl rollout undo`: a kind with
+    revisions can be rolled back through the gate (`stages.RollbackStage`)."""
 
     @property
     def api_version(self) -> str:
@@ -77,13 +80,13 @@ POD = WorkloadKind("Pod", "", "v1", "pods", ("po",), (), False, "pod")
 
 KINDS: tuple[WorkloadKind, ...] = (
     WorkloadKind("Deployment", "apps", "v1", "deployments", ("deploy",),
-                 ("spec", "template"), True, "deployment"),
+                 ("spec", "template"), True, "deployment", "replicaset"),
     WorkloadKind("ReplicaSet", "apps", "v1", "replicasets", ("rs",),
                  ("spec", "template"), True, "replicas"),
     WorkloadKind("StatefulSet", "apps", "v1", "statefulsets", ("sts",),
-                 ("spec", "template"), True, "statefulset"),
+                 ("spec", "template"), True, "statefulset", "controllerrevision"),
     WorkloadKind("DaemonSet", "apps", "v1", "daemonsets", ("ds",),
-                 ("spec", "template"), True, "daemonset"),
+                 ("spec", "template"), True, "daemonset", "controllerrevision"),
     WorkloadKind("Job", "batch", "v1", "jobs", (),
                  ("spec", "template"), True, "job"),
     WorkloadKind("CronJob", "batch", "v1", "cronjobs", ("cj",),

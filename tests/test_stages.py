@@ -18,7 +18,13 @@ from controller.ledger import Ledger
 from controller.policy.violations import Reason
 from controller.review import parse_review
 from controller.signatures import ImageEvidence, ImageVerifier, SignatureConfig
-from controller.stages import BreakGlassStage, LedgerStage, SignatureStage, _ledger_image
+from controller.stages import (
+    BreakGlassStage,
+    LedgerStage,
+    RollbackStage,
+    SignatureStage,
+    _ledger_image,
+)
 from tests.builders import deployment, prov_annotations, review, workload
 from tests.ledger.helpers import unique_config
 
@@ -228,3 +234,115 @@ def test_never_waivable_codes_are_refused_in_the_configuration() -> None:
     for code in ("ImageNotPinned", "LedgerUnavailable", "NoSuchCode"):
         with pytest.raises(ConfigError, match=code):
             parse_config("break_glass: {default: {groups: [sre], waivable: [" + code + "]}}")
+
+
+ROLLBACK = parse_config("""
+environments: {production: {namespaces: [prod], users: [alice, bob]}}
+rollback: {groups: [oncall]}
+""")
+V1 = "registry.example.com/shop/app@sha256:" + "1" * 64
+V2 = "registry.example.com/shop/app@sha256:" + "2" * 64
+
+
+def _version(image: str, *, uid: str = "u-web") -> dict[str, Any]:
+    obj = deployment("web", "prod", containers=[image],
+                     template_ann=prov_annotations(deployed_by="alice"), ann={})
+    obj["metadata"]["uid"] = uid
+    return obj
+
+
+async def test_rollout_undo_by_another_authorised_user_is_a_rollback(kube_api: KubeApi) -> None:
+    from controller.ledger import build_outcome_entry
+    from controller.ledger.reader import LedgerReader
+
+    config = ROLLBACK.model_copy(update={"ledger": unique_config()})
+    ledger = Ledger(kube_api, config.ledger)
+    await ledger.start()
+    reader = LedgerReader(kube_api, config.ledger, verifier=None, ttl=0)
+    admission = Admission(config, stages=(RollbackStage(reader, config),
+                                          LedgerStage(ledger, config)), budget_seconds=5)
+
+    async def persisted(seq: int | None, body: dict[str, Any]) -> None:
+        assert seq is not None
+        leaf = next(r for r in await _stored(ledger) if r.seq == seq).leaf
+        await ledger.append(build_outcome_entry("persisted", ref_seq=seq, ref_leaf=leaf,
+                                                body=body, namespace="prod", name="web"))
+
+    try:
+        v1, v2 = _version(V1), _version(V2)
+        first = await admission.review(parse_review(review(v1, username="alice")))
+        await persisted(first.recorded_seq, v1)
+        second = await admission.review(parse_review(review(v2, operation="UPDATE", old=v1,
+                                                            username="alice")))
+        await persisted(second.recorded_seq, v2)
+        # bob (may deploy to production) undoes to v1, whose template names alice.
+        undo = await admission.review(parse_review(review(v1, operation="UPDATE", old=v2,
+                                                          username="bob")))
+        assert undo.decision.violations == (), undo.decision.violations
+        assert undo.rollback is not None and undo.rollback.restored_from == first.recorded_seq
+        entry = (await _records(ledger))[-1]
+        assert entry["actor"]["username"] == "bob"
+        assert entry["rollback"]["original_deployer"] == "alice"
+        assert entry["rollback"]["restored_from"] == first.recorded_seq
+        # carol may not deploy to production, and is not on the rollback list.
+        carol = await admission.review(parse_review(review(v1, operation="UPDATE", old=v2,
+                                                           username="carol")))
+        assert {v.reason for v in carol.decision.violations} == {
+            Reason.ACTOR_MISMATCH, Reason.ACTOR_NOT_AUTHORISED}
+        # dave is on the rollback list through his group.
+        dave = await admission.review(parse_review(review(v1, operation="UPDATE", old=v2,
+                                                          username="dave", groups=["oncall"])))
+        assert dave.decision.violations == () and dave.rollback is not None
+        # A template never admitted for this object is not a rollback.
+        other = await admission.review(parse_review(review(
+            _version(V1.replace("1" * 64, "3" * 64)), operation="UPDATE", old=v2,
+            username="bob")))
+        assert [v.reason for v in other.decision.violations] == [Reason.ACTOR_MISMATCH]
+        # Nor is v1's template on another object that reuses the name.
+        reused = await admission.review(parse_review(review(
+            _version(V1, uid="u-other"), operation="UPDATE", old=_version(V2, uid="u-other"),
+            username="bob")))
+        assert [v.reason for v in reused.decision.violations] == [Reason.ACTOR_MISMATCH]
+    finally:
+        await ledger.close()
+
+
+async def test_no_rollback_from_a_ledger_that_does_not_verify(kube_api: KubeApi) -> None:
+    from controller.ledger import build_outcome_entry
+    from controller.ledger.reader import LedgerReader
+
+    config = ROLLBACK.model_copy(update={"ledger": unique_config()})
+    ledger = Ledger(kube_api, config.ledger)
+    await ledger.start()
+    reader = LedgerReader(kube_api, config.ledger, verifier=None, ttl=0)
+    admission = Admission(config, stages=(RollbackStage(reader, config),
+                                          LedgerStage(ledger, config)), budget_seconds=5)
+    try:
+        v1, v2 = _version(V1), _version(V2)
+        first = await admission.review(parse_review(review(v1, username="alice")))
+        assert first.recorded_seq is not None
+        leaf = (await _stored(ledger))[0].leaf
+        await ledger.append(build_outcome_entry("persisted", ref_seq=first.recorded_seq,
+                                                ref_leaf=leaf, body=v1, namespace="prod",
+                                                name="web"))
+    finally:
+        await ledger.close()
+    # Someone rewrites the stored v1 entry in place (a different deployer, the same template).
+    path = f"/api/v1/namespaces/{config.ledger.namespace}/configmaps/{config.ledger.chain}-00000000"
+    segment = await kube_api.request("GET", path)
+    key = sorted(k for k in segment["data"] if k.startswith("e-"))[0]
+    segment["data"][key] = segment["data"][key].replace('"alice"', '"mallory"', 1)
+    await kube_api.request("PUT", path, body=segment)
+    undo = await admission.review(parse_review(review(v1, operation="UPDATE", old=v2,
+                                                      username="bob")))
+    assert [v.reason for v in undo.decision.violations] == [Reason.ACTOR_MISMATCH]
+    assert undo.rollback is None
+    assert any("the ledger could not be read" in n for n in undo.decision.notes)
+
+
+async def _stored(ledger: Ledger) -> list[Any]:
+    from controller.ledger.verify import load_chain, verify_segments
+
+    data = await load_chain(ledger.api, ledger.config.namespace, ledger.config.chain)
+    return verify_segments(data, chain=ledger.config.chain,
+                           max_entry_bytes=ledger.config.max_entry_bytes).records

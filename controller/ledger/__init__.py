@@ -29,6 +29,7 @@ from controller.ledger.models import (
     AttestationRecord,
     BreakGlass,
     OutcomeEntry,
+    Rollback,
     SignatureRecord,
     VerifiedImage,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "LedgerUnavailable",
     "OutcomeEntry",
     "Reconciler",
+    "Rollback",
     "SignatureRecord",
     "TamperError",
     "TamperKind",

@@ -233,9 +233,11 @@ def _print_table(out: TextIO, views: list[AdmissionView]) -> None:
     rows = [("SEQ", "TIME", "OP", "USER", "COMMIT", "BUILD", "TEMPLATE", "STATUS")]
     for v in views:
         e = v.entry
-        rows.append((str(v.seq), e.deploy_timestamp[:19] + "Z", e.operation, e.actor.username,
+        op = f"ROLLBACK({e.rollback.restored_from})" if e.rollback else e.operation
+        status = v.status + (",break-glass" if e.break_glass else "")
+        rows.append((str(v.seq), e.deploy_timestamp[:19] + "Z", op, e.actor.username,
                      (e.provenance.commit_sha or "-")[:12], e.provenance.build_id or "-",
-                     e.template_hash.removeprefix("sha256:")[:12], v.status))
+                     e.template_hash.removeprefix("sha256:")[:12], status))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

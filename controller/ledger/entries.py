@@ -19,6 +19,7 @@ from controller.ledger.models import (
     OutcomeEntry,
     OutcomeType,
     Provenance,
+    Rollback,
     VerifiedImage,
 )
 from controller.review import WorkloadRequest
@@ -44,6 +45,7 @@ def build_admission_entry(
     waived: tuple[str, ...] = (),
     claims: Claims | None = None,
     break_glass: BreakGlass | None = None,
+    rollback: Rollback | None = None,
 ) -> AdmissionEntry:
     """The entry for an admitted request. `images` maps an image reference, as written in the
     pod template, to the verifier's evidence; without it only digest pinning is recorded.
@@ -105,6 +107,7 @@ def build_admission_entry(
             build_id=annotation("build-id"), build_timestamp=annotation("build-timestamp"),
             pipeline_url=annotation("pipeline-url"), environment=annotation("environment")),
         containers=tuple(containers),
+        rollback=rollback,
         break_glass=break_glass,
         waived=waived,
     )

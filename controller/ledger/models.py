@@ -101,6 +101,18 @@ class BreakGlass(_Model):
     """The reason codes of the violations let through."""
 
 
+class Rollback(_Model):
+    """An admission that restored an earlier admitted template (`kubectl rollout undo`)."""
+
+    restored_from: int = Field(ge=0)
+    """The sequence number of the admission entry whose template was restored."""
+    restored_leaf: Annotated[str, Field(pattern=HEX64)]
+    """That entry's leaf hash, so the reference cannot be re-pointed."""
+    original_deployer: Claim
+    """Who deployed the restored template first (the authenticated user of that entry)."""
+    original_commit: Claim | None = None
+
+
 class AdmissionEntry(_Model):
     """An admitted workload CREATE or UPDATE, with its provenance."""
 
@@ -129,6 +141,9 @@ class AdmissionEntry(_Model):
     actor: Actor
     provenance: Provenance
     containers: tuple[ContainerRecord, ...] = Field(max_length=768)
+    rollback: Rollback | None = Field(default=None, exclude_if=lambda v: v is None)
+    """Set when the admission restored an earlier entry's template; omitted otherwise. The
+    person who rolled back is `actor.username`."""
     break_glass: BreakGlass | None = Field(default=None, exclude_if=lambda v: v is None)
     """Set when the admission broke glass (`Config.break_glass`); omitted otherwise."""
     waived: tuple[Short, ...] = Field(default=(), max_length=256, exclude_if=lambda v: not v)

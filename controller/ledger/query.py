@@ -88,3 +88,34 @@ def rollback_target(history: list[AdmissionView], current_template_hash: str | N
         if view.entry.template_hash != current:
             return view
     return None
+
+
+def object_uid(view: AdmissionView) -> str:
+    """The uid of the object an admission became: its own (UPDATE), or its persisted
+    outcome's (a CREATE is admitted before the API server assigns one)."""
+    if view.entry.object_uid:
+        return view.entry.object_uid
+    for _seq, outcome in view.outcomes:
+        if outcome.type == "persisted" and outcome.object_uid:
+            return outcome.object_uid
+    return ""
+
+
+def rollback_source(history: Iterable[AdmissionView], *, kind: str, namespace: str, name: str,
+                    uid: str, template_hash: str,
+                    allow_failed: bool = False) -> AdmissionView | None:
+    """The newest admitted, persisted entry of this very object (same uid) whose template is
+    `template_hash`: what an UPDATE restoring that template rolls back to. A rollout the ledger
+    marks failed is no place to return to unless `allow_failed`."""
+    found = None
+    for view in history:
+        entry = view.entry
+        if (entry.kind, entry.namespace, entry.name, entry.template_hash) != (
+                kind, namespace, name, template_hash):
+            continue
+        if not view.persisted or (not allow_failed and "rollout-failed" in view.status):
+            continue
+        if not uid or object_uid(view) != uid:
+            continue
+        found = view
+    return found
