@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: help venv tools dev test lint typecheck unit e2e bench manifests manifests-check \
-        lock lock-upgrade lock-check helm-lint image kind-e2e clean
+        lock lock-upgrade lock-check sbom helm-lint image kind-e2e clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -60,6 +60,10 @@ lock-upgrade: venv ## move the lock to the newest versions pyproject.toml's rang
 lock-check: venv ## fail when the locks are stale against pyproject.toml
 	@echo "==> requirements.lock up to date with pyproject.toml"
 	@bash hack/lock.sh --check
+
+SBOM ?= sbom.cdx.json
+sbom: venv ## a CycloneDX SBOM of the image's Python environment, into $(SBOM)
+	@bash hack/sbom.sh $(SBOM)
 
 # pytest exits 5 when it collected nothing: that is a broken test tree, never a pass.
 unit: venv ## tests that need no API server (the registry and cosign tests still run their real binaries)
