@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: help venv tools dev test lint typecheck unit e2e bench manifests manifests-check \
-        lock lock-upgrade lock-check sbom helm-lint image kind-e2e clean
+        lock lock-upgrade lock-check sbom workflow-lint helm-lint image kind-e2e clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml requirements.lock
 
 venv: $(STAMP) ## the Python virtualenv in .venv
 
-tools: ## build etcd, kube-apiserver, kubectl, cosign, crane, helm into bin/ (cached), install docker-registry
+tools: ## build etcd, kube-apiserver, kubectl, cosign, crane, helm, actionlint into bin/ (cached), install docker-registry
 	@bash hack/tools.sh all
 
 dev: venv ## a local control plane with the controller wired in; two sample Deployments; Ctrl-C stops
@@ -65,12 +65,18 @@ SBOM ?= sbom.cdx.json
 sbom: venv ## a CycloneDX SBOM of the image's Python environment, into $(SBOM)
 	@bash hack/sbom.sh $(SBOM)
 
+workflow-lint: ## actionlint over .github/workflows
+	@echo "==> actionlint"
+	@bash hack/tools.sh actionlint
+	@command -v shellcheck >/dev/null || { echo "shellcheck is missing (hack/tools.sh installs it)"; exit 1; }
+	@bin/actionlint -no-color -shellcheck="$$(command -v shellcheck)"
+
 # pytest exits 5 when it collected nothing: that is a broken test tree, never a pass.
 unit: venv ## tests that need no API server (the registry and cosign tests still run their real binaries)
 	@$(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
-test: venv tools lint typecheck manifests-check lock-check ## everything CI runs: tools, lint, types, generated files, the lock, all tests
+test: venv tools lint typecheck manifests-check lock-check workflow-lint ## everything CI runs: tools, lint, types, generated files, the lock, the workflows, all tests
 	@echo "==> pytest (unit and end-to-end)"
 	@$(VENV)/bin/pytest -ra $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc

@@ -10,6 +10,8 @@
 #   PIPELINE_URL  PIPELINE_URL, else the CI run URL (GitHub Actions, GitLab CI), else "unknown"
 # Environment: IMAGE (default provenance-controller), IMAGE_TAG, BASE_IMAGE, DOCKER (docker or
 # podman), PUSH=1 to push, DRY_RUN=1 to print the command instead of running it.
+# PRINT_BUILD_ARGS=1 prints the build arguments, one KEY=value a line, for a builder that runs
+# elsewhere (the release workflow's docker/build-push-action), so both builds label alike.
 # The base image (BASE_IMAGE, else the Dockerfile's default) must be pinned by digest
 # (name@sha256:<64 hex>); ALLOW_UNPINNED_BASE=1 overrides that, for trying a new base locally.
 set -euo pipefail
@@ -73,6 +75,12 @@ argv=("${docker}" build
 [[ -n "${BASE_IMAGE:-}" ]] && argv+=(--build-arg "BASE_IMAGE=${BASE_IMAGE}")
 argv+=(--tag "${image}:${version}" --file Dockerfile .)
 
+if [[ "${PRINT_BUILD_ARGS:-0}" == 1 ]]; then
+  for ((i = 0; i < ${#argv[@]}; i++)); do
+    [[ "${argv[i]}" == --build-arg ]] && printf '%s\n' "${argv[i + 1]}"
+  done
+  exit 0
+fi
 if [[ "${DRY_RUN:-0}" == 1 ]]; then
   printf '%q ' "${argv[@]}"
   echo

@@ -357,3 +357,21 @@ def test_image_sh_builds_from_a_pinned_base_or_when_told_otherwise() -> None:
     assert "BASE_IMAGE" not in _build_args(_image_sh())
     unpinned = _build_args(_image_sh(BASE_IMAGE="python:3.12-slim", ALLOW_UNPINNED_BASE="1"))
     assert unpinned["BASE_IMAGE"] == "python:3.12-slim"
+
+
+def test_image_sh_prints_the_same_build_args_for_the_release_builder() -> None:
+    # The release workflow builds with docker/build-push-action from PRINT_BUILD_ARGS=1.
+    env = {"BUILD_ID": "ci-9", "PIPELINE_URL": "https://ci.example.com/runs/9",
+           "IMAGE_TAG": "2.0.0"}
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("GITHUB_RUN_ID", "SOURCE_DATE_EPOCH")}
+    printed = subprocess.run(["bash", str(ROOT / "hack/image.sh")],
+                             env={**clean, "PRINT_BUILD_ARGS": "1", "ALLOW_DIRTY": "1", **env},
+                             capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    lines = printed.splitlines()
+    assert dict(line.split("=", 1) for line in lines) == _build_args(_image_sh(**env))
+    refused = subprocess.run(["bash", str(ROOT / "hack/image.sh")],
+                             env={**clean, "PRINT_BUILD_ARGS": "1", "ALLOW_DIRTY": "1",
+                                  "BASE_IMAGE": "python:3.12-slim"},
+                             capture_output=True, text=True, cwd=ROOT)
+    assert refused.returncode == 1 and not refused.stdout
