@@ -172,3 +172,55 @@ def test_the_chart_is_pinned_to_the_digest_pushed_as_oci_and_signed(
     assert '"oci://' in steps[push]["run"]
     assert push < sign
     assert steps[sign]["env"]["DIGEST"] == "${{ steps.push.outputs.digest }}"
+
+
+README = ROOT / "README.md"
+IDENTITY = ("https://github.com/provenance-dev/provenance-controller/.github/workflows/"
+            "release.yml@refs/tags/")
+
+
+def _verification_config() -> str:
+    text = README.read_text()
+    section = text[text.index("## Verifying this project's own release"):]
+    match = re.search(r"```yaml\n(# verify-provenance-controller\.yaml\n.*?)```", section, re.S)
+    assert match, "README lost the release verification configuration"
+    return match.group(1)
+
+
+def test_the_readme_verification_names_this_workflow_on_tags_only() -> None:
+    doc = yaml.safe_load(_verification_config())
+    [signer] = doc["signatures"]["keyless"]["signers"]
+    assert signer["issuer"] == "https://token.actions.githubusercontent.com"
+    pattern = re.compile(signer["subject_regex"])
+    assert signer["subject_regex"].startswith("^") and signer["subject_regex"].endswith("$")
+    for good in ("v1.4.0", "v0.1.0", "v2.0.0-rc.1"):
+        assert pattern.fullmatch(IDENTITY + good), good
+    for bad in (IDENTITY.replace("refs/tags/", "refs/heads/") + "main",
+                IDENTITY.replace("release.yml", "ci.yml") + "v1.4.0",
+                IDENTITY.replace("provenance-dev/", "attacker/") + "v1.4.0",
+                IDENTITY + "v1.4.0.evil", IDENTITY + "main",
+                "https://github.com/provenance-dev/provenance-controllerx/.github/workflows/"
+                "release.yml@refs/tags/v1.4.0"):
+        assert not pattern.fullmatch(bad), bad
+    # The tags the workflow runs on are the tags the regex accepts.
+    [tags] = yaml.safe_load(WORKFLOW.read_text())[True]["push"]["tags"]
+    assert tags == "v[0-9]+.[0-9]+.[0-9]+*"
+    [rule] = doc["signatures"]["rules"]
+    assert rule["require"] == "attestation" and rule["signers"] == [signer["name"]]
+
+
+def test_the_readme_verification_loads_or_is_refused_whole() -> None:
+    # Keyless signers arrive with keyless verification. Until `signatures.keyless` exists the
+    # controller must refuse this file (fail closed, never skip the check); once it exists, the
+    # README's configuration must load, so its key names follow the model's.
+    from controller.config import parse_config
+    from controller.errors import ConfigError
+    from controller.signatures.config import SignatureConfig
+
+    text = _verification_config()
+    if "keyless" in SignatureConfig.model_fields:
+        config = parse_config(text, source="README")
+        assert config.signatures.enabled
+    else:
+        with pytest.raises(ConfigError, match="keyless"):
+            parse_config(text, source="README")
