@@ -132,3 +132,21 @@ def test_lock_check_fails_on_a_hand_edited_lock(tmp_path: Path) -> None:
     lock.write_text(text.replace(first_hash.group(), "--hash=sha256:" + "0" * 64, 1))
     result = _lock_sh(tree, "--check")
     assert result.returncode == 1, result.stderr
+
+
+@pytest.mark.parametrize("platform", ["x86_64-manylinux_2_36", "aarch64-manylinux_2_36"])
+def test_every_locked_package_has_a_wheel_for_the_image(platform: str, tmp_path: Path) -> None:
+    # The image installs with --only-binary :all: on Python 3.12, Debian 12 (glibc 2.36), for
+    # both platforms the release builds; a package without a wheel there would break the build.
+    pins = tmp_path / "pins.txt"
+    pins.write_text("".join(f"{name}=={version}\n"
+                            for name, (version, _) in _entries("requirements.lock").items()))
+    cutoff = re.search(r"^# exclude-newer: (\S+)$", (ROOT / "requirements.lock").read_text(),
+                       re.M)
+    assert cutoff
+    uv = Path(sys.executable).parent / "uv"
+    result = subprocess.run([str(uv), "pip", "compile", str(pins), "--quiet", "--no-header",
+                             "--python-version", "3.12", "--python-platform", platform,
+                             "--only-binary", ":all:", "--exclude-newer", cutoff.group(1)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
