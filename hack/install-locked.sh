@@ -44,7 +44,11 @@ case "${step}" in
     "${build_venv}/bin/python" -m pip wheel --quiet --no-deps --no-build-isolation --no-index \
       --wheel-dir "${dist}" "${tree}"
     "${venv}/bin/python" -m pip install --quiet --no-deps --no-index "${dist}"/*.whl
-    "${venv}/bin/python" -m pip check >/dev/null
+    # --no-deps installed nothing the lock left out; pip check proves the lock was complete.
+    if ! report="$("${venv}/bin/python" -m pip check)"; then
+      echo "install-locked.sh: the locked set is incomplete: ${report}" >&2
+      exit 1
+    fi
     # The runtime holds exactly the lock, pip and the project: anything else came from somewhere
     # the hashes did not check.
     "${venv}/bin/python" - "${src}/requirements.lock" <<'PY'

@@ -30,7 +30,7 @@ mode="${1:-lock}"
 min_python="$("${python}" -c 'import re,tomllib; print(re.search(r"[0-9.]+", tomllib.load(open("pyproject.toml","rb"))["project"]["requires-python"]).group())')"
 
 cutoff_of() {  # the --exclude-newer recorded in a lock's header, empty when there is none
-  [[ -f "$1" ]] && sed -n 's/^# exclude-newer: //p' "$1" | head -1 || true
+  if [[ -f "$1" ]]; then sed -n 's/^# exclude-newer: //p' "$1" | head -1; fi
 }
 
 # lock_one TARGET OUT CUTOFF [UV ARGS...] : compile into OUT with TARGET's pins as preferences.
