@@ -224,3 +224,20 @@ def test_the_readme_verification_loads_or_is_refused_whole() -> None:
     else:
         with pytest.raises(ConfigError, match="keyless"):
             parse_config(text, source="README")
+
+
+def test_the_builder_is_pinned_too(workflow: dict[Any, Any]) -> None:
+    # The emulator and BuildKit build the image; their actions default to moving tags.
+    env = workflow["env"]
+    for key in ("BINFMT_IMAGE", "BUILDKIT_IMAGE"):
+        assert re.fullmatch(r"[a-z0-9./-]+:[\w.-]+@sha256:[0-9a-f]{64}", env[key]), env[key]
+    assert re.fullmatch(r"v\d+\.\d+\.\d+", env["BUILDX_VERSION"])
+    steps = _steps(workflow, "image")
+    qemu = steps[_index(steps, "docker/setup-qemu-action@")]["with"]
+    assert qemu["image"] == "${{ env.BINFMT_IMAGE }}" and qemu["cache-image"] is False
+    buildx = steps[_index(steps, "docker/setup-buildx-action@")]["with"]
+    assert buildx["driver-opts"] == "image=${{ env.BUILDKIT_IMAGE }}"
+    assert buildx["version"] == "${{ env.BUILDX_VERSION }}"
+    doc = SUPPLY_CHAIN.read_text()
+    for key in ("BINFMT_IMAGE", "BUILDKIT_IMAGE"):
+        assert env[key].removeprefix("docker.io/") in doc, f"{key} is not documented"
