@@ -169,8 +169,13 @@ def test_the_chart_is_pinned_to_the_digest_pushed_as_oci_and_signed(
                                    "BUILD_ID", "PIPELINE_URL", "BUILD_TIMESTAMP"}
     push = _index(steps, "helm push")
     sign = _index(steps, "cosign sign --yes")
+    attest = _index(steps, "actions/attest-build-provenance@")
+    login = _index(steps, "docker/login-action@")
     assert '"oci://' in steps[push]["run"]
-    assert push < sign
+    assert push < sign < attest
+    # cosign and the attest action push with Docker's credentials, not helm's.
+    assert login < sign
+    assert steps[attest]["with"]["subject-digest"] == "${{ steps.push.outputs.digest }}"
     assert steps[sign]["env"]["DIGEST"] == "${{ steps.push.outputs.digest }}"
 
 
