@@ -4,25 +4,29 @@
 # shows) and PROVENANCE_CONTROLLER_* environment variables (what the running controller reports at
 # /version): the controller's image carries the provenance it demands of every Deployment.
 
-# Pin by digest in CI: hack/image.sh passes BASE_IMAGE=python:3.12-slim-bookworm@sha256:...
-ARG BASE_IMAGE=python:3.12-slim-bookworm
+# The base, pinned by digest as the gate demands of every image: a tag can be moved under us.
+# This is the multi-arch index digest of python:3.12-slim-bookworm (Python 3.12.7, Debian 12),
+# as pinned by public Dockerfiles that pin the same tag (docs/supply-chain.md names them); the
+# registry was not reachable from where it was pinned, so it was not re-checked there. How to
+# bump it: docs/supply-chain.md. hack/image.sh refuses an unpinned BASE_IMAGE unless
+# ALLOW_UNPINNED_BASE=1.
+ARG BASE_IMAGE=python:3.12-slim-bookworm@sha256:032c52613401895aa3d418a4c563d2d05f993bc3ecc065c8f4e2280978acd249
 
-# --- build: install the package and its dependencies into a self-contained virtualenv --------
+# --- build: install the locked dependencies and the package into a self-contained virtualenv --
 FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
-RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Dependencies first, from the project metadata only, so a source change reuses this layer.
+# Dependencies first, from the locks only, so a source change reuses this layer. Every file is
+# checked against the lock's hashes (hack/install-locked.sh: --require-hashes, wheels only).
+COPY hack/install-locked.sh ./hack/
+COPY requirements.lock requirements-build.lock ./
+RUN bash hack/install-locked.sh deps /opt/venv
 COPY pyproject.toml README.md ./
-RUN mkdir controller && touch controller/__init__.py \
-    && pip install . \
-    && pip uninstall --yes provenance-controller
 COPY controller ./controller
-RUN pip install --no-deps . \
-    && python -m compileall -q /opt/venv
+RUN bash hack/install-locked.sh project /opt/venv \
+    && /opt/venv/bin/python -m compileall -q /opt/venv
 
 # --- runtime: the virtualenv on a clean slim base, as a numeric non-root user ----------------
 FROM ${BASE_IMAGE} AS runtime

@@ -8,21 +8,27 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: help venv tools dev test lint typecheck unit e2e bench manifests manifests-check \
-        helm-lint image kind-e2e clean
+        lock lock-upgrade lock-check sbom workflow-lint helm-lint image kind-e2e clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
-	@echo "==> creating $(VENV) and installing provenance-controller with its dev dependencies"
+# The runtime dependencies come from the lock, hash-checked, as in the image: the tests run the
+# versions that ship. The dev tools resolve from their ranges, constrained by the lock (its pins
+# without the hashes, which pip cannot check for an editable install) so none of them can move
+# a runtime pin. README.md, "Locked dependencies", says why.
+$(STAMP): pyproject.toml requirements.lock
+	@echo "==> creating $(VENV): the locked runtime, then provenance-controller and its dev tools"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e '.[dev]'
+	@$(PY) -m pip install -q --require-hashes --only-binary :all: --no-deps -r requirements.lock
+	@sed -n 's/^\([A-Za-z0-9][^ ]*==[^ ]*\)\( ;[^\\]*\)\{0,1\}.*/\1\2/p' requirements.lock >$(VENV)/constraints.txt
+	@$(PY) -m pip install -q -c $(VENV)/constraints.txt -e '.[dev]'
 	@touch $@
 
 venv: $(STAMP) ## the Python virtualenv in .venv
 
-tools: ## build etcd, kube-apiserver, kubectl, cosign, crane, helm into bin/ (cached), install docker-registry
+tools: ## build etcd, kube-apiserver, kubectl, cosign, crane, helm, actionlint into bin/ (cached), install docker-registry
 	@bash hack/tools.sh all
 
 dev: venv ## a local control plane with the controller wired in; two sample Deployments; Ctrl-C stops
@@ -45,12 +51,32 @@ manifests-check: ## fail when manifests/ is stale
 	@bash hack/render-manifests.sh
 	@git diff --exit-code -- manifests/ || { echo "manifests/ is stale: run 'make manifests' and commit"; exit 1; }
 
+lock: venv ## re-lock requirements.lock and requirements-build.lock after editing pyproject.toml
+	@bash hack/lock.sh
+
+lock-upgrade: venv ## move the lock to the newest versions pyproject.toml's ranges allow
+	@bash hack/lock.sh --upgrade
+
+lock-check: venv ## fail when the locks are stale against pyproject.toml
+	@echo "==> requirements.lock up to date with pyproject.toml"
+	@bash hack/lock.sh --check
+
+SBOM ?= sbom.cdx.json
+sbom: venv ## a CycloneDX SBOM of the image's Python environment, into $(SBOM)
+	@bash hack/sbom.sh $(SBOM)
+
+workflow-lint: ## actionlint over .github/workflows
+	@echo "==> actionlint"
+	@bash hack/tools.sh actionlint
+	@command -v shellcheck >/dev/null || { echo "shellcheck is missing (hack/tools.sh installs it)"; exit 1; }
+	@bin/actionlint -no-color -shellcheck="$$(command -v shellcheck)"
+
 # pytest exits 5 when it collected nothing: that is a broken test tree, never a pass.
 unit: venv ## tests that need no API server (the registry and cosign tests still run their real binaries)
 	@$(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
-test: venv tools lint typecheck manifests-check ## everything CI runs: tools, lint, types, manifests, all tests
+test: venv tools lint typecheck manifests-check lock-check workflow-lint ## everything CI runs: tools, lint, types, generated files, the lock, the workflows, all tests
 	@echo "==> pytest (unit and end-to-end)"
 	@$(VENV)/bin/pytest -ra $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc

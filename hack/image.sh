@@ -10,6 +10,10 @@
 #   PIPELINE_URL  PIPELINE_URL, else the CI run URL (GitHub Actions, GitLab CI), else "unknown"
 # Environment: IMAGE (default provenance-controller), IMAGE_TAG, BASE_IMAGE, DOCKER (docker or
 # podman), PUSH=1 to push, DRY_RUN=1 to print the command instead of running it.
+# PRINT_BUILD_ARGS=1 prints the build arguments, one KEY=value a line, for a builder that runs
+# elsewhere (the release workflow's docker/build-push-action), so both builds label alike.
+# The base image (BASE_IMAGE, else the Dockerfile's default) must be pinned by digest
+# (name@sha256:<64 hex>); ALLOW_UNPINNED_BASE=1 overrides that, for trying a new base locally.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -26,6 +30,17 @@ if [[ -n "$(git status --porcelain --untracked-files=no)" && "${ALLOW_DIRTY:-0}"
     echo "image.sh: warning: uncommitted changes; a real build would refuse (ALLOW_DIRTY=1)" >&2
   else
     echo "image.sh: uncommitted changes: the image would not be commit ${revision}; commit them, or set ALLOW_DIRTY=1" >&2
+    exit 1
+  fi
+fi
+# The base is part of what ships: a tag can be moved to other bytes after the build, the red
+# flag the gate denies in everyone else's Deployments.
+base_image="${BASE_IMAGE:-$(sed -n 's/^ARG BASE_IMAGE=//p' Dockerfile | head -1)}"
+if [[ ! "${base_image}" =~ @sha256:[0-9a-f]{64}$ ]]; then
+  if [[ "${ALLOW_UNPINNED_BASE:-0}" == 1 ]]; then
+    echo "image.sh: warning: base image ${base_image:-<none>} is not pinned by digest (ALLOW_UNPINNED_BASE=1)" >&2
+  else
+    echo "image.sh: base image ${base_image:-<none>} is not pinned by digest: use name@sha256:<digest> (docs/supply-chain.md), or set ALLOW_UNPINNED_BASE=1" >&2
     exit 1
   fi
 fi
@@ -60,6 +75,12 @@ argv=("${docker}" build
 [[ -n "${BASE_IMAGE:-}" ]] && argv+=(--build-arg "BASE_IMAGE=${BASE_IMAGE}")
 argv+=(--tag "${image}:${version}" --file Dockerfile .)
 
+if [[ "${PRINT_BUILD_ARGS:-0}" == 1 ]]; then
+  for ((i = 0; i < ${#argv[@]}; i++)); do
+    [[ "${argv[i]}" == --build-arg ]] && printf '%s\n' "${argv[i + 1]}"
+  done
+  exit 0
+fi
 if [[ "${DRY_RUN:-0}" == 1 ]]; then
   printf '%q ' "${argv[@]}"
   echo

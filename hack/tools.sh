@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Provision the real binaries the tests and `make dev` drive: etcd, kube-apiserver, kubectl,
-# cosign, crane and helm. This machine reaches the Go module proxy but not GitHub release
+# cosign, crane and helm; and actionlint, which `make test` runs over .github/workflows. This machine reaches the Go module proxy but not GitHub release
 # downloads, so everything is built from Go modules at pinned versions. Builds are cached under
 # ~/.cache/provenance-controller/tools/<name>-<version>/ so a second run (or CI on a fresh clone of
 # the same machine) only copies files. bin/ is git-ignored.
@@ -17,6 +17,7 @@ ETCD_VERSION="${ETCD_VERSION:-v3.5.21}"
 COSIGN_VERSION="${COSIGN_VERSION:-v3.1.1}"
 CRANE_VERSION="${CRANE_VERSION:-v0.20.7}"
 HELM_VERSION="${HELM_VERSION:-v3.21.4}"
+ACTIONLINT_VERSION="${ACTIONLINT_VERSION:-v1.7.12}"
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${root}/bin"
@@ -25,7 +26,7 @@ mkdir -p "${bin}" "${cache}"
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 
-# which=all|control-plane|registry|cosign|crane|helm (several may be given as one word)
+# which=all|control-plane|registry|cosign|crane|helm|actionlint (several may be given as one word)
 want="${1:-all}"
 wants() { [[ "${want}" == all || "${want}" == *"$1"* ]]; }
 
@@ -118,6 +119,7 @@ go_install_into() {
 build_cosign() { go_install_into "$1" "github.com/sigstore/cosign/v3/cmd/cosign@$2"; }
 build_crane() { go_install_into "$1" "github.com/google/go-containerregistry/cmd/crane@$2"; }
 build_helm() { go_install_into "$1" "helm.sh/helm/v3/cmd/helm@$2"; }
+build_actionlint() { go_install_into "$1" "github.com/rhysd/actionlint/cmd/actionlint@$2"; }
 
 if wants control-plane; then
   if [[ -n "${KUBEBUILDER_ASSETS:-}" && -x "${KUBEBUILDER_ASSETS}/kube-apiserver" && -x "${KUBEBUILDER_ASSETS}/etcd" ]]; then
@@ -138,8 +140,18 @@ if wants registry && ! command -v docker-registry >/dev/null 2>&1; then
   fi
   apt-get update -qq && apt-get install -y -qq docker-registry >/dev/null
 fi
+# actionlint runs shellcheck over every `run:` script when it is on the PATH; make workflow-lint
+# requires it, so a script error cannot pass for want of the checker.
+if wants actionlint && ! command -v shellcheck >/dev/null 2>&1; then
+  log "installing Debian's shellcheck (actionlint checks the workflows' scripts with it)"
+  if [[ $(id -u) -ne 0 ]]; then
+    log "not root: install it yourself with: sudo apt-get install shellcheck"; exit 1
+  fi
+  apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null
+fi
 wants cosign && install_cached cosign "${COSIGN_VERSION}" build_cosign
 wants crane && install_cached crane "${CRANE_VERSION}" build_crane
 wants helm && install_cached helm "${HELM_VERSION}" build_helm
+wants actionlint && install_cached actionlint "${ACTIONLINT_VERSION}" build_actionlint
 
 log "tools ready in ${bin}: $(ls "${bin}" | tr '\n' ' ')"

@@ -127,7 +127,8 @@ def test_multi_stage_on_a_slim_python_base(
             global_args[key] = default
     for stage in stages:
         base = substitute(stage.base, global_args)
-        assert re.fullmatch(r"python:3\.1[1-9]-slim(-\w+)?(@sha256:[0-9a-f]{64})?", base), base
+        # Pinned by digest, as the gate demands of every image (issue 13): never a bare tag.
+        assert re.fullmatch(r"python:3\.1[1-9]-slim(-\w+)?@sha256:[0-9a-f]{64}", base), base
     runtime = stages[-1]
     copies = runtime.all("COPY")
     assert copies, "the runtime stage must copy the build"
@@ -312,3 +313,65 @@ def test_the_images_own_provenance_does_not_pose_as_a_pipelines(
     image_sets.add(version.ENV_ENVIRONMENT)  # set by the chart
     assert stamp_reads
     assert not image_sets & stamp_reads
+
+
+def test_the_build_installs_only_hash_checked_wheels_from_the_lock(
+        parsed: tuple[list[Instruction], list[Stage]]) -> None:
+    build = parsed[1][0]
+    runs = [i.args for i in build.all("RUN")]
+    assert any(r.startswith("bash hack/install-locked.sh deps /opt/venv") for r in runs), runs
+    assert any(r.startswith("bash hack/install-locked.sh project /opt/venv") for r in runs), runs
+    # No pip install of its own in the Dockerfile: the one installer is hack/install-locked.sh,
+    # the same that `make sbom` runs, so the SBOM describes the image.
+    assert not any("pip install" in r for r in runs), runs
+    copies = " ".join(i.args for i in build.all("COPY"))
+    assert "requirements.lock" in copies and "requirements-build.lock" in copies
+    script = (ROOT / "hack/install-locked.sh").read_text()
+    locked = re.search(r"^locked=\((.*)\)$", script, re.M)
+    assert locked, "install-locked.sh lost its pip flags"
+    flags = locked.group(1).split()
+    for flag in ("--require-hashes", "--only-binary", "--no-deps"):
+        assert flag in flags, f"install-locked.sh must pass {flag}"
+    installs = re.findall(r"pip install[^\n]*(?:\\\n[^\n]*)*", script)
+    assert installs
+    for install in installs:
+        assert '"${locked[@]}"' in install or "--no-index" in install, (
+            f"an install that is neither hash-checked nor offline: {install}")
+
+
+def test_image_sh_refuses_an_unpinned_base() -> None:
+    for base in ("python:3.12-slim-bookworm", "python:3.12-slim-bookworm@sha256:abc",
+                 "python:latest", "python@sha512:" + "a" * 128):
+        result = subprocess.run(["bash", str(ROOT / "hack/image.sh")],
+                                env={**os.environ, "DRY_RUN": "1", "BASE_IMAGE": base},
+                                capture_output=True, text=True, cwd=ROOT)
+        assert result.returncode == 1, (base, result.stdout)
+        assert "not pinned by digest" in result.stderr
+        assert not result.stdout, "nothing may be built from an unpinned base"
+
+
+def test_image_sh_builds_from_a_pinned_base_or_when_told_otherwise() -> None:
+    pinned = "python:3.12-slim-bookworm@sha256:" + "0" * 64
+    assert _build_args(_image_sh(BASE_IMAGE=pinned))["BASE_IMAGE"] == pinned
+    # The Dockerfile's own default passes without BASE_IMAGE (no build arg overrides it).
+    assert "BASE_IMAGE" not in _build_args(_image_sh())
+    unpinned = _build_args(_image_sh(BASE_IMAGE="python:3.12-slim", ALLOW_UNPINNED_BASE="1"))
+    assert unpinned["BASE_IMAGE"] == "python:3.12-slim"
+
+
+def test_image_sh_prints_the_same_build_args_for_the_release_builder() -> None:
+    # The release workflow builds with docker/build-push-action from PRINT_BUILD_ARGS=1.
+    env = {"BUILD_ID": "ci-9", "PIPELINE_URL": "https://ci.example.com/runs/9",
+           "IMAGE_TAG": "2.0.0"}
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("GITHUB_RUN_ID", "SOURCE_DATE_EPOCH")}
+    printed = subprocess.run(["bash", str(ROOT / "hack/image.sh")],
+                             env={**clean, "PRINT_BUILD_ARGS": "1", "ALLOW_DIRTY": "1", **env},
+                             capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    lines = printed.splitlines()
+    assert dict(line.split("=", 1) for line in lines) == _build_args(_image_sh(**env))
+    refused = subprocess.run(["bash", str(ROOT / "hack/image.sh")],
+                             env={**clean, "PRINT_BUILD_ARGS": "1", "ALLOW_DIRTY": "1",
+                                  "BASE_IMAGE": "python:3.12-slim"},
+                             capture_output=True, text=True, cwd=ROOT)
+    assert refused.returncode == 1 and not refused.stdout
