@@ -82,14 +82,14 @@ def _check(rendered: str, tmp_path: Path, *extra: str) -> tuple[int, dict[str, A
 
 
 def _reasons(body: dict[str, Any]) -> set[str]:
-    return {v["reason"] for d in body["deployments"] for v in d["violations"]}
+    return {v["reason"] for d in body["workloads"] for v in d["violations"]}
 
 
 def test_the_released_chart_passes_the_default_policy(packaged: Path, helm_home: Path,
                                                       tmp_path: Path) -> None:
     rendered = _render(packaged, helm_home, f"provenance.deployedBy={INSTALLER}")
     code, body = _check(rendered, tmp_path)
-    [deployment] = body["deployments"]
+    [deployment] = body["workloads"]
     assert deployment["name"] == "pc-provenance-controller"
     assert deployment["namespace"] == RELEASE_NAMESPACE
     assert deployment["exempt"] is None, "the check must judge it, not exempt it"
@@ -127,7 +127,7 @@ def test_without_the_installer_the_deployment_fails(packaged: Path, helm_home: P
                                                     tmp_path: Path) -> None:
     code, body = _check(_render(packaged, helm_home), tmp_path)
     assert code == 1
-    [deployment] = body["deployments"]
+    [deployment] = body["workloads"]
     assert [v["reason"] for v in deployment["violations"]] == ["MissingAnnotation"]
     assert "deployed-by" in deployment["violations"][0]["message"]
 
