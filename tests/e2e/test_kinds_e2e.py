@@ -464,3 +464,23 @@ async def test_labelling_a_derived_pod_is_not_a_deploy(
     pods = await eventually(lambda: owned(api, "pods", "ReplicaSet", rs), "a replica")
     result = kubectl(control_plane, "label", "pod", pods[0]["metadata"]["name"], "note=seen")
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "the reconciler drops an event whose entry it does not know yet when the last forced sync "
+    "was under MISS_RESYNC_SECONDS ago (controller/ledger/reconcile.py, observe), and nothing "
+    "looks again: a Pod, which gets no later event here, stays pending and the sweep marks it "
+    "never-persisted after 120 s; timing-dependent, hence not strict"))
+async def test_every_pod_of_one_apply_is_seen_persisted(
+    control_plane: LocalControlPlane, api: KubeApi,
+) -> None:
+    names = [_name("burst") for _ in range(8)]
+    result = kubectl(control_plane, "apply", "-f", "-",
+                     stdin=yaml.safe_dump_all([workload("Pod", n) for n in names]))
+    assert result.returncode == 0, result.stderr
+
+    async def all_persisted() -> bool:
+        views = await ledger_admissions(api)
+        return all(any(v.persisted for v in recorded(views, n)) for n in names)
+
+    await eventually(all_persisted, "every Pod's admission marked persisted", timeout=20)
