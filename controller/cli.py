@@ -149,6 +149,8 @@ EXAMPLES: dict[str, str] = {
     "ledger rollback-target": "kubectl-provenance ledger rollback-target deploy/checkout -n shop",
     "ledger export": "kubectl-provenance ledger export --file ledger.jsonl",
     "ledger prune": "kubectl-provenance ledger prune --keep 8 --export-file archive.jsonl",
+    "rollback": "kubectl-provenance rollback deploy/checkout -n shop --dry-run\n"
+                "  kubectl-provenance rollback sts/db -n shop --to-seq 412",
     "verify-bundle": "kubectl-provenance verify-bundle --bundle app.sigstore.json "
                      "--certificate-identity https://github.com/org/app/.github/workflows/"
                      "release.yml@refs/tags/v1.0.0 --certificate-oidc-issuer "

@@ -1,4 +1,4 @@
-"""`kubectl-provenance ledger verify|history|rollback-target|export|prune`.
+"""`kubectl-provenance ledger verify|history|rollback-target|export|prune`, and `rollback`.
 
 `add_subcommands(subparsers)` registers `ledger` on the caller's argparse subparsers; each command
 sets `handler`, a function of the parsed arguments returning the exit code. Exit codes:
@@ -21,7 +21,7 @@ from controller.kube import KubeApi, KubeApiError
 from controller.ledger.chain import CheckpointVerifier, canonical_json
 from controller.ledger.config import LedgerConfig
 from controller.ledger.errors import LedgerError, TamperKind
-from controller.ledger.query import AdmissionView, admissions, rollback_target
+from controller.ledger.query import AdmissionView, admissions, rollback_source, rollback_target
 from controller.ledger.retention import prune
 from controller.ledger.verify import (
     StoredRecord,
@@ -31,6 +31,7 @@ from controller.ledger.verify import (
     summarise,
     verify_segments,
 )
+from controller.revisions import restore_patch, revisions
 from controller.workloads import WorkloadKind, parse_target, target_names, template_hash
 
 EXIT_OK = 0
@@ -94,6 +95,23 @@ def add_subcommands(subparsers: Any) -> None:
         cmd.add_argument("-n", dest="deploy_namespace", default="default",
                          help="the workload's namespace (default: %(default)s)")
         cmd.set_defaults(handler=_sync(func))
+
+    rollback = subparsers.add_parser(
+        "rollback", parents=[common],
+        help="roll a workload back to a ledger record, through the gate",
+        description="Find the rollback target in the ledger (as `ledger rollback-target`, or "
+        "--to-seq), find the revision holding its template (a ReplicaSet or a "
+        "ControllerRevision), print what it restores, and restore it as `kubectl rollout undo` "
+        "would. The gate admits and records it as a rollback.")
+    rollback.add_argument("target", metavar="KIND/NAME",
+                          help="deploy/NAME, sts/NAME or ds/NAME")
+    rollback.add_argument("-n", dest="deploy_namespace", default="default",
+                          help="the workload's namespace (default: %(default)s)")
+    rollback.add_argument("--to-seq", type=int, metavar="N",
+                          help="roll back to ledger entry N instead of the rollback target")
+    rollback.add_argument("--dry-run", action="store_true",
+                          help="print the plan and change nothing")
+    rollback.set_defaults(handler=_sync(_rollback))
 
     export = commands.add_parser("export", parents=[common],
                                  help="every record as JSON lines, for audit systems")
@@ -279,14 +297,87 @@ async def _rollback_target(args: argparse.Namespace, api: KubeApi) -> int:
     if args.output == "json":
         print(json.dumps(target.as_dict(), indent=2))
         return EXIT_OK
-    e = target.entry
     print(f"rollback target for {args.target} in {args.deploy_namespace}: entry {target.seq}")
+    _describe(target)
+    return EXIT_OK
+
+
+def _describe(target: AdmissionView) -> None:
+    e = target.entry
     print(f"  admitted   {e.deploy_timestamp} by {e.actor.username} ({e.operation})")
     print(f"  commit     {e.provenance.commit_sha or '-'}  branch {e.provenance.branch or '-'}")
     print(f"  build      {e.provenance.build_id or '-'}")
     print(f"  template   {e.template_hash}")
     for c in e.containers:
         print(f"  {c.kind:<10} {c.name}: {c.repository or c.image}@{c.digest or '(not pinned)'}")
+
+
+async def _rollback(args: argparse.Namespace, api: KubeApi) -> int:
+    if (found := _target(args)) is None:
+        return EXIT_USAGE
+    kind, name = found
+    if kind.revisions is None:
+        print(f"error: a {kind.kind} keeps no revisions to roll back to; re-apply an earlier "
+              f"manifest instead (see `ledger history {args.target}`)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        body = await api.request("GET", kind.path(args.deploy_namespace, name))
+    except KubeApiError as exc:
+        if exc.status == 404:
+            print(f"error: {args.target} not found in {args.deploy_namespace}", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        raise
+    current = template_hash(kind, body)
+    uid = str((body.get("metadata") or {}).get("uid") or "")
+    report = await _load(args, api)
+    if not report.ok:
+        print(f"error: the ledger does not verify ({report.problems[0]}); nothing is rolled "
+              "back on its word. Run `ledger verify`.", file=sys.stderr)
+        return TAMPER_EXIT_CODES[report.problems[0].kind]
+    views = admissions(report.records, kind=kind.kind, namespace=args.deploy_namespace,
+                       name=name)
+    if args.to_seq is not None:
+        target = next((v for v in views if v.seq == args.to_seq), None)
+        if target is None or rollback_source(
+                [target], kind=kind.kind, namespace=args.deploy_namespace, name=name, uid=uid,
+                template_hash=target.entry.template_hash) is None:
+            print(f"error: ledger entry {args.to_seq} is not an admitted, persisted, "
+                  f"not-failed record of this {kind.kind}", file=sys.stderr)
+            return EXIT_NOT_FOUND
+    else:
+        target = rollback_target(views, current, uid)
+        if target is None:
+            print(f"no earlier persisted record with a different template for {args.target}",
+                  file=sys.stderr)
+            return EXIT_NOT_FOUND
+    if target.entry.template_hash == current:
+        print(f"{args.target} already runs the template of ledger entry {target.seq}")
+        return EXIT_OK
+    print(f"rolling {args.target} in {args.deploy_namespace} back to ledger entry {target.seq}:")
+    _describe(target)
+    kept = await revisions(api, kind, args.deploy_namespace, body)
+    revision = next((r for r in kept if r.template_hash == target.entry.template_hash), None)
+    if revision is None:
+        limit = (body.get("spec") or {}).get("revisionHistoryLimit", 10)
+        print(f"error: no revision of {args.target} holds that template any more: it was "
+              f"garbage-collected (revisionHistoryLimit {limit}; {len(kept)} kept). Re-apply "
+              f"the manifests of commit {target.entry.provenance.commit_sha or '-'} with the "
+              "images above, stamped as yourself.", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    number = f" (revision {revision.number})" if revision.number is not None else ""
+    if args.dry_run:
+        print(f"dry run: would restore {revision.source}{number}; nothing was changed")
+        return EXIT_OK
+    try:
+        await api.request("PATCH", kind.path(args.deploy_namespace, name),
+                          body=restore_patch(kind, revision),
+                          content_type="application/json-patch+json")
+    except KubeApiError as exc:
+        if exc.status in (400, 403) and "denied the request" in exc.message:
+            print(f"error: the gate refused the rollback:\n{exc.message}", file=sys.stderr)
+            return EXIT_ERROR
+        raise
+    print(f"restored {revision.source}{number}; the ledger records it as a rollback by you")
     return EXIT_OK
 
 
