@@ -26,6 +26,7 @@ from controller.stages import (
     _ledger_image,
 )
 from tests.builders import deployment, prov_annotations, review, workload
+from tests.fixtures.registry import DEMO_REPOSITORY, RegistryServer
 from tests.ledger.helpers import unique_config
 
 KEY = Path(__file__).parent / "data" / "cosign" / "cosign.pub"
@@ -346,3 +347,53 @@ async def _stored(ledger: Ledger) -> list[Any]:
     data = await load_chain(ledger.api, ledger.config.namespace, ledger.config.chain)
     return verify_segments(data, chain=ledger.config.chain,
                            max_entry_bytes=ledger.config.max_entry_bytes).records
+
+
+async def test_a_rollback_is_verified_under_todays_trust(
+        kube_api: KubeApi, registry: RegistryServer, cosign_registry: dict[str, str]) -> None:
+    from controller.ledger import build_outcome_entry
+    from controller.ledger.reader import LedgerReader
+
+    def config(key: Path) -> Config:
+        return ROLLBACK.model_copy(update={"ledger": ledger_config, "signatures":
+                                           SignatureConfig.model_validate({
+                                               "enabled": True,
+                                               "keys": [{"name": "release", "path": str(key)}],
+                                               "registry": {"insecure_registries": [
+                                                   registry.host]}})})
+
+    verifiers: list[ImageVerifier] = []
+
+    def pipeline(cfg: Config) -> Admission:
+        verifiers.append(ImageVerifier(cfg.signatures))
+        return Admission(cfg, stages=(
+            RollbackStage(LedgerReader(kube_api, cfg.ledger, verifier=None, ttl=0), cfg),
+            SignatureStage(verifiers[-1], cfg), LedgerStage(ledger, cfg)), budget_seconds=10)
+
+    ledger_config = unique_config()
+    ledger = Ledger(kube_api, ledger_config)
+    await ledger.start()
+    images = [f"{registry.host}/{DEMO_REPOSITORY}@{cosign_registry[t]}" for t in ("v1", "v2")]
+    v1, v2 = (_version(image) for image in images)
+    try:
+        then = pipeline(config(KEY))
+        for obj, old in ((v1, None), (v2, v1)):
+            kwargs: dict[str, Any] = {"operation": "UPDATE", "old": old} if old else {}
+            done = await then.review(parse_review(review(obj, username="alice", **kwargs)))
+            assert done.recorded_seq is not None, done.decision.violations
+            leaf = next(r for r in await _stored(ledger) if r.seq == done.recorded_seq).leaf
+            await ledger.append(build_outcome_entry("persisted", ref_seq=done.recorded_seq,
+                                                    ref_leaf=leaf, body=obj, namespace="prod",
+                                                    name="web"))
+        undo = parse_review(review(v1, operation="UPDATE", old=v2, username="bob"))
+        # Under the trust it was admitted with, bob's undo is a rollback.
+        assert (await pipeline(config(KEY)).review(undo)).decision.violations == ()
+        # The key that signed v1 has since been removed from the trust: the rollback is
+        # recognised, and denied for its signature.
+        revoked = await pipeline(config(KEY.parent / "other-key.pub")).review(undo)
+        assert revoked.rollback is not None
+        assert [v.reason for v in revoked.decision.violations] == [Reason.SIGNATURE_UNTRUSTED]
+    finally:
+        await ledger.close()
+        for verifier in verifiers:
+            await verifier.close()
