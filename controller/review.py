@@ -231,8 +231,14 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_review(body: Any) -> WorkloadRequest:
-    """Parse a decoded AdmissionReview; raise `ReviewError` if it is not a usable one."""
+def parse_envelope(body: Any) -> tuple[str, WorkloadKind]:
+    """The request uid and the gated kind of a decoded AdmissionReview, checking only its
+    envelope (the objects are parsed by `parse_review`); `ReviewError` if it is not one."""
+    req, kind = _envelope(body)
+    return req.uid, kind
+
+
+def _envelope(body: Any) -> tuple[_RequestPayload, WorkloadKind]:
     if not isinstance(body, dict):
         raise ReviewError("the AdmissionReview must be a JSON object")
     try:
@@ -246,9 +252,16 @@ def parse_review(body: Any) -> WorkloadRequest:
         # does not understand, and answering 400 fails it closed under failurePolicy Fail.
         raise ReviewError(f"resource {req.resource.group or 'core'}/{req.resource.resource} "
                           "is not a workload kind this controller judges")
-    raw = req.object if req.object is not None else req.old_object
-    if raw is None:
+    if req.object is None and req.old_object is None:
         raise ReviewError("malformed AdmissionReview: request.object is missing")
+    return req, kind
+
+
+def parse_review(body: Any) -> WorkloadRequest:
+    """Parse a decoded AdmissionReview; raise `ReviewError` if it is not a usable one."""
+    req, kind = _envelope(body)
+    raw = req.object if req.object is not None else req.old_object
+    assert raw is not None  # _envelope refuses a review with neither
     workload = parse_workload(kind, raw)
     old = (parse_workload(kind, req.old_object)
            if req.object is not None and req.old_object is not None else None)

@@ -100,6 +100,8 @@ class Runtime:
 
     async def close(self) -> None:
         """Flush the ledger and close connections."""
+        if self.reconciler is not None:
+            await self.reconciler.close()
         if self.ledger is not None:
             await self.ledger.close()
         if self.verifier is not None:

@@ -35,7 +35,7 @@ from controller.config import Config
 from controller.errors import ProvenanceError, ReviewError
 from controller.ledger import Reconciler
 from controller.observability import admission_context, build_health_app
-from controller.review import WorkloadRequest, parse_review
+from controller.review import WorkloadRequest, parse_envelope, parse_review
 from controller.runtime import Runtime
 from controller.tls import SelfManagedTls
 from controller.workloads import JUDGED_SUBRESOURCES, KINDS
@@ -145,15 +145,17 @@ class ReviewServer:
             raise
         try:
             data = json.loads(body)
-            typed = parse_review(data)
+            # The envelope only: a malformed object inside a well-formed review is the
+            # handler's to deny (a verdict), which fails closed whatever the failurePolicy.
+            uid, _kind = parse_envelope(data)
         except (ValueError, ReviewError) as exc:
             logger.warning("rejected a malformed AdmissionReview: %s", exc)
             metrics.record_review_error(seconds=time.perf_counter() - started)
             return aiohttp.web.json_response({"error": str(exc)}, status=400)
         headers = {k: v for k, v in request.headers.items() if k.lower() != UID_HEADER.lower()}
-        headers[UID_HEADER] = typed.uid
+        headers[UID_HEADER] = uid
         peer = request.transport.get_extra_info("peercert") if request.transport else None
-        with admission_context(typed.uid):
+        with admission_context(uid):
             response = await fn(data, webhook=HANDLER_ID, headers=headers, sslpeer=peer)
         return aiohttp.web.json_response(response)
 
@@ -172,9 +174,8 @@ def request_from_handler(
     handler (`resource`, `subresource`, `userinfo`, `dryrun`, `old`, `new`, `headers`).
 
     Only CREATE and UPDATE are registered, and an UPDATE always carries the old object; kopf
-    documents no `operation` argument, so that is how the two are told apart. The review was
-    parsed by `ReviewServer` already; parsing it again here through the same `parse_review`
-    keeps one definition of what a request is.
+    documents no `operation` argument, so that is how the two are told apart. `ReviewServer`
+    checked the envelope; the objects are parsed here, once, by `parse_review`.
     """
     meta = (new or old or {}).get("metadata") or {}
     operation = "CREATE" if old is None else "UPDATE"
@@ -213,10 +214,11 @@ def register(registry: kopf.OperatorRegistry, admission: Admission) -> None:
                 resource=resource, subresource=subresource, userinfo=userinfo, dryrun=dryrun,
                 new=kwargs.get("new"), old=kwargs.get("old"), headers=headers)
         except ReviewError as exc:
-            # The server parsed the same review; disagreement here is our bug. Fail closed.
-            logger.error("could not rebuild the review in the handler: %s", exc)
-            raise kopf.AdmissionError(f"provenance-controller could not read this request: "
-                                      f"{exc}", code=500) from exc
+            # A well-formed review whose object is not: deny, saying why.
+            logger.warning("denied a request whose object could not be read: %s", exc)
+            raise kopf.AdmissionError(f"provenance-controller could not read this "
+                                      f"{resource.kind or resource.plural}: {exc}",
+                                      code=400) from exc
         started = time.perf_counter()
         decision = (await admission.review(request)).decision
         metrics.record_admission(decision, seconds=time.perf_counter() - started)

@@ -16,8 +16,11 @@ by what is stored; both are marked persisted when that state is seen.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,16 +28,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from controller.errors import ProvenanceError
+from controller.kube import KubeApi, KubeApiError
 from controller.ledger.chain import leaf_hash, parse_timestamp
 from controller.ledger.entries import annotations_hash, build_outcome_entry
 from controller.ledger.models import AdmissionEntry, OutcomeEntry, OutcomeType, Record
 from controller.ledger.segments import Segment, list_segments
 from controller.ledger.store import Ledger
-from controller.workloads import WorkloadKind, kind_of, template_hash
+from controller.workloads import WorkloadKind, kind_named, kind_of, template_hash
 
 log = logging.getLogger(__name__)
 
 
+MAX_DEFERRED = 1024
+"""Upper bound on stored objects waiting for their entry to be read (`Reconciler._defer`)."""
 MISS_RESYNC_SECONDS = 0.1
 """Least time between syncs forced by a stored object with no known entry: bounds the reads
 that Deployments never admitted by us (exempt namespaces) can cause to ten a second."""
@@ -64,6 +71,12 @@ class Reconciler:
         self._segment: int | None = None
         self._next_seq = 0
         self._synced_at = 0.0
+        self._deferred: OrderedDict[tuple[str, str, str], tuple[float, dict[str, Any]]] = \
+            OrderedDict()
+        """Stored objects seen before their entry was read (the forced re-read is rate
+        limited), looked at again shortly and by every sweep; an object may get no later
+        event."""
+        self._retry: asyncio.Task[None] | None = None
 
     async def sync(self, *, force: bool = False) -> None:
         """Read entries written since the last sync (by any replica)."""
@@ -155,7 +168,10 @@ class Reconciler:
             await self.sync(force=True)
         seqs = self._by_name.get(key)
         if not seqs:
+            if not _controlled(meta):
+                self._defer(key, body)
             return []
+        self._deferred.pop(key, None)
         appended: list[str] = []
         matching: list[_Watch] = []
         for seq in seqs:
@@ -182,6 +198,20 @@ class Reconciler:
                 appended.append(signal)
         return appended
 
+    async def _stored_after_all(self, watch: _Watch, now: datetime) -> bool:
+        """Before an admission is called never-persisted, look at the object itself: an event
+        can be missed, and the ledger must not say a stored object was never stored. An API
+        error leaves the decision to the next sweep (`KubeApiError` propagates)."""
+        entry = watch.entry
+        body = await _read(self.ledger.api, entry.kind, entry.namespace, entry.name)
+        if body is None:
+            return False
+        body.setdefault("kind", entry.kind)
+        row = kind_named(entry.kind)
+        body.setdefault("apiVersion", row.api_version if row else "")
+        await self.observe(body, now=now)
+        return watch.persisted
+
     def _known(self, key: tuple[str, str, str], template: str, annotations: str,
                generation: object) -> bool:
         """True if an entry we hold could be the admission of this stored object.
@@ -198,15 +228,51 @@ class Reconciler:
                 return True
         return False
 
+    def _defer(self, key: tuple[str, str, str], body: Mapping[str, Any]) -> None:
+        self._deferred[key] = (time.monotonic(), dict(body))
+        self._deferred.move_to_end(key)
+        while len(self._deferred) > MAX_DEFERRED:
+            self._deferred.popitem(last=False)
+        if self._retry is None or self._retry.done():
+            # A burst of CREATEs can be the last events those objects ever get (Pods that stay
+            # Pending): look again shortly rather than at the next sweep.
+            self._retry = asyncio.get_running_loop().create_task(self._look_again())
+
+    async def _look_again(self) -> None:
+        await asyncio.sleep(max(self.sync_interval, MISS_RESYNC_SECONDS))
+        try:
+            await self.sync(force=True)
+            await self._observe_deferred(None)
+        except ProvenanceError as exc:
+            log.warning("looking again at objects seen before their entries failed: %s", exc)
+
+    async def _observe_deferred(self, now: datetime | None) -> None:
+        window = self.ledger.config.never_persisted_after_seconds
+        deferred, self._deferred = self._deferred, OrderedDict()
+        for seen_at, body in deferred.values():
+            # Objects in exempt namespaces never get an entry; let them go after a while.
+            if time.monotonic() - seen_at < 2 * window:
+                await self.observe(body, now=now)
+
+    async def close(self) -> None:
+        """Stop looking again at deferred objects."""
+        if self._retry is not None:
+            self._retry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry
+
     async def sweep(self, now: datetime) -> list[int]:
         """Mark admissions not seen persisted within the window; return their sequence numbers."""
         await self.sync(force=True)
         window = timedelta(seconds=self.ledger.config.never_persisted_after_seconds)
+        await self._observe_deferred(now)
         marked: list[int] = []
         for watch in list(self._watches.values()):
             if watch.persisted or watch.never:
                 continue
             if parse_timestamp(watch.entry.deploy_timestamp) + window <= now:
+                if await self._stored_after_all(watch, now):
+                    continue
                 await self._mark(watch, "never-persisted", None, now,
                                  detail=f"not seen stored within {window.total_seconds():.0f}s")
                 marked.append(watch.seq)
@@ -222,6 +288,19 @@ class Reconciler:
                 if not names:
                     self._by_name.pop(key, None)
         return marked
+
+
+async def _read(api: KubeApi, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    row = kind_named(kind)
+    if row is None or not name:
+        return None
+    try:
+        body = await api.request("GET", row.path(namespace, name))
+    except KubeApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return body if isinstance(body, dict) else None
 
 
 def _controlled(meta: Mapping[str, Any]) -> bool:

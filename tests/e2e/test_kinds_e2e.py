@@ -450,9 +450,6 @@ def test_labelling_an_admitted_pod_is_not_a_deploy(
 
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a person's UPDATE of a Pod that deploys nothing still requires provenance annotations "
-    "(AnnotationsCheck, role authored), which a derived Pod whose template carries none lacks"))
 async def test_labelling_a_derived_pod_is_not_a_deploy(
     control_plane: LocalControlPlane, api: KubeApi, derived: Derived,
 ) -> None:
@@ -466,11 +463,6 @@ async def test_labelling_a_derived_pod_is_not_a_deploy(
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "the reconciler drops an event whose entry it does not know yet when the last forced sync "
-    "was under MISS_RESYNC_SECONDS ago (controller/ledger/reconcile.py, observe), and nothing "
-    "looks again: a Pod, which gets no later event here, stays pending and the sweep marks it "
-    "never-persisted after 120 s; timing-dependent, hence not strict"))
 async def test_every_pod_of_one_apply_is_seen_persisted(
     control_plane: LocalControlPlane, api: KubeApi,
 ) -> None:

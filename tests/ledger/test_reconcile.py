@@ -177,3 +177,44 @@ async def test_a_rollout_past_its_progress_deadline_is_recorded_failed(
     body = await settled(kube_api, ns, "stuck", reason="ProgressDeadlineExceeded")
     assert await reconciler.observe(body) == ["persisted", "rollout-failed"]
     assert await reconciler.observe(body) == [], "recorded once"
+
+
+async def test_a_stored_object_whose_event_was_missed_is_never_called_never_persisted(
+        control_plane: LocalControlPlane, kube_api: KubeApi, ledger: Ledger,
+        ledger_config: LedgerConfig) -> None:
+    # The reconciler never sees an event for this Deployment (its watch dropped it, say):
+    # the sweep must look at the object before it writes "never-persisted".
+    ns = f"np-{uuid.uuid4().hex[:6]}"
+    await ensure_namespace(kube_api, ns)
+    reconciler = Reconciler(ledger, sync_interval=0)
+    stored = await apply(control_plane, ledger, deployment("unseen", namespace=ns), "CREATE")
+    window = timedelta(seconds=ledger_config.never_persisted_after_seconds)
+    assert await reconciler.sweep(datetime.now(UTC) + window + timedelta(seconds=1)) == []
+    code, out, err = await asyncio.to_thread(
+        run_cli, str(control_plane.kubeconfig), ledger_config, "history", "deploy/unseen",
+        "-n", ns, "-o", "json")
+    assert code == 0, err
+    [view] = json.loads(out)
+    assert (view["seq"], view["status"]) == (stored.seq, "persisted")
+
+
+async def test_an_event_seen_before_its_entry_is_looked_at_again(
+        control_plane: LocalControlPlane, kube_api: KubeApi, ledger: Ledger,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from controller.ledger import reconcile
+
+    ns = f"np-{uuid.uuid4().hex[:6]}"
+    await ensure_namespace(kube_api, ns)
+    # The forced re-read of a stored object with no known entry is rate limited; here, always.
+    monkeypatch.setattr(reconcile, "MISS_RESYNC_SECONDS", 3600.0)
+    reconciler = Reconciler(ledger, sync_interval=3600)
+    await reconciler.sync(force=True)
+    await apply(control_plane, ledger, deployment("early", namespace=ns), "CREATE")
+    body = await kube_api.request("GET", deploy_path(ns, "early"))
+    assert await reconciler.observe(body) == []  # the entry is not read yet
+    await reconciler.sweep(datetime.now(UTC))  # reads on, and looks at the object again
+    code, out, err = await asyncio.to_thread(
+        run_cli, str(control_plane.kubeconfig), ledger.config, "history", "deploy/early",
+        "-n", ns, "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)[0]["status"].startswith("persisted")

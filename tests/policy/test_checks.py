@@ -205,3 +205,14 @@ def test_build_rules_apply_only_where_configured_and_only_to_what_people_deploy(
     assert reasons(relabelled, RULES, operation="UPDATE", old=old, groups=["deployers"]) == []
     assert reasons(old, RULES, groups=["deployers"],
                    username="system:serviceaccount:kube-system:replicaset-controller") == []
+
+
+def test_the_control_character_class_is_exactly_unicode_category_cc() -> None:
+    import sys
+    import unicodedata
+
+    from controller.policy.checks import has_control_characters
+
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        assert has_control_characters(char) == (unicodedata.category(char) == "Cc"), hex(code)

@@ -70,7 +70,7 @@ def test_update_removing_an_annotation_is_denied() -> None:
 
 def test_update_that_changes_nothing_that_runs_skips_the_actor() -> None:
     # Someone other than the deployer labels the Deployment: nobody is deploying anything, so
-    # the actor check does not apply. The object is still checked.
+    # nothing is judged.
     old = deployment()
     new = deployment()
     new["metadata"]["labels"] = {"team": "web"}
@@ -186,7 +186,9 @@ def test_other_subresources_are_not_judged_but_ephemeral_containers_are() -> Non
         decision = evaluate(parse_review(review(pod, operation="UPDATE", old=pod,
                                                 sub_resource=sub)), Config(), now=NOW)
         assert decision.exempt_reason == f"subresource {sub} is not judged"
-    decision = evaluate(parse_review(review(pod, operation="UPDATE", old=pod,
+    debugged = copy.deepcopy(pod)
+    debugged["spec"]["ephemeralContainers"] = [{"name": "d", "image": "busybox:1"}]
+    decision = evaluate(parse_review(review(debugged, operation="UPDATE", old=pod,
                                             sub_resource="ephemeralcontainers")),
                         Config(), now=NOW)
     assert not decision.exempt_reason and not decision.allowed
@@ -202,6 +204,8 @@ def test_a_controller_update_that_deploys_nothing_is_not_judged() -> None:
     retagged["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:2"
     assert reasons(retagged, operation="UPDATE", old=legacy, username=RS_CONTROLLER) == [
         Reason.IMAGE_NOT_PINNED]
-    # A person's no-op UPDATE is still checked, as before.
-    assert set(reasons(scaled, operation="UPDATE", old=legacy, username="bob")) == {
-        Reason.MISSING_ANNOTATION, Reason.IMAGE_NOT_PINNED}
+    # Nor a person's: labelling a derived Pod whose template carried no provenance.
+    pod = workload("Pod", containers=["nginx:1"], ann={})
+    labelled = copy.deepcopy(pod)
+    labelled["metadata"]["labels"] = {"debug": "true"}
+    assert reasons(labelled, operation="UPDATE", old=pod, username="bob") == []
