@@ -33,6 +33,7 @@ from controller import metrics
 from controller.admission import Admission
 from controller.config import Config
 from controller.errors import ProvenanceError, ReviewError
+from controller.gate import GateGuard, GateSettings
 from controller.ledger import Reconciler
 from controller.observability import admission_context, build_health_app
 from controller.review import WorkloadRequest, parse_review
@@ -73,6 +74,8 @@ class ServerOptions:
     """The webhook configuration's timeoutSeconds; the review must answer well inside it."""
     sweep_interval: float = 30.0
     """How often admissions not yet seen persisted are looked at by the reconciler."""
+    gate: GateSettings | None = None
+    """When set, the controller guards its own webhook configuration (`controller.gate`)."""
 
 
 class ReviewServer:
@@ -297,6 +300,11 @@ async def run_operator(config: Config, options: ServerOptions, *,
         logger.info("webhook certificate %s (%s), valid until %s", status.action,
                     status.reason, status.not_after)
         background.append(asyncio.create_task(options.self_managed_tls.keep_fresh(runtime.api)))
+    if options.gate is not None:
+        ledger = runtime.ledger
+        guard = GateGuard(runtime.api, options.gate,
+                          record=ledger.append if ledger is not None else None)
+        background.append(asyncio.create_task(guard.run()))
     registry = kopf.OperatorRegistry()
     register(registry, runtime.admission)
     if runtime.reconciler is not None:

@@ -203,8 +203,37 @@ class SealEntry(_Model):
         return f"seal:{self.segment}"
 
 
+class GateChangedEntry(_Model):
+    """The controller's own ValidatingWebhookConfiguration was deleted or drifted.
+
+    Admission webhooks are never called for webhook configurations, so the controller watches
+    its own (`controller.gate`) and records each change it sees here, before restoring it.
+    """
+
+    type: Literal["gate-changed"] = "gate-changed"
+    configuration: Short
+    """The ValidatingWebhookConfiguration's name."""
+    change: Literal["deleted", "drifted"]
+    differences: tuple[Long, ...] = Field(default=(), max_length=64)
+    """What differs from the expected configuration, one line per field
+    (`<webhook>.<field>: expected <x>, found <y>`); empty for a deletion."""
+    observed_at: Timestamp
+    """The controller's clock when it saw the change."""
+    resource_version: Short = ""
+    """The changed object's resourceVersion as observed (empty for a deletion): says which
+    write it was, for the API server's audit log."""
+    restored: bool
+    """Whether the controller restored the expected configuration (it does when it owns it)."""
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"gate-changed:{self.configuration}:{self.change}:{self.resource_version}:" \
+               f"{self.observed_at}"
+
+
 Entry = Annotated[
-    AdmissionEntry | OutcomeEntry | CheckpointEntry | SealEntry, Field(discriminator="type")]
+    AdmissionEntry | OutcomeEntry | CheckpointEntry | SealEntry | GateChangedEntry,
+    Field(discriminator="type")]
 
 
 class Record(_Model):
