@@ -56,9 +56,10 @@ def _operator_parser() -> argparse.ArgumentParser:
                       "(default); --no-gate-restore only records and reports")
     gate.add_argument("--gate-interval", type=float, default=2.0,
                       help="seconds between checks of the webhook configuration")
-    gate.add_argument("--gate-event-namespace", default=None,
-                      help="namespace for Events about the configuration (default: "
-                      "--namespace, else default)")
+    gate.add_argument("--gate-event-namespace", default="default",
+                      help="namespace for Events about the configuration; the API server "
+                      "accepts Events about cluster-scoped objects only in default (the "
+                      "default) and kube-system")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
@@ -106,8 +107,7 @@ def operator_main(argv: Sequence[str] | None = None) -> int:
             expected = load_expected(args.gate_expected.read_text())
             gate = GateSettings(expected=expected, restore=args.gate_restore,
                                 interval=args.gate_interval,
-                                event_namespace=args.gate_event_namespace or args.namespace
-                                or "default")
+                                event_namespace=args.gate_event_namespace)
             if args.webhook_config and gate.name != args.webhook_config:
                 raise GateError(f"--gate-expected names {gate.name}, --webhook-config "
                                 f"{args.webhook_config}")

@@ -12,8 +12,10 @@ one. A deletion or a drift is
 
 The expected configuration is given whole (the chart renders it from the same values as the
 object it installs), except the caBundle, which cert-manager's CA injector or self-managed TLS
-fills in after install: when the expected configuration has none, the first caBundle observed
-is the expected one (trust on first use) and a later change to it is drift.
+fills in after install. With self-managed TLS the expected caBundle is the one in its Secret
+(`ca_source`), so rotations are not drift. Otherwise, when the expected configuration has none,
+the first caBundle observed is the expected one (trust on first use) and a later change to it
+is drift.
 
 Polling, rather than a watch, keeps this module a few GETs with no stream to resume; at the
 default two seconds a change is on record before most people would have noticed it.
@@ -53,6 +55,8 @@ _DEFAULTS: dict[str, Any] = {
 
 Recorder = Callable[[GateChangedEntry], Awaitable[object]]
 """Appends an entry to the ledger (`Ledger.append`)."""
+CaSource = Callable[[], Awaitable[str | None]]
+"""The caBundle the configuration should carry now (self-managed TLS knows it)."""
 
 
 class GateError(ProvenanceError):
@@ -71,7 +75,8 @@ class GateSettings:
     interval: float = 2.0
     """Seconds between reads of the configuration."""
     event_namespace: str = "default"
-    """Where Events about the (cluster-scoped) configuration go."""
+    """Where Events about the (cluster-scoped) configuration go: the API server accepts them
+    only in `default` or `kube-system`."""
 
     @property
     def name(self) -> str:
@@ -170,8 +175,9 @@ class GateGuard:
     """Watches one ValidatingWebhookConfiguration; `run()` until cancelled."""
 
     def __init__(self, api: KubeApi, settings: GateSettings, *,
-                 record: Recorder | None) -> None:
+                 record: Recorder | None, ca_source: CaSource | None = None) -> None:
         self.api = api
+        self._ca_source = ca_source
         self.settings = settings
         self.name = settings.name
         self._record = record
@@ -208,6 +214,10 @@ class GateGuard:
     async def check(self) -> GateStatus:
         """One look: compare, then record, restore and report what changed."""
         await self._flush()
+        if self._ca_source is not None and (bundle := await self._ca_source()):
+            # Self-managed TLS rotates the CA: its Secret, not the first sight, is expected.
+            for hook in self.settings.expected["webhooks"]:
+                self._ca_bundles[str(hook.get("name"))] = bundle
         try:
             observed: dict[str, Any] | None = await self.api.request(
                 "GET", f"{VWC_PATH}/{self.name}")

@@ -302,8 +302,13 @@ async def run_operator(config: Config, options: ServerOptions, *,
         background.append(asyncio.create_task(options.self_managed_tls.keep_fresh(runtime.api)))
     if options.gate is not None:
         ledger = runtime.ledger
-        guard = GateGuard(runtime.api, options.gate,
-                          record=ledger.append if ledger is not None else None)
+        tls, api = options.self_managed_tls, runtime.api
+
+        async def ca_bundle() -> str | None:
+            return await tls.ca_bundle(api) if tls is not None else None
+
+        guard = GateGuard(api, options.gate, record=ledger.append if ledger is not None else None,
+                          ca_source=ca_bundle if tls is not None else None)
         background.append(asyncio.create_task(guard.run()))
     registry = kopf.OperatorRegistry()
     register(registry, runtime.admission)
