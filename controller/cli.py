@@ -36,6 +36,9 @@ def _operator_parser() -> argparse.ArgumentParser:
                    "webhook client certificate); rejects reviews from anyone else")
     p.add_argument("--timeout-seconds", type=float, default=10.0,
                    help="the webhook configuration's timeoutSeconds; reviews answer inside it")
+    p.add_argument("--sweep-interval", type=float, default=30.0,
+                   help="seconds between ledger sweeps (never-persisted admissions, "
+                   "unadmitted workloads)")
     p.add_argument("--health-port", type=int, default=8080,
                    help="port for /livez, /readyz, /metrics and /version")
     tls = p.add_argument_group("self-managed TLS (instead of cert-manager)")
@@ -117,7 +120,8 @@ def operator_main(argv: Sequence[str] | None = None) -> int:
     options = ServerOptions(
         host=args.webhook_host, port=args.webhook_port, cert_file=args.tls_cert,
         key_file=args.tls_key, health_port=args.health_port, self_managed_tls=self_managed,
-        timeout_seconds=args.timeout_seconds, client_ca=args.client_ca, gate=gate)
+        timeout_seconds=args.timeout_seconds, client_ca=args.client_ca, gate=gate,
+        sweep_interval=args.sweep_interval)
     # Ctrl-C in a terminal is a normal way to stop; kopf handles SIGTERM itself.
     try:
         with contextlib.suppress(KeyboardInterrupt):

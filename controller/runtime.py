@@ -12,6 +12,7 @@ from controller.admission import Admission, Stage
 from controller.config import Config
 from controller.kube import KubeApi
 from controller.ledger import CheckpointSigner, Ledger, LedgerError, Reconciler, load_signer
+from controller.ledger.unadmitted import UnadmittedDetector
 from controller.registry import KubeSecretSource
 from controller.signatures import ImageVerifier
 from controller.stages import LedgerStage, SignatureStage
@@ -29,6 +30,7 @@ class Runtime:
     verifier: ImageVerifier | None = None
     ledger: Ledger | None = None
     reconciler: Reconciler | None = None
+    unadmitted: UnadmittedDetector | None = None
 
     @classmethod
     async def build(cls, config: Config, *, kubeconfig: str | None,
@@ -42,7 +44,7 @@ class Runtime:
             # Keep a third of the budget (at most 2 s) for the ledger append that follows.
             reserve = min(2.0, budget_seconds / 3) if config.ledger.enabled else 0.0
             stages.append(SignatureStage(verifier, config, reserve_seconds=reserve))
-        ledger = reconciler = None
+        ledger = reconciler = unadmitted = None
         if config.ledger.enabled:
             # The key signs checkpoints; it lives outside the ledger namespace, so whoever can
             # rewrite ledger ConfigMaps still cannot forge a checkpoint.
@@ -58,10 +60,16 @@ class Runtime:
             ledger = Ledger(api, config.ledger, signer=signer)
             await ledger.start()
             reconciler = Reconciler(ledger, annotation_prefix=config.annotations.prefix)
+            unadmitted = UnadmittedDetector(reconciler,
+                                            exempt_namespaces=config.exempt_namespaces,
+                                            annotation_prefix=config.annotations.prefix)
+            # Before the watch starts: every workload listed at start is judged against the
+            # whole chain, not only the recent segments.
+            await unadmitted.load()
             stages.append(LedgerStage(ledger, config))  # last: record only what is admitted
         admission = Admission(config, stages=tuple(stages), budget_seconds=budget_seconds)
         return cls(config=config, api=api, admission=admission, verifier=verifier,
-                   ledger=ledger, reconciler=reconciler)
+                   ledger=ledger, reconciler=reconciler, unadmitted=unadmitted)
 
     async def close(self) -> None:
         """Flush the ledger and close connections."""

@@ -35,6 +35,7 @@ from controller.config import Config
 from controller.errors import ProvenanceError, ReviewError
 from controller.gate import GateGuard, GateSettings
 from controller.ledger import Reconciler
+from controller.ledger.unadmitted import UnadmittedDetector
 from controller.observability import admission_context, build_health_app
 from controller.review import WorkloadRequest, parse_review
 from controller.runtime import Runtime
@@ -261,12 +262,15 @@ def configure(settings: kopf.OperatorSettings, options: ServerOptions) -> None:
     settings.scanning.disabled = True
 
 
-def register_reconciler(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
+def register_reconciler(registry: kopf.OperatorRegistry, reconciler: Reconciler,
+                        unadmitted: UnadmittedDetector | None = None) -> None:
     """Watch every gated kind so that admitted entries get their outcome (persisted, rolled
-    out or completed)."""
+    out or completed), and workloads without an admission entry are found."""
 
     async def observe(body: kopf.Body, **_: Any) -> None:
         try:
+            if unadmitted is not None:
+                unadmitted.observe(body)
             await reconciler.observe(body)
         except ProvenanceError as exc:
             # The next event or sweep retries; an outcome entry is late, never lost.
@@ -277,11 +281,14 @@ def register_reconciler(registry: kopf.OperatorRegistry, reconciler: Reconciler)
         kopf.on.event(kind.group, kind.version, kind.plural, registry=registry)(observe)
 
 
-async def _sweep_forever(reconciler: Reconciler, interval: float) -> None:
+async def _sweep_forever(reconciler: Reconciler, interval: float,
+                         unadmitted: UnadmittedDetector | None = None) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
             await reconciler.sweep(dt.datetime.now(dt.UTC))
+            if unadmitted is not None:
+                await unadmitted.sweep()
         except ProvenanceError as exc:
             logger.warning("ledger sweep failed: %s", exc)
 
@@ -313,9 +320,9 @@ async def run_operator(config: Config, options: ServerOptions, *,
     registry = kopf.OperatorRegistry()
     register(registry, runtime.admission)
     if runtime.reconciler is not None:
-        register_reconciler(registry, runtime.reconciler)
+        register_reconciler(registry, runtime.reconciler, runtime.unadmitted)
         background.append(asyncio.create_task(
-            _sweep_forever(runtime.reconciler, options.sweep_interval)))
+            _sweep_forever(runtime.reconciler, options.sweep_interval, runtime.unadmitted)))
     ready = asyncio.Event()
 
     # A registry of our own has none of kopf's default login handlers; credentials come from the

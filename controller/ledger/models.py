@@ -231,8 +231,33 @@ class GateChangedEntry(_Model):
                f"{self.observed_at}"
 
 
+class UnadmittedEntry(_Model):
+    """A workload seen stored with no admission entry for what it runs.
+
+    It was created while the gate was off, before the controller was installed, or through a
+    path the gate missed. Recorded once per object and template; derived objects and exempt
+    namespaces are not looked at.
+    """
+
+    type: Literal["unadmitted"] = "unadmitted"
+    kind: Annotated[str, Field(pattern=r"^[A-Z][A-Za-z]{0,62}$")]
+    namespace: Short
+    name: Short
+    object_uid: Short
+    generation: int | None = None
+    resource_version: Short = ""
+    template_hash: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+    annotations_hash: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+    observed_at: Timestamp
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"unadmitted:{self.object_uid}:{self.template_hash}:{self.annotations_hash}"
+
+
 Entry = Annotated[
-    AdmissionEntry | OutcomeEntry | CheckpointEntry | SealEntry | GateChangedEntry,
+    AdmissionEntry | OutcomeEntry | CheckpointEntry | SealEntry | GateChangedEntry
+    | UnadmittedEntry,
     Field(discriminator="type")]
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -64,6 +64,8 @@ class Reconciler:
         self._segment: int | None = None
         self._next_seq = 0
         self._synced_at = 0.0
+        self.listeners: list[Callable[[Record], None]] = []
+        """Called with every record a sync reads (`UnadmittedDetector` keeps its index so)."""
 
     async def sync(self, *, force: bool = False) -> None:
         """Read entries written since the last sync (by any replica)."""
@@ -96,6 +98,8 @@ class Reconciler:
                 log.warning("unparseable ledger entry %s in %s; run `ledger verify`", seq, seg.name)
                 continue
             self._take(record, leaf_hash(raw.encode()).hex())
+            for listener in self.listeners:
+                listener(record)
             self._next_seq = seq + 1
 
     def _take(self, record: Record, leaf: str) -> None:
