@@ -188,6 +188,8 @@ class GateGuard:
                 self._ca_bundles[str(hook.get("name"))] = ca
         self._seen = False
         """The configuration was observed at least once (caBundles pinned)."""
+        self._uid = ""
+        """The uid of the configuration object last observed."""
         self._reported: tuple[str, str] | None = None
         """The last change reported and left in place (not restored): reported once."""
         self._recorded: tuple[str, str] | None = None
@@ -232,6 +234,7 @@ class GateGuard:
                 metrics.gate_intact.set(0)
                 return GateStatus(intact=False)
             return await self._changed("deleted", (), None)
+        self._uid = str(observed.get("metadata", {}).get("uid", ""))
         diffs = differences(self.settings.expected, observed, self._ca_bundles)
         if not self._seen:
             self._pin(observed)
@@ -259,7 +262,7 @@ class GateGuard:
         entry = GateChangedEntry(
             configuration=self.name, change="deleted" if change == "deleted" else "drifted",
             differences=tuple(d[:4096] for d in diffs[:64]), observed_at=_now(),
-            resource_version=rv, restored=restore)
+            object_uid=self._uid, resource_version=rv, restored=restore)
         # On record first: if restoring fails, or the process dies now, the change is known.
         if self._recorded != (change, rv):
             self._recorded = (change, rv)
@@ -270,6 +273,13 @@ class GateGuard:
                 await self._restore(observed)
                 restored = True
             except KubeApiError as exc:
+                if exc.status == 409:
+                    # Changed again meanwhile, or another replica restored it first: the next
+                    # look decides.
+                    log.info("the webhook configuration %s changed while being restored",
+                             self.name)
+                    metrics.gate_intact.set(0)
+                    return GateStatus(intact=False, change=change, differences=diffs)
                 log.error("could not restore the webhook configuration %s: %s", self.name, exc)
         else:
             self._reported = (change, rv)

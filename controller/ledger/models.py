@@ -219,16 +219,20 @@ class GateChangedEntry(_Model):
     (`<webhook>.<field>: expected <x>, found <y>`); empty for a deletion."""
     observed_at: Timestamp
     """The controller's clock when it saw the change."""
+    object_uid: Short = ""
+    """The uid of the object that changed (for a deletion: of the one last seen)."""
     resource_version: Short = ""
     """The changed object's resourceVersion as observed (empty for a deletion): says which
     write it was, for the API server's audit log."""
     restored: bool
-    """Whether the controller restored the expected configuration (it does when it owns it)."""
+    """Whether the controller set out to restore the expected configuration (it does when it
+    owns it); the next look, and the next entry if any, say whether it held."""
 
     @property
     def idempotency_key(self) -> str:
-        return f"gate-changed:{self.configuration}:{self.change}:{self.resource_version}:" \
-               f"{self.observed_at}"
+        # Without the time: replicas that see the same change record it once.
+        return f"gate-changed:{self.configuration}:{self.change}:{self.object_uid}:" \
+               f"{self.resource_version}"
 
 
 class UnadmittedEntry(_Model):
