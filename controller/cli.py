@@ -36,6 +36,9 @@ def _operator_parser() -> argparse.ArgumentParser:
                    "webhook client certificate); rejects reviews from anyone else")
     p.add_argument("--timeout-seconds", type=float, default=10.0,
                    help="the webhook configuration's timeoutSeconds; reviews answer inside it")
+    p.add_argument("--sweep-interval", type=float, default=30.0,
+                   help="seconds between ledger sweeps (never-persisted admissions, "
+                   "unadmitted workloads)")
     p.add_argument("--health-port", type=int, default=8080,
                    help="port for /livez, /readyz, /metrics and /version")
     tls = p.add_argument_group("self-managed TLS (instead of cert-manager)")
@@ -47,6 +50,19 @@ def _operator_parser() -> argparse.ArgumentParser:
     tls.add_argument("--service", help="the webhook Service (names the certificate)")
     tls.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE"),
                      help="namespace of the Service and Secret (default: $POD_NAMESPACE)")
+    gate = p.add_argument_group("the gate guards itself (controller.gate)")
+    gate.add_argument("--gate-expected", type=Path,
+                      help="the ValidatingWebhookConfiguration as it should be (YAML or JSON); "
+                      "the controller watches the live one and records any deletion or drift")
+    gate.add_argument("--gate-restore", action=argparse.BooleanOptionalAction, default=True,
+                      help="restore the expected configuration after a deletion or drift "
+                      "(default); --no-gate-restore only records and reports")
+    gate.add_argument("--gate-interval", type=float, default=2.0,
+                      help="seconds between checks of the webhook configuration")
+    gate.add_argument("--gate-event-namespace", default="default",
+                      help="namespace for Events about the configuration; the API server "
+                      "accepts Events about cluster-scoped objects only in default (the "
+                      "default) and kube-system")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
@@ -86,10 +102,26 @@ def operator_main(argv: Sequence[str] | None = None) -> int:
         self_managed = SelfManagedTls.from_environ(
             namespace=args.namespace, secret=args.tls_secret, service=args.service,
             webhook_config=args.webhook_config, cert_dir=Path(args.tls_cert).parent)
+    gate = None
+    if args.gate_expected is not None:
+        from controller.gate import GateError, GateSettings, load_expected
+
+        try:
+            expected = load_expected(args.gate_expected.read_text())
+            gate = GateSettings(expected=expected, restore=args.gate_restore,
+                                interval=args.gate_interval,
+                                event_namespace=args.gate_event_namespace)
+            if args.webhook_config and gate.name != args.webhook_config:
+                raise GateError(f"--gate-expected names {gate.name}, --webhook-config "
+                                f"{args.webhook_config}")
+        except (OSError, GateError) as exc:
+            print(f"provenance-controller: {exc}", file=sys.stderr)
+            return 2
     options = ServerOptions(
         host=args.webhook_host, port=args.webhook_port, cert_file=args.tls_cert,
         key_file=args.tls_key, health_port=args.health_port, self_managed_tls=self_managed,
-        timeout_seconds=args.timeout_seconds, client_ca=args.client_ca)
+        timeout_seconds=args.timeout_seconds, client_ca=args.client_ca, gate=gate,
+        sweep_interval=args.sweep_interval)
     # Ctrl-C in a terminal is a normal way to stop; kopf handles SIGTERM itself.
     try:
         with contextlib.suppress(KeyboardInterrupt):

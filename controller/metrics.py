@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -34,6 +35,9 @@ ADMISSION_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )
 REGISTRY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Entries per ledger write: 1 when admissions arrive one at a time, up to the group-commit limit
+# (`group_commit_max_entries`, at most 512) under load.
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 VERDICT_ALLOWED = "allowed"
 VERDICT_DENIED = "denied"
@@ -93,7 +97,7 @@ registry_request_errors_total = Counter(
 )
 ledger_appends_total = Counter(
     "provenance_ledger_appends",
-    "Entries appended to the provenance ledger.",
+    "Entries appended to the provenance ledger by this process.",
     registry=REGISTRY,
 )
 ledger_conflicts_total = Counter(
@@ -103,7 +107,39 @@ ledger_conflicts_total = Counter(
 )
 ledger_retries_total = Counter(
     "provenance_ledger_retries",
-    "Ledger append attempts retried after a conflict or a transient error.",
+    "Ledger write attempts retried after a conflict or a transient error.",
+    registry=REGISTRY,
+)
+ledger_batch_size = Histogram(
+    "provenance_ledger_batch_size",
+    "Entries per ledger write (group commit).",
+    buckets=BATCH_BUCKETS,
+    registry=REGISTRY,
+)
+ledger_tail_failures_total = Counter(
+    "provenance_ledger_tail_verification_failures",
+    "Times the tail this writer was about to extend did not verify (a segment skipped, did not "
+    "chain, disappeared or was recreated); the write was refused.",
+    registry=REGISTRY,
+)
+gate_intact = Gauge(
+    "provenance_gate_intact",
+    "1 while the controller's ValidatingWebhookConfiguration exists as expected, 0 while it is "
+    "missing or has drifted (the gate may be off).",
+    registry=REGISTRY,
+)
+gate_changes_total = Counter(
+    "provenance_gate_changes",
+    "Deletions of, or drifts in, the controller's ValidatingWebhookConfiguration, by what "
+    "happened next (restored, or left as found when the controller does not own it).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+unadmitted_total = Counter(
+    "provenance_unadmitted_workloads",
+    "Workloads seen in the cluster with no admission entry in the ledger (created while the "
+    "gate was off, before install, or through a path the gate missed), by kind.",
+    ["kind"],
     registry=REGISTRY,
 )
 
@@ -157,13 +193,42 @@ def record_registry_request(operation: str, *, seconds: float, error: str | None
         registry_request_errors_total.labels(operation=operation, kind=error).inc()
 
 
-def record_ledger_append(*, conflicts: int = 0, retries: int = 0) -> None:
-    """Count one successful ledger append and the conflicts and retries it took."""
-    ledger_appends_total.inc()
-    if conflicts:
-        ledger_conflicts_total.inc(conflicts)
-    if retries:
-        ledger_retries_total.inc(retries)
+def record_ledger_write(*, entries: int) -> None:
+    """Count one successful ledger write of `entries` entries (one group commit)."""
+    ledger_appends_total.inc(entries)
+    ledger_batch_size.observe(entries)
+
+
+def record_ledger_conflict() -> None:
+    """Count one ledger write rejected with 409 Conflict."""
+    ledger_conflicts_total.inc()
+
+
+def record_ledger_retry() -> None:
+    """Count one retried ledger write attempt."""
+    ledger_retries_total.inc()
+
+
+def record_ledger_tail_failure() -> None:
+    """Count one tail that failed verification before a write."""
+    ledger_tail_failures_total.inc()
+
+
+GATE_RESTORED = "restored"
+GATE_REPORTED = "reported"
+"""The configuration is not the controller's to restore; the change was recorded only."""
+
+
+def record_gate(*, intact: bool, outcome: str | None = None) -> None:
+    """Set whether the gate is intact; count a change and its outcome when there was one."""
+    gate_intact.set(1 if intact else 0)
+    if outcome is not None:
+        gate_changes_total.labels(outcome=outcome).inc()
+
+
+def record_unadmitted(kind: str) -> None:
+    """Count one workload found without an admission entry; `kind` is a gated kind's name."""
+    unadmitted_total.labels(kind=kind).inc()
 
 
 def _prime() -> None:
@@ -176,6 +241,8 @@ def _prime() -> None:
         admissions_total.labels(verdict=verdict, reason=NO_REASON)
     for verdict in VERDICTS:
         admission_duration_seconds.labels(verdict=verdict)
+    for outcome in (GATE_RESTORED, GATE_REPORTED):
+        gate_changes_total.labels(outcome=outcome)
 
 
 _prime()

@@ -41,6 +41,11 @@ def admission_context(uid: str) -> Iterator[None]:
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged.
 _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message", "asctime", "taskName"}
+_OMITTED_EXTRAS = frozenset({"settings", "k8s_skip"})
+"""`extra=` keys that are never logged. The operator framework attaches its whole settings
+object (about 2 KB as text) and a flag for its own event poster to every per-object record;
+neither says anything about the event, and on every watch event they drowned the line.
+The object reference (`k8s_ref`) is kept: it names the object."""
 
 
 class JsonFormatter(logging.Formatter):
@@ -58,7 +63,8 @@ class JsonFormatter(logging.Formatter):
         if uid is not None:
             entry["admission_uid"] = uid
         for key, value in vars(record).items():
-            if key not in _RECORD_ATTRS and not key.startswith("_"):
+            if key not in _RECORD_ATTRS and key not in _OMITTED_EXTRAS \
+                    and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

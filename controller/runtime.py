@@ -23,6 +23,7 @@ from controller.ledger import (
     load_signer,
 )
 from controller.ledger.reader import LedgerReader
+from controller.ledger.unadmitted import UnadmittedDetector
 from controller.registry import KubeSecretSource
 from controller.review import WorkloadRequest
 from controller.signatures import ImageVerifier
@@ -41,6 +42,7 @@ class Runtime:
     verifier: ImageVerifier | None = None
     ledger: Ledger | None = None
     reconciler: Reconciler | None = None
+    unadmitted: UnadmittedDetector | None = None
 
     @classmethod
     async def build(cls, config: Config, *, kubeconfig: str | None,
@@ -70,7 +72,7 @@ class Runtime:
             task.add_done_callback(background.discard)
 
         stages.append(BreakGlassStage(config, on_break_glass=on_break_glass))
-        ledger = reconciler = None
+        ledger = reconciler = unadmitted = None
         if config.ledger.enabled:
             # The key signs checkpoints; it lives outside the ledger namespace, so whoever can
             # rewrite ledger ConfigMaps still cannot forge a checkpoint.
@@ -93,10 +95,16 @@ class Runtime:
                                       verifier=signer.verifier if signer else None,
                                       ttl=config.rollback.ledger_cache_seconds)
                 stages.insert(0, RollbackStage(reader, config))
+            unadmitted = UnadmittedDetector(reconciler,
+                                            exempt_namespaces=config.exempt_namespaces,
+                                            annotation_prefix=config.annotations.prefix)
+            # Before the watch starts: every workload listed at start is judged against the
+            # whole chain, not only the recent segments.
+            await unadmitted.load()
             stages.append(LedgerStage(ledger, config))  # last: record only what is admitted
         admission = Admission(config, stages=tuple(stages), budget_seconds=budget_seconds)
         return cls(config=config, api=api, admission=admission, verifier=verifier,
-                   ledger=ledger, reconciler=reconciler)
+                   ledger=ledger, reconciler=reconciler, unadmitted=unadmitted)
 
     async def close(self) -> None:
         """Flush the ledger and close connections."""

@@ -33,7 +33,9 @@ from controller import metrics
 from controller.admission import Admission
 from controller.config import Config
 from controller.errors import ProvenanceError, ReviewError
+from controller.gate import GateGuard, GateSettings
 from controller.ledger import Reconciler
+from controller.ledger.unadmitted import UnadmittedDetector
 from controller.observability import admission_context, build_health_app
 from controller.review import WorkloadRequest, parse_envelope, parse_review
 from controller.runtime import Runtime
@@ -73,6 +75,8 @@ class ServerOptions:
     """The webhook configuration's timeoutSeconds; the review must answer well inside it."""
     sweep_interval: float = 30.0
     """How often admissions not yet seen persisted are looked at by the reconciler."""
+    gate: GateSettings | None = None
+    """When set, the controller guards its own webhook configuration (`controller.gate`)."""
 
 
 class ReviewServer:
@@ -260,12 +264,15 @@ def configure(settings: kopf.OperatorSettings, options: ServerOptions) -> None:
     settings.scanning.disabled = True
 
 
-def register_reconciler(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
+def register_reconciler(registry: kopf.OperatorRegistry, reconciler: Reconciler,
+                        unadmitted: UnadmittedDetector | None = None) -> None:
     """Watch every gated kind so that admitted entries get their outcome (persisted, rolled
-    out or completed)."""
+    out or completed), and workloads without an admission entry are found."""
 
     async def observe(body: kopf.Body, **_: Any) -> None:
         try:
+            if unadmitted is not None:
+                unadmitted.observe(body)
             await reconciler.observe(body)
         except ProvenanceError as exc:
             # The next event or sweep retries; an outcome entry is late, never lost.
@@ -276,11 +283,14 @@ def register_reconciler(registry: kopf.OperatorRegistry, reconciler: Reconciler)
         kopf.on.event(kind.group, kind.version, kind.plural, registry=registry)(observe)
 
 
-async def _sweep_forever(reconciler: Reconciler, interval: float) -> None:
+async def _sweep_forever(reconciler: Reconciler, interval: float,
+                         unadmitted: UnadmittedDetector | None = None) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
             await reconciler.sweep(dt.datetime.now(dt.UTC))
+            if unadmitted is not None:
+                await unadmitted.sweep()
         except ProvenanceError as exc:
             logger.warning("ledger sweep failed: %s", exc)
 
@@ -299,12 +309,22 @@ async def run_operator(config: Config, options: ServerOptions, *,
         logger.info("webhook certificate %s (%s), valid until %s", status.action,
                     status.reason, status.not_after)
         background.append(asyncio.create_task(options.self_managed_tls.keep_fresh(runtime.api)))
+    if options.gate is not None:
+        ledger = runtime.ledger
+        tls, api = options.self_managed_tls, runtime.api
+
+        async def ca_bundle() -> str | None:
+            return await tls.ca_bundle(api) if tls is not None else None
+
+        guard = GateGuard(api, options.gate, record=ledger.append if ledger is not None else None,
+                          ca_source=ca_bundle if tls is not None else None)
+        background.append(asyncio.create_task(guard.run()))
     registry = kopf.OperatorRegistry()
     register(registry, runtime.admission)
     if runtime.reconciler is not None:
-        register_reconciler(registry, runtime.reconciler)
+        register_reconciler(registry, runtime.reconciler, runtime.unadmitted)
         background.append(asyncio.create_task(
-            _sweep_forever(runtime.reconciler, options.sweep_interval)))
+            _sweep_forever(runtime.reconciler, options.sweep_interval, runtime.unadmitted)))
     ready = asyncio.Event()
 
     # A registry of our own has none of kopf's default login handlers; credentials come from the

@@ -91,11 +91,20 @@ def test_cache_registry_and_ledger_metrics() -> None:
     appends = value("provenance_ledger_appends_total")
     conflicts = value("provenance_ledger_conflicts_total")
     retries = value("provenance_ledger_retries_total")
-    metrics.record_ledger_append()
-    metrics.record_ledger_append(conflicts=2, retries=3)
-    assert value("provenance_ledger_appends_total") == appends + 2
+    metrics.record_ledger_write(entries=1)
+    metrics.record_ledger_write(entries=5)
+    metrics.record_ledger_conflict()
+    metrics.record_ledger_conflict()
+    for _ in range(3):
+        metrics.record_ledger_retry()
+    assert value("provenance_ledger_appends_total") == appends + 6
     assert value("provenance_ledger_conflicts_total") == conflicts + 2
     assert value("provenance_ledger_retries_total") == retries + 3
+    ones = value("provenance_ledger_batch_size_bucket", le="1.0")
+    fours = value("provenance_ledger_batch_size_bucket", le="4.0")
+    metrics.record_ledger_write(entries=3)
+    assert value("provenance_ledger_batch_size_bucket", le="1.0") == ones
+    assert value("provenance_ledger_batch_size_bucket", le="4.0") == fours + 1
 
 
 def test_every_denial_reason_is_exported_before_it_happens() -> None:
@@ -191,6 +200,14 @@ def test_json_log_lines_carry_the_admission_uid_only_inside_the_context() -> Non
     assert line["time"].endswith("Z")
     assert admission_uid.get() is None
     assert "admission_uid" not in json.loads(fmt.format(make_record("outside")))
+
+
+def test_json_log_lines_leave_out_the_frameworks_settings_but_keep_the_object() -> None:
+    line = json.loads(JsonFormatter().format(make_record(
+        "Webhook 'validate' succeeded.", settings=object(), k8s_skip=True,
+        k8s_ref={"kind": "Deployment", "name": "web"})))
+    assert "settings" not in line and "k8s_skip" not in line
+    assert line["k8s_ref"] == {"kind": "Deployment", "name": "web"}
 
 
 def test_json_log_lines_survive_unserialisable_extras_and_carry_exceptions() -> None:

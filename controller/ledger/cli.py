@@ -21,7 +21,14 @@ from controller.kube import KubeApi, KubeApiError
 from controller.ledger.chain import CheckpointVerifier, canonical_json
 from controller.ledger.config import LedgerConfig
 from controller.ledger.errors import LedgerError, TamperKind
-from controller.ledger.query import AdmissionView, admissions, rollback_source, rollback_target
+from controller.ledger.query import (
+    AdmissionView,
+    UnadmittedView,
+    admissions,
+    rollback_source,
+    rollback_target,
+    unadmitted,
+)
 from controller.ledger.retention import prune
 from controller.ledger.verify import (
     StoredRecord,
@@ -234,8 +241,11 @@ async def _history(args: argparse.Namespace, api: KubeApi) -> int:
         return EXIT_USAGE
     kind, name = found
     report = await _load(args, api)
-    views = admissions(report.records, kind=kind.kind, namespace=args.deploy_namespace,
-                       name=name)
+    views: list[AdmissionView | UnadmittedView] = [
+        *admissions(report.records, kind=kind.kind, namespace=args.deploy_namespace, name=name),
+        # Runs of the workload that no admission covers (the gate was off, or not installed).
+        *unadmitted(report.records, kind=kind.kind, namespace=args.deploy_namespace, name=name)]
+    views.sort(key=lambda v: v.seq)
     if args.output == "json":
         print(json.dumps([v.as_dict() for v in views], indent=2))
     else:
@@ -247,9 +257,14 @@ async def _history(args: argparse.Namespace, api: KubeApi) -> int:
     return EXIT_OK
 
 
-def _print_table(out: TextIO, views: list[AdmissionView]) -> None:
+def _print_table(out: TextIO, views: list[AdmissionView | UnadmittedView]) -> None:
     rows = [("SEQ", "TIME", "OP", "USER", "COMMIT", "BUILD", "TEMPLATE", "STATUS")]
     for v in views:
+        if isinstance(v, UnadmittedView):
+            u = v.entry
+            rows.append((str(v.seq), u.observed_at[:19] + "Z", "-", "-", "-", "-",
+                         u.template_hash.removeprefix("sha256:")[:12], "unadmitted"))
+            continue
         e = v.entry
         op = f"ROLLBACK({e.rollback.restored_from})" if e.rollback else e.operation
         status = v.status + (",break-glass" if e.break_glass else "")

@@ -230,8 +230,66 @@ class SealEntry(_Model):
         return f"seal:{self.segment}"
 
 
+class GateChangedEntry(_Model):
+    """The controller's own ValidatingWebhookConfiguration was deleted or drifted.
+
+    Admission webhooks are never called for webhook configurations, so the controller watches
+    its own (`controller.gate`) and records each change it sees here, before restoring it.
+    """
+
+    type: Literal["gate-changed"] = "gate-changed"
+    configuration: Short
+    """The ValidatingWebhookConfiguration's name."""
+    change: Literal["deleted", "drifted"]
+    differences: tuple[Long, ...] = Field(default=(), max_length=64)
+    """What differs from the expected configuration, one line per field
+    (`<webhook>.<field>: expected <x>, found <y>`); empty for a deletion."""
+    observed_at: Timestamp
+    """The controller's clock when it saw the change."""
+    object_uid: Short = ""
+    """The uid of the object that changed (for a deletion: of the one last seen)."""
+    resource_version: Short = ""
+    """The changed object's resourceVersion as observed (empty for a deletion): says which
+    write it was, for the API server's audit log."""
+    restored: bool
+    """Whether the controller set out to restore the expected configuration (it does when it
+    owns it); the next look, and the next entry if any, say whether it held."""
+
+    @property
+    def idempotency_key(self) -> str:
+        # Without the time: replicas that see the same change record it once.
+        return f"gate-changed:{self.configuration}:{self.change}:{self.object_uid}:" \
+               f"{self.resource_version}"
+
+
+class UnadmittedEntry(_Model):
+    """A workload seen stored with no admission entry for what it runs.
+
+    It was created while the gate was off, before the controller was installed, or through a
+    path the gate missed. Recorded once per object and template; derived objects and exempt
+    namespaces are not looked at.
+    """
+
+    type: Literal["unadmitted"] = "unadmitted"
+    kind: Annotated[str, Field(pattern=r"^[A-Z][A-Za-z]{0,62}$")]
+    namespace: Short
+    name: Short
+    object_uid: Short
+    generation: int | None = None
+    resource_version: Short = ""
+    template_hash: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+    annotations_hash: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+    observed_at: Timestamp
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"unadmitted:{self.object_uid}:{self.template_hash}:{self.annotations_hash}"
+
+
 Entry = Annotated[
-    AdmissionEntry | OutcomeEntry | CheckpointEntry | SealEntry, Field(discriminator="type")]
+    AdmissionEntry | OutcomeEntry | CheckpointEntry | SealEntry | GateChangedEntry
+    | UnadmittedEntry,
+    Field(discriminator="type")]
 
 
 class Record(_Model):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from controller.ledger.models import AdmissionEntry, OutcomeEntry
+from controller.ledger.models import AdmissionEntry, OutcomeEntry, UnadmittedEntry
 from controller.ledger.verify import StoredRecord
 
 
@@ -68,6 +68,32 @@ def admissions(records: Iterable[StoredRecord], *, kind: str | None = None,
             if view is not None and view.stored.leaf == entry.ref_leaf:
                 view.outcomes.append((stored.seq, entry))
     return sorted(views.values(), key=lambda v: v.seq)
+
+
+@dataclass
+class UnadmittedView:
+    """A workload recorded as running without an admission entry."""
+
+    stored: StoredRecord
+    entry: UnadmittedEntry
+
+    @property
+    def seq(self) -> int:
+        return self.stored.seq
+
+    def as_dict(self) -> dict[str, object]:
+        return {"seq": self.seq, "leaf": self.stored.leaf, "status": "unadmitted",
+                "entry": self.entry.model_dump(mode="json"), "outcomes": []}
+
+
+def unadmitted(records: Iterable[StoredRecord], *, kind: str | None = None,
+               namespace: str | None = None, name: str | None = None) -> list[UnadmittedView]:
+    """`unadmitted` entries (optionally of one workload), oldest first."""
+    return [UnadmittedView(stored, entry) for stored in records
+            if isinstance(entry := stored.record.entry, UnadmittedEntry)
+            and (kind is None or entry.kind == kind)
+            and (namespace is None or entry.namespace == namespace)
+            and (name is None or entry.name == name)]
 
 
 def rollback_target(history: list[AdmissionView], current_template_hash: str | None,

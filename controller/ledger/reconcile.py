@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -77,6 +77,8 @@ class Reconciler:
         limited), looked at again shortly and by every sweep; an object may get no later
         event."""
         self._retry: asyncio.Task[None] | None = None
+        self.listeners: list[Callable[[Record], None]] = []
+        """Called with every record a sync reads (`UnadmittedDetector` keeps its index so)."""
 
     async def sync(self, *, force: bool = False) -> None:
         """Read entries written since the last sync (by any replica)."""
@@ -109,6 +111,8 @@ class Reconciler:
                 log.warning("unparseable ledger entry %s in %s; run `ledger verify`", seq, seg.name)
                 continue
             self._take(record, leaf_hash(raw.encode()).hex())
+            for listener in self.listeners:
+                listener(record)
             self._next_seq = seq + 1
 
     def _take(self, record: Record, leaf: str) -> None:

@@ -19,12 +19,14 @@ import contextlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
+from controller import metrics
 from controller.kube import KubeApi, KubeApiError
 from controller.ledger.chain import (
     GENESIS,
@@ -69,6 +71,16 @@ CONTENTION_MEMORY = 1.0
 """Seconds after a conflict during which this writer assumes other replicas are writing."""
 COURTESY_PAUSE = 0.008
 """The pause after a write while contended: about one re-read of a segment on loopback."""
+UNAVAILABLE_PAUSE = (0.05, 0.5)
+"""The first and the longest pause between attempts while the API server fails (unreachable,
+5xx, 429): a refused connection fails in microseconds, and retrying at the conflict pace would
+spin a CPU until the entry's deadline."""
+CLOSE_GRACE_SECONDS = 2.0
+"""How long `close()` lets a write already in flight finish before cancelling it. SIGTERM must
+stop the process within a few seconds even when the API server does not answer."""
+BATCH_SIZE_WINDOW = 1024
+"""How many recent batch sizes `LedgerStats` keeps; the histogram metric keeps the distribution
+of all of them in fixed memory."""
 
 EntryFactory = Callable[[int, bytes], Entry]
 """Builds an entry once its sequence number and previous head are known (checkpoints)."""
@@ -129,14 +141,20 @@ class _Built:
 
 @dataclass
 class LedgerStats:
-    """Counters for metrics and the benchmark."""
+    """Counters of this writer, for the benchmark and tests; fixed size however long it runs.
+
+    The same events are exported as `provenance_ledger_*` metrics (`controller.metrics`).
+    """
 
     writes: int = 0
     conflicts: int = 0
+    retries: int = 0
     entries: int = 0
     duplicates: int = 0
     seals: int = 0
-    batch_sizes: list[int] = field(default_factory=list)
+    corrupt_tails: int = 0
+    batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=BATCH_SIZE_WINDOW))
+    """The sizes of the most recent `BATCH_SIZE_WINDOW` writes."""
 
 
 class Ledger:
@@ -171,24 +189,34 @@ class Ledger:
     async def start(self) -> None:
         """Load the chain's tail, then run the committer (and the periodic checkpoint task)."""
         await self._ensure_namespace()
-        await self._discover()
+        try:
+            await self._discover()
+        except LedgerCorrupt:
+            self._count_corrupt_tail()
+            raise
         self._tasks.append(asyncio.create_task(self._run(), name="ledger-committer"))
         if self._periodic and self.signer is not None:
             self._tasks.append(asyncio.create_task(self._checkpoints(), name="ledger-checkpoint"))
 
-    async def close(self) -> None:
-        """Stop the background tasks; entries still queued fail with `LedgerClosed`."""
+    async def close(self, *, grace: float = CLOSE_GRACE_SECONDS) -> None:
+        """Stop the background tasks within about `grace` seconds.
+
+        A write already sent may finish inside the grace period; it is not retried. Entries
+        still queued, or whose write was cut short, fail with `LedgerClosed` (their admissions
+        are denied, never answered "allowed" without a record).
+        """
         self._closed = True
-        await self._queue.put(None)
+        self._queue.put_nowait(None)
         for task in self._tasks:
             if task.get_name() == "ledger-checkpoint":
                 task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        work = [*self._tasks, *self._side_tasks]
+        if work:
+            _, late = await asyncio.wait(work, timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*work, return_exceptions=True)
         self._tasks.clear()
-        if self._side_tasks:
-            await asyncio.gather(*self._side_tasks, return_exceptions=True)
         while not self._queue.empty():
             item = self._queue.get_nowait()
             if item is not None and not item.future.done():
@@ -265,7 +293,20 @@ class Ledger:
             self._drain(batch)
             try:
                 await self._commit(batch)
+            except asyncio.CancelledError:
+                # close() ran out of patience: whatever was not written is not recorded.
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(LedgerClosed("the ledger is shutting down"))
+                raise
+            except LedgerClosed as exc:
+                log.warning("ledger write abandoned at shutdown: %s", exc)
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
             except Exception as exc:
+                if isinstance(exc, LedgerCorrupt):
+                    self._count_corrupt_tail()
                 log.exception("ledger commit failed")
                 self._tail = None  # re-discover from the API server next time
                 error = exc if isinstance(exc, LedgerUnavailable) else LedgerUnavailable(
@@ -301,7 +342,9 @@ class Ledger:
         stale = False
         while True:
             now = time.monotonic()
-            batch[:] = [i for i in batch if not i.future.done()]
+            # Deadlines first: while re-reads keep failing (API server gone), `_settle` below is
+            # never reached, and a batch nobody awaits any more must not be retried forever.
+            batch[:] = [i for i in batch if not self._expired(i, now)]
             if not batch:
                 return
             timeout = max(i.deadline for i in batch) - now
@@ -342,16 +385,41 @@ class Ledger:
                 # re-read and try again within the deadline. The re-read itself spaces the
                 # attempts out; jitter is added only when conflicts repeat, and kept short,
                 # because a long sleep lets the other replicas win the next round too.
+                if self._closed:
+                    raise LedgerClosed(f"the ledger is shutting down ({exc.reason})") from exc
                 if exc.status == 409:
                     self.stats.conflicts += 1
+                    metrics.record_ledger_conflict()
                     self._contended_at = time.monotonic()
                 attempt += 1
+                self.stats.retries += 1
+                metrics.record_ledger_retry()
                 stale = True
-                if attempt > 1 or exc.status != 409:
+                if exc.status != 409:
+                    first, longest = UNAVAILABLE_PAUSE
+                    pause = min(longest, first * 2 ** min(attempt - 1, 4))
+                    pause = random.uniform(pause / 2, pause)  # noqa: S311
+                    await asyncio.sleep(min(pause, max(0.0, timeout)))
+                elif attempt > 1:
                     pause = random.uniform(0, min(0.02, 0.001 * 2 ** min(attempt, 5)))  # noqa: S311
                     await asyncio.sleep(min(pause, max(0.0, timeout)))
                 # Entries that arrived meanwhile join this write instead of waiting for it.
                 self._drain(batch)
+
+    @staticmethod
+    def _expired(item: _Pending, now: float) -> bool:
+        """Done already, or past its deadline (then failed here)."""
+        if item.future.done():
+            return True
+        if item.deadline <= now:
+            item.future.set_exception(LedgerDeadlineExceeded(
+                "the ledger entry could not be written before the admission deadline"))
+            return True
+        return False
+
+    def _count_corrupt_tail(self) -> None:
+        self.stats.corrupt_tails += 1
+        metrics.record_ledger_tail_failure()
 
     def _settle(self, batch: list[_Pending]) -> list[_Pending]:
         """Fail what is past its deadline, answer what is already recorded, keep the rest."""
@@ -405,6 +473,7 @@ class Ledger:
         self.stats.writes += 1
         self.stats.entries += len(built.receipts)
         self.stats.batch_sizes.append(len(built.receipts))
+        metrics.record_ledger_write(entries=len(built.receipts))
 
     async def _write(self, tail: _Tail, batch: list[_Pending], timeout: float) -> int:
         """Write as many of `batch` as fit; return how many (0: the segment is full)."""

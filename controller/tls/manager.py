@@ -75,7 +75,8 @@ def _encode(material: Material) -> dict[str, str]:
     return {k: base64.b64encode(v).decode() for k, v in material.as_secret_data().items()}
 
 
-async def _get_secret(api: KubeApi, namespace: str, name: str) -> dict[str, Any] | None:
+async def get_secret(api: KubeApi, namespace: str, name: str) -> dict[str, Any] | None:
+    """The Secret, or None when it does not exist."""
     try:
         secret: dict[str, Any] = await api.request("GET", _secret_path(namespace, name))
     except KubeApiError as exc:
@@ -239,7 +240,7 @@ async def ensure_certificates(
     action: Literal["created", "rotated", "unchanged"] = "unchanged"
     why = ""
     for _ in range(_ATTEMPTS):
-        existing = await _get_secret(api, namespace, secret)
+        existing = await get_secret(api, namespace, secret)
         current = Material.from_secret_data(_decode(existing)) if existing else None
         reason = ("no certificate stored yet" if current is None else
                   rotation_reason(current, hosts=hosts, renew_before=renew_before))

@@ -15,8 +15,13 @@ from pathlib import Path
 
 from controller.kube import KubeApi
 from controller.tls.errors import TlsError
-from controller.tls.issuer import DEFAULT_VALIDITY
-from controller.tls.manager import CertificateStatus, ensure_certificates, keep_certificates_fresh
+from controller.tls.issuer import DEFAULT_VALIDITY, KEY_CA
+from controller.tls.manager import (
+    CertificateStatus,
+    ensure_certificates,
+    get_secret,
+    keep_certificates_fresh,
+)
 
 ENV_RENEW_BEFORE_HOURS = "PROVENANCE_TLS_RENEW_BEFORE_HOURS"
 ENV_VALIDITY_HOURS = "PROVENANCE_TLS_VALIDITY_HOURS"
@@ -87,6 +92,17 @@ class SelfManagedTls:
             api, namespace=self.namespace, secret=self.secret, service=self.service,
             webhook_config=self.webhook_config, cert_dir=self.cert_dir,
             renew_before=self.renew_before, validity=self.validity)
+
+    async def ca_bundle(self, api: KubeApi) -> str | None:
+        """The caBundle the webhook configuration should carry now, as stored in the Secret.
+
+        The Secret is written before the configuration is patched, so during a rotation this is
+        already the new bundle: the gate guard (`controller.gate`) takes it as the expected one
+        and never restores an old CA over a rotation.
+        """
+        secret = await get_secret(api, self.namespace, self.secret)
+        value = ((secret or {}).get("data") or {}).get(KEY_CA)
+        return value if isinstance(value, str) and value else None
 
     async def keep_fresh(self, api: KubeApi) -> None:
         """Check every `check_interval` seconds, forever (run it as a task after `ensure`)."""

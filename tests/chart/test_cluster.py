@@ -27,8 +27,9 @@ from cryptography.hazmat.primitives import serialization
 
 from controller.dev.controller import DevController
 from controller.dev.controlplane import LocalControlPlane, free_port
+from controller.gate import GateGuard, GateSettings, load_expected
 from controller.kube import Credentials, KubeApi, load_credentials
-from controller.tls import ensure_certificates
+from controller.tls import SelfManagedTls, ensure_certificates
 from tests.builders import deployment
 from tests.chart.helm import (
     CHART,
@@ -121,6 +122,11 @@ CAN = [
     ("update", "configmaps", "provenance-ledger"),
     ("list", "configmaps", "provenance-ledger"),
     ("patch", f"validatingwebhookconfigurations.admissionregistration.k8s.io/{FULLNAME}", ""),
+    # The gate guard: read and restore this configuration, recreate it, report with Events.
+    ("get", f"validatingwebhookconfigurations.admissionregistration.k8s.io/{FULLNAME}", ""),
+    ("update", f"validatingwebhookconfigurations.admissionregistration.k8s.io/{FULLNAME}", ""),
+    ("create", "validatingwebhookconfigurations.admissionregistration.k8s.io", ""),
+    ("create", "events", "default"),
 ]
 CANNOT = [
     ("create", "deployments.apps", "default"),
@@ -142,7 +148,9 @@ CANNOT = [
     ("get", "secrets", "provenance-ledger"),
     ("patch", "validatingwebhookconfigurations.admissionregistration.k8s.io/someone-else", ""),
     ("delete", f"validatingwebhookconfigurations.admissionregistration.k8s.io/{FULLNAME}", ""),
-    ("create", "validatingwebhookconfigurations.admissionregistration.k8s.io", ""),
+    ("update", "validatingwebhookconfigurations.admissionregistration.k8s.io/someone-else", ""),
+    ("list", "validatingwebhookconfigurations.admissionregistration.k8s.io", ""),
+    ("create", "events", RELEASE_NAMESPACE),
     ("create", "clusterrolebindings.rbac.authorization.k8s.io", ""),
     ("escalate", "clusterroles.rbac.authorization.k8s.io", ""),
     ("impersonate", "users", ""),
@@ -268,6 +276,7 @@ def test_notes_warn_about_unsafe_settings(
     assert "WARNING: replicaCount is 1" in notes
     assert "WARNING: failurePolicy is Ignore" in notes
     assert "WARNING: mode is audit" in notes
+    assert "WARNING: webhook.guard.restore is false" in notes
 
 
 # --- every rendering, validated by the API server ---------------------------------------------
@@ -295,6 +304,36 @@ def test_static_manifests_apply(control_plane: LocalControlPlane, release: str) 
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
     out = ok(kubectl(control_plane, "apply", "--dry-run=server", "-f", str(path)))
     assert out.count("(server dry run)") == len(docs), out
+
+
+async def test_the_gate_guard_restores_the_charts_configuration_with_the_charts_rbac(
+        control_plane: LocalControlPlane, sa_api: KubeApi, tmp_path: Path) -> None:
+    """The guard as the chart runs it: the expected copy from the chart's ConfigMap, the CA
+    from the self-managed TLS Secret, and only the service account's permissions."""
+    tls = SelfManagedTls(namespace=RELEASE_NAMESPACE, secret=f"{FULLNAME}-tls",
+                         service=FULLNAME, webhook_config=FULLNAME, cert_dir=tmp_path)
+    await tls.ensure(sa_api)
+    cm = get_json(control_plane, "configmap", f"{FULLNAME}-gate", "-n", RELEASE_NAMESPACE)
+    guard = GateGuard(sa_api, GateSettings(expected=load_expected(cm["data"]["expected.yaml"])),
+                      record=None, ca_source=lambda: tls.ca_bundle(sa_api))
+    assert (await guard.check()).intact
+    ok(kubectl(control_plane, "patch", "validatingwebhookconfiguration", FULLNAME, "--type=json",
+               "-p", json.dumps([{"op": "add", "path": "/webhooks/0/objectSelector",
+                                  "value": {"matchLabels": {"gate": "off"}}}])))
+    drifted = await guard.check()
+    assert drifted.change == "drifted" and drifted.restored, drifted
+    assert not get_json(control_plane, "validatingwebhookconfiguration", FULLNAME)[
+        "webhooks"][0].get("objectSelector", {}).get("matchLabels")
+    ok(kubectl(control_plane, "delete", "validatingwebhookconfiguration", FULLNAME))
+    deleted = await guard.check()
+    assert deleted.change == "deleted" and deleted.restored, deleted
+    vwc = get_json(control_plane, "validatingwebhookconfiguration", FULLNAME)
+    assert vwc["webhooks"][0]["clientConfig"]["caBundle"] == await tls.ca_bundle(sa_api)
+    assert (await guard.check()).intact
+    events = json.loads(ok(kubectl(control_plane, "get", "events", "-n", "default",
+                                   "-o", "json", "--field-selector",
+                                   f"involvedObject.name={FULLNAME}")))["items"]
+    assert {e["reason"] for e in events} >= {"GateDrifted", "GateDeleted"}
 
 
 # --- the controller itself under the chart's RBAC ---------------------------------------------

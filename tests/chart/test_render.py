@@ -21,6 +21,7 @@ import yaml
 from aiohttp import web
 
 from controller.config import Config, parse_config
+from controller.gate import differences, load_expected
 from controller.ledger.config import LedgerConfig
 from controller.signatures.config import SignatureConfig
 from controller.tls import issue
@@ -206,6 +207,16 @@ def test_webhook_configuration(rendered: tuple[Path | None, list[dict[str, Any]]
     else:
         assert "annotations" not in vwc["metadata"]
     assert "caBundle" not in hook["clientConfig"], "the caBundle is never rendered"
+    # The gate guard compares the live object with the very webhooks the chart installs.
+    guard = values["webhook"]["guard"]
+    expected = find(docs, "ConfigMap", f"{FULLNAME}-gate")
+    parsed = load_expected(expected["data"]["expected.yaml"])
+    assert parsed["metadata"] == {"name": FULLNAME}
+    assert parsed["webhooks"] == vwc["webhooks"]
+    assert differences(parsed, vwc, {}) == []
+    args = find(docs, "Deployment", FULLNAME)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--gate-expected=/etc/provenance-gate/expected.yaml" in args
+    assert ("--gate-restore" if guard["restore"] else "--no-gate-restore") in args
 
 
 def test_configuration_is_valid_for_the_controller(
@@ -316,10 +327,20 @@ def test_rbac_is_least_privilege(rendered: tuple[Path | None, list[dict[str, Any
         {"apiGroups": [group], "resources": sorted(plurals), "verbs": ["get", "list", "watch"]}
         for group, plurals in groups.items()]
     cluster = [{**rule, "resources": sorted(rule["resources"])} for rule in cluster]
-    if values["tls"]["mode"] == "self-managed":
+    guard = values["webhook"]["guard"]
+    self_managed = values["tls"]["mode"] == "self-managed"
+    verbs = (["get"] if self_managed or guard["enabled"] else []) + (
+        ["patch"] if self_managed else []) + (
+        ["update"] if guard["enabled"] and guard["restore"] else [])
+    if verbs:
         expected.append({"apiGroups": ["admissionregistration.k8s.io"],
                          "resources": ["validatingwebhookconfigurations"],
-                         "resourceNames": [FULLNAME], "verbs": ["get", "patch"]})
+                         "resourceNames": [FULLNAME], "verbs": verbs})
+    if guard["enabled"] and guard["restore"]:
+        # Kubernetes cannot limit create by name.
+        expected.append({"apiGroups": ["admissionregistration.k8s.io"],
+                         "resources": ["validatingwebhookconfigurations"],
+                         "verbs": ["create"]})
     signatures = values["config"]["signatures"]
     if signatures.get("enabled") and signatures.get("registry", {}).get(
             "use_image_pull_secrets", True):
@@ -344,6 +365,11 @@ def test_rbac_is_least_privilege(rendered: tuple[Path | None, list[dict[str, Any
         assert role["rules"][0]["resourceNames"] == [pull["name"]]
     else:
         assert not pull_roles
+    if guard["enabled"]:
+        events = find(docs, "Role", f"{FULLNAME}-events")
+        assert events["metadata"]["namespace"] == "default"
+        assert events["rules"] == [{"apiGroups": [""], "resources": ["events"],
+                                    "verbs": ["create"]}]
     for binding in (d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")):
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME,
                                         "namespace": RELEASE_NAMESPACE}]

@@ -11,7 +11,7 @@ import pytest
 from controller.kube import Credentials, KubeApi
 from controller.ledger.chain import CheckpointSigner
 from controller.ledger.config import LedgerConfig
-from controller.ledger.errors import LedgerDeadlineExceeded
+from controller.ledger.errors import LedgerClosed, LedgerDeadlineExceeded
 from controller.ledger.keys import load_signer
 from controller.ledger.models import AdmissionEntry, Record, SealEntry
 from controller.ledger.segments import checkpoint_map_name, configmaps_path, list_segments
@@ -141,3 +141,32 @@ async def test_a_writer_refuses_a_recreated_open_segment(
                      "labels": original["metadata"]["labels"]}})
     with pytest.raises(LedgerUnavailable, match="deleted and recreated"):
         await ledger.append(admission_entry("three"))
+
+
+async def test_a_dead_api_server_neither_spins_the_writer_nor_holds_up_close(
+        kube_api: KubeApi, ledger_config: LedgerConfig) -> None:
+    writer = Ledger(kube_api, ledger_config, periodic_checkpoints=False)
+    await writer.start()
+    await writer.append(admission_entry("before"))
+    dead = KubeApi(Credentials(server="https://127.0.0.1:9"), timeout=1)
+    writer.api = dead
+    try:
+        with pytest.raises(LedgerDeadlineExceeded):
+            await writer.append(admission_entry("lost"), deadline=time.monotonic() + 0.5)
+        # Past the deadline the batch is given up: no more attempts against the dead server.
+        await asyncio.sleep(0.6)
+        retries = writer.stats.retries
+        assert 1 <= retries < 20, "retried at the conflict pace, or not at all"
+        await asyncio.sleep(0.5)
+        assert writer.stats.retries == retries
+        # An entry in flight at shutdown fails LedgerClosed, and close() does not wait for it.
+        pending = asyncio.create_task(writer.append(admission_entry("late"),
+                                                    deadline=time.monotonic() + 30))
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        await writer.close(grace=1.0)
+        assert time.monotonic() - started < 2.0
+        with pytest.raises(LedgerClosed):
+            await pending
+    finally:
+        await dead.close()

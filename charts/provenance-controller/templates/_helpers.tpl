@@ -111,3 +111,50 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end }}
+
+{{- /*
+The webhooks of the ValidatingWebhookConfiguration: rendered into the object the API server
+calls, and into the copy the controller's gate guard compares the live object with.
+*/ -}}
+{{- define "pc.webhooks" -}}
+- name: workloads.validate.provenance.dev
+  admissionReviewVersions: [v1]
+  clientConfig:
+    service:
+      name: {{ include "pc.fullname" . }}
+      namespace: {{ .Release.Namespace }}
+      path: /validate
+      port: {{ .Values.service.port }}
+  # Every way of getting a container to run: each workload kind, and the Pod subresource
+  # `kubectl debug` writes. Kept equal to controller.workloads.webhook_rules() by a test.
+  rules:
+    - apiGroups: [apps]
+      apiVersions: [v1]
+      resources: [deployments, replicasets, statefulsets, daemonsets]
+      operations: [CREATE, UPDATE]
+      scope: Namespaced
+    - apiGroups: [batch]
+      apiVersions: [v1]
+      resources: [jobs, cronjobs]
+      operations: [CREATE, UPDATE]
+      scope: Namespaced
+    - apiGroups: [""]
+      apiVersions: [v1]
+      resources: [replicationcontrollers, pods, pods/ephemeralcontainers]
+      operations: [CREATE, UPDATE]
+      scope: Namespaced
+  # Equivalent: a workload written through any other served version is converted and still
+  # judged; Exact would let a future apps/v2 bypass the webhook.
+  matchPolicy: Equivalent
+  # The ledger append is a side effect, skipped for dry-run requests.
+  sideEffects: NoneOnDryRun
+  failurePolicy: {{ .Values.webhook.failurePolicy }}
+  timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
+  # Only the immutable, API-server-set kubernetes.io/metadata.name label decides what is
+  # exempt; there is deliberately no objectSelector and no opt-out label.
+  namespaceSelector:
+    matchExpressions:
+      - key: kubernetes.io/metadata.name
+        operator: NotIn
+        values: {{ include "pc.exemptNamespaces" . }}
+{{- end }}
