@@ -18,13 +18,15 @@ COMPONENT = "provenance-controller"
 
 async def post_event(api: KubeApi, *, namespace: str, involved: Mapping[str, Any], reason: str,
                      message: str, type_: str = "Warning") -> None:
-    """Post a core/v1 Event about `involved` (apiVersion, kind, name, and uid when known)."""
+    """Post a core/v1 Event about `involved` (apiVersion, kind, name, and namespace and uid when
+    known). An Event about a cluster-scoped object must be posted in `default` or kube-system,
+    with no namespace in `involved`."""
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     body = {
         "apiVersion": "v1", "kind": "Event",
         "metadata": {"generateName": f"{involved.get('name') or 'provenance'}.",
                      "namespace": namespace},
-        "involvedObject": {**involved, "namespace": namespace},
+        "involvedObject": dict(involved),
         "reason": reason, "message": message[:1024], "type": type_,
         "source": {"component": COMPONENT},
         "firstTimestamp": now, "lastTimestamp": now, "count": 1,

@@ -34,6 +34,7 @@ from typing import Any
 
 from controller import metrics
 from controller.errors import ProvenanceError
+from controller.events import post_event
 from controller.kube import KubeApi, KubeApiError
 from controller.ledger.models import GateChangedEntry
 
@@ -333,24 +334,13 @@ class GateGuard:
 
     async def _event(self, observed: dict[str, Any] | None, *, reason: str,
                      message: str) -> None:
-        now = _now()
+        # The ledger entry and the metric carry the change; the Event is for people.
         involved: dict[str, Any] = {"apiVersion": "admissionregistration.k8s.io/v1",
                                     "kind": "ValidatingWebhookConfiguration", "name": self.name}
         if observed is not None:
             involved["uid"] = observed["metadata"].get("uid", "")
-        ns = self.settings.event_namespace
-        body = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": f"{self.name}.", "namespace": ns},
-            "involvedObject": involved, "reason": reason, "message": message[:1024],
-            "type": "Warning", "source": {"component": "provenance-controller"},
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-        }
-        try:
-            await self.api.request("POST", f"/api/v1/namespaces/{ns}/events", body=body)
-        except KubeApiError as exc:
-            # The ledger entry and the metric carry the change; the Event is for people.
-            log.warning("could not post an Event about the webhook configuration: %s", exc)
+        await post_event(self.api, namespace=self.settings.event_namespace, involved=involved,
+                         reason=reason, message=message)
 
 
 def _now() -> str:

@@ -65,7 +65,8 @@ class Runtime:
             task = asyncio.create_task(post_event(
                 api, namespace=request.namespace, reason="BreakGlass",
                 involved={"apiVersion": request.kind.api_version, "kind": request.kind.kind,
-                          "name": request.name, "uid": request.object.metadata.uid},
+                          "name": request.name, "namespace": request.namespace,
+                          "uid": request.object.metadata.uid},
                 message=f"{record.username} broke glass, waiving {', '.join(record.waived)}: "
                         f"{record.reason}"))
             background.add(task)  # held until done, so the Event is not lost to the GC
