@@ -81,11 +81,11 @@ test: venv tools lint typecheck manifests-check lock-check workflow-lint ## ever
 	@$(VENV)/bin/pytest -ra $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
-bench: venv ## admission, signature and ledger benchmarks (prints figures; not a test)
+bench: venv ## every benchmark under bench/, each with its same-run baseline (prints figures; not a test)
 	@bash hack/tools.sh control-plane,registry,cosign
-	@$(PY) bench/bench_admission.py
-	@if [ -f bench/bench_signatures.py ]; then $(PY) bench/bench_signatures.py; fi
-	@if [ -f bench/bench_ledger.py ]; then $(PY) bench/bench_ledger.py; fi
+	@for b in admission signatures ledger kinds keyless status; do \
+	  if [ -f bench/bench_$$b.py ]; then echo "==> bench/bench_$$b.py"; $(PY) bench/bench_$$b.py || exit 1; fi; \
+	done
 
 helm-lint: ## helm lint the chart
 	@bash hack/tools.sh helm
