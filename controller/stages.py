@@ -26,7 +26,7 @@ from controller.ledger import (
     VerifiedImage,
     build_admission_entry,
 )
-from controller.ledger.query import rollback_source
+from controller.ledger.query import AdmissionView, rollback_source
 from controller.ledger.reader import LedgerReader
 from controller.policy.violations import Decision, Reason, Violation
 from controller.review import WorkloadRequest
@@ -117,7 +117,12 @@ class RollbackStage:
             return outcome
         try:
             async with asyncio.timeout(max(0.1, deadline - time.monotonic() - self._reserve)):
-                views = await self._reader.views()
+                started = self._reader.clock()
+                source = self._source(request, await self._reader.views())
+                if source is None:
+                    # A shared read from before this object's latest entries finds nothing;
+                    # only a read made after the request arrived may say "not a rollback".
+                    source = self._source(request, await self._reader.views(newer_than=started))
         except (LedgerError, TimeoutError) as exc:
             # The denial stands; say why the rollback could not be recognised.
             logger.warning("rollback check could not read the ledger: %s", exc,
@@ -125,10 +130,6 @@ class RollbackStage:
             note = f"provenance: not recognised as a rollback: the ledger could not be read ({exc})"
             return dataclasses.replace(outcome, decision=dataclasses.replace(
                 outcome.decision, notes=(*outcome.decision.notes, note)))
-        source = rollback_source(
-            views, kind=request.kind.kind, namespace=request.namespace, name=request.name,
-            uid=request.object.metadata.uid, template_hash=request.template_hash,
-            allow_failed=self._config.rollback.allow_failed_rollouts)
         if source is None:
             return outcome
         entry = source.entry
@@ -143,6 +144,12 @@ class RollbackStage:
         return dataclasses.replace(outcome, rollback=record, decision=Decision(
             violations=kept, enforce=decision.enforce, exempt_reason=decision.exempt_reason,
             notes=(*decision.notes, note)))
+
+    def _source(self, request: WorkloadRequest, views: list[AdmissionView]) -> AdmissionView | None:
+        return rollback_source(
+            views, kind=request.kind.kind, namespace=request.namespace, name=request.name,
+            uid=request.object.metadata.uid, template_hash=request.template_hash,
+            allow_failed=self._config.rollback.allow_failed_rollouts)
 
     def _candidate(self, request: WorkloadRequest, outcome: Outcome) -> bool:
         return (self._config.rollback.enabled and outcome.role == "authored"

@@ -259,7 +259,10 @@ async def test_rollout_undo_by_another_authorised_user_is_a_rollback(kube_api: K
     config = ROLLBACK.model_copy(update={"ledger": unique_config()})
     ledger = Ledger(kube_api, config.ledger)
     await ledger.start()
-    reader = LedgerReader(kube_api, config.ledger, verifier=None, ttl=0)
+    # A long-lived shared read, made before any of this object's entries: a rollback must
+    # still be recognised (a read older than the request is not the last word).
+    reader = LedgerReader(kube_api, config.ledger, verifier=None, ttl=3600)
+    assert await reader.views() == []
     admission = Admission(config, stages=(RollbackStage(reader, config),
                                           LedgerStage(ledger, config)), budget_seconds=5)
 

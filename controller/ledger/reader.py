@@ -23,6 +23,10 @@ from controller.ledger.verify import load_chain, verify_segments
 class LedgerReader:
     """`await views()`: every admission with its outcomes, from a chain that verifies."""
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self._clock
+
     def __init__(self, api: KubeApi, config: LedgerConfig, *,
                  verifier: CheckpointVerifier | None, ttl: float = 5.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -36,11 +40,18 @@ class LedgerReader:
         self._cached: tuple[float, list[AdmissionView]] | None = None
         self._lock = asyncio.Lock()
 
-    async def views(self) -> list[AdmissionView]:
-        """The admissions, oldest first; `LedgerCorrupt` when the chain does not verify."""
+    async def views(self, *, newer_than: float | None = None) -> list[AdmissionView]:
+        """The admissions, oldest first; `LedgerCorrupt` when the chain does not verify.
+
+        A read within the last `ttl` seconds is reused, unless it is not newer than
+        `newer_than` (a clock value): a caller that did not find what it looked for in a
+        shared read asks for one made after it started looking.
+        """
         async with self._lock:
-            if self._cached is not None and self._clock() - self._cached[0] < self._ttl:
+            if self._cached is not None and self._clock() - self._cached[0] < self._ttl and (
+                    newer_than is None or self._cached[0] > newer_than):
                 return self._cached[1]
+            began = self._clock()  # the read sees everything written before it began
             data = await load_chain(self._api, self._config.namespace, self._config.chain)
             report = verify_segments(data, chain=self._config.chain, verifier=self._verifier,
                                      max_entry_bytes=self._config.max_entry_bytes)
@@ -48,5 +59,5 @@ class LedgerReader:
                 self._cached = None
                 raise LedgerCorrupt(f"the ledger does not verify: {report.problems[0]}")
             views = admissions(report.records)
-            self._cached = (self._clock(), views)
+            self._cached = (began, views)
             return views
