@@ -47,8 +47,6 @@ from controller.signatures.formats import (
 )
 
 BUNDLE_PREDICATE_ANNOTATION = "dev.sigstore.bundle.predicateType"
-BUNDLE_CONTENT_ANNOTATION = "dev.sigstore.bundle.content"
-"""`dsse-envelope` or `message-signature`: unsigned, so informative only."""
 T = TypeVar("T")
 
 

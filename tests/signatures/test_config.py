@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
+from controller.signatures.certificate import CertificateIdentity
 from controller.signatures.config import ImageRule, SignatureConfig
 from tests.signatures.helpers import OTHER_PEM, TRUSTED_PEM
 
@@ -116,3 +119,23 @@ def test_rules_name_keys_and_keyless_signers_in_one_namespace() -> None:
 def test_invalid_keyless_configurations(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message.replace("[", r"\[").replace("]", r"\]")):
         SignatureConfig.model_validate({"enabled": True, **data})
+
+
+@pytest.mark.parametrize("heading", ["Worked example: a GitHub Actions keyless release",
+                                     "Worked example: GitHub artifact attestations"])
+def test_the_readme_keyless_examples_load(heading: str) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index(heading):]
+    block = section[section.index("```yaml\n") + 8:]
+    data = yaml.safe_load(block[:block.index("```")])
+    config = SignatureConfig.model_validate(data["signatures"])
+    (signer,) = config.keyless.signers
+    assert signer.issuer == "https://token.actions.githubusercontent.com"
+    policy = signer.policy()
+    identity = CertificateIdentity(
+        subjects=("https://github.com/ORG/REPO/.github/workflows/release.yml@refs/heads/main",),
+        issuer=signer.issuer, source_repository="https://github.com/ORG/REPO",
+        source_repository_legacy=None, source_ref="refs/heads/main", source_digest=None,
+        build_config_uri=None, build_config_digest=None, trigger="push",
+        runner_environment="github-hosted")
+    assert policy.mismatches(identity) == ()
