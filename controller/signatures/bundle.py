@@ -374,7 +374,11 @@ class _Verifier(Verifier):
         key = cert.public_key()
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise VerificationError("the signing certificate's key is not an ECDSA key")
-        key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
+        try:
+            key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature as exc:
+            raise VerificationError("the signature does not verify with the certificate's "
+                                    "key") from exc
         # (8): the log records this signature, this certificate and this payload's digest.
         body = _entry_body(inner.canonicalized_body)
         if body.get("kind") != "hashedrekord" or body.get("apiVersion") != "0.0.1":
