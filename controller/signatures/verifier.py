@@ -501,8 +501,8 @@ class ImageVerifier:
         branch: str | None,
     ) -> list[Violation]:
         """A verified keyless certificate of an accepted signer must not contradict the
-        workload's claims: its commit must be the git-sha, its ref the branch (scope: the rule's
-        `check_certificate_commit` / `check_certificate_ref`)."""
+        workload's claims: its commit must be the git-sha, its ref the branch (each per rule:
+        `check_certificate_commit`, `check_certificate_ref`)."""
         rule = target.rule
         if not (rule.check_certificate_commit or rule.check_certificate_ref):
             return []
