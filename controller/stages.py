@@ -60,7 +60,8 @@ class SignatureStage:
                        or claims.get("environment"))
         result = await self._verifier.verify(
             request, git_sha=claims.get("git-sha"), build_id=claims.get("build-id"),
-            pipeline_url=claims.get("pipeline-url"), environment=environment,
+            pipeline_url=claims.get("pipeline-url"), branch=claims.get("branch"),
+            environment=environment,
             deadline=deadline - self._reserve)
         decision = outcome.decision.with_violations(result.violations)
         if result.notes:

@@ -18,6 +18,12 @@ COSIGN_VERSION="${COSIGN_VERSION:-v3.1.1}"
 CRANE_VERSION="${CRANE_VERSION:-v0.20.7}"
 HELM_VERSION="${HELM_VERSION:-v3.21.4}"
 ACTIONLINT_VERSION="${ACTIONLINT_VERSION:-v1.7.12}"
+# A local Sigstore for keyless tests: Fulcio, Rekor v2 on local (POSIX) storage, and the RFC 3161
+# timestamp authority. Built only when asked for by name (`sigstore`), not by `all`, until the
+# end-to-end tests that run them exist: a cold build of the three costs minutes of CPU.
+FULCIO_VERSION="${FULCIO_VERSION:-v1.8.8}"
+REKOR_TILES_VERSION="${REKOR_TILES_VERSION:-v2.3.0}"  # v2.4 needs go 1.27
+TSA_VERSION="${TSA_VERSION:-v2.1.3}"  # v2.1.4 onwards need go 1.27
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${root}/bin"
@@ -26,9 +32,10 @@ mkdir -p "${bin}" "${cache}"
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 
-# which=all|control-plane|registry|cosign|crane|helm|actionlint (several may be given as one word)
+# which=all|control-plane|registry|cosign|crane|helm|actionlint|sigstore (several may be given as one word)
 want="${1:-all}"
 wants() { [[ "${want}" == all || "${want}" == *"$1"* ]]; }
+asked() { [[ "${want}" == *"$1"* ]]; }
 
 # --- Go toolchain ----------------------------------------------------------------------------
 if ! command -v go >/dev/null 2>&1; then
@@ -120,6 +127,13 @@ build_cosign() { go_install_into "$1" "github.com/sigstore/cosign/v3/cmd/cosign@
 build_crane() { go_install_into "$1" "github.com/google/go-containerregistry/cmd/crane@$2"; }
 build_helm() { go_install_into "$1" "helm.sh/helm/v3/cmd/helm@$2"; }
 build_actionlint() { go_install_into "$1" "github.com/rhysd/actionlint/cmd/actionlint@$2"; }
+build_fulcio() { go_install_into "$1" "github.com/sigstore/fulcio@$2"; }
+build_rekor_tiles() {
+  # The POSIX backend: the log's tiles in a local directory, no cloud services, no database.
+  go_install_into "$1" "github.com/sigstore/rekor-tiles/v2/cmd/rekor-server/posix@$2"
+  mv "$1/posix" "$1/rekor-server-posix"
+}
+build_tsa() { go_install_into "$1" "github.com/sigstore/timestamp-authority/v2/cmd/timestamp-server@$2"; }
 
 if wants control-plane; then
   if [[ -n "${KUBEBUILDER_ASSETS:-}" && -x "${KUBEBUILDER_ASSETS}/kube-apiserver" && -x "${KUBEBUILDER_ASSETS}/etcd" ]]; then
@@ -153,5 +167,10 @@ wants cosign && install_cached cosign "${COSIGN_VERSION}" build_cosign
 wants crane && install_cached crane "${CRANE_VERSION}" build_crane
 wants helm && install_cached helm "${HELM_VERSION}" build_helm
 wants actionlint && install_cached actionlint "${ACTIONLINT_VERSION}" build_actionlint
+if asked sigstore; then
+  install_cached fulcio "${FULCIO_VERSION}" build_fulcio
+  install_cached rekor-tiles "${REKOR_TILES_VERSION}" build_rekor_tiles
+  install_cached timestamp-authority "${TSA_VERSION}" build_tsa
+fi
 
 log "tools ready in ${bin}: $(ls "${bin}" | tr '\n' ' ')"

@@ -38,6 +38,16 @@ class Reason(StrEnum):
     ATTESTATION_BUILD_MISMATCH = "AttestationBuildMismatch"
     REGISTRY_ERROR = "RegistryError"
     BREAK_GLASS_REFUSED = "BreakGlassRefused"
+    # Keyless signatures: which field of a verified certificate was not what a signer names,
+    # and which certificate claim contradicts the workload's annotations.
+    SIGNER_IDENTITY_MISMATCH = "SignerIdentityMismatch"
+    SIGNER_ISSUER_MISMATCH = "SignerIssuerMismatch"
+    SIGNER_REPOSITORY_MISMATCH = "SignerRepositoryMismatch"
+    SIGNER_REF_MISMATCH = "SignerRefMismatch"
+    SIGNER_CLAIM_MISMATCH = "SignerClaimMismatch"
+    """Workflow path, workflow SHA, trigger or runner environment."""
+    CERTIFICATE_COMMIT_MISMATCH = "CertificateCommitMismatch"
+    CERTIFICATE_REF_MISMATCH = "CertificateRefMismatch"
     # The ledger (controller.ledger).
     LEDGER_UNAVAILABLE = "LedgerUnavailable"
     # The controller could not decide; it fails closed.

@@ -28,6 +28,11 @@ over the key.
 For DSSE bundles the admitted digest must be a subject of the in-toto statement; for message
 signatures it is the signed digest itself. A bundle replayed onto another digest never verifies.
 
+cosign 2's legacy keyless `.sig` is not a bundle: its certificate and Rekor "bundle" (a SET,
+no inclusion proof) sit in layer annotations. `verify_legacy_signature` verifies it with the
+same steps, the log's SET standing for step 4 (as `cosign verify` does offline): sigstore-python
+requires an inclusion proof, so these steps are composed here from its parts.
+
 The verification is CPU-bound (a few ECDSA verifications and X.509 path building):
 `verify_bundle_async` runs it in a worker thread, inside a deadline.
 """
@@ -47,12 +52,13 @@ from typing import Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.verification import VerificationError as X509VerificationError
 from rfc3161_client import TimeStampResponse, VerifierBuilder
 from rfc3161_client import VerificationError as Rfc3161VerificationError
 from sigstore import dsse as sigstore_dsse
+from sigstore._internal.sct import verify_sct
 from sigstore._internal.timestamp import TimestampSource, TimestampVerificationResult
 from sigstore._internal.trust import KeyringPurpose
 from sigstore.errors import Error as SigstoreError
@@ -65,8 +71,9 @@ from sigstore.verify.verifier import (
     _validate_hashedrekord_v002_dsse_entry_body,
 )
 from sigstore_models.bundle import v1 as bundle_v1
-from sigstore_models.common.v1 import HashAlgorithm
+from sigstore_models.common.v1 import HashAlgorithm, LogId
 from sigstore_models.intoto import Envelope as DsseEnvelope
+from sigstore_models.rekor import v1 as rekor_v1
 
 from controller.signatures.certificate import CertificateIdentity, certificate_identity
 from controller.signatures.dsse import (
@@ -174,6 +181,67 @@ async def verify_bundle_async(
         timeout=timeout)
 
 
+def verify_legacy_signature(
+    payload: bytes,
+    signature: bytes,
+    *,
+    certificate_pem: str,
+    rekor_bundle: str,
+    signer: SignerPolicy,
+    trust_root: TrustRoot,
+) -> VerifiedBundle:
+    """Verify a cosign 2 keyless `.sig` layer: `signature` over `payload`, by the certificate
+    in `dev.sigstore.cosign/certificate`, logged per `dev.sigstore.cosign/bundle`. Offline.
+
+    The chain annotation is not read: the trust root's CAs are the chain (a chain the signer
+    supplies could only add intermediates the root does not vouch for). The returned `digest`
+    is the payload's sha256; binding the payload to an image digest is the caller's.
+    """
+    if len(payload) + len(certificate_pem) + len(rekor_bundle) > MAX_BUNDLE_BYTES:
+        raise VerificationError("legacy signature material is larger than "
+                                f"{MAX_BUNDLE_BYTES} bytes")
+    try:
+        cert = x509.load_pem_x509_certificate(certificate_pem.encode())
+    except ValueError as exc:
+        raise VerificationError("the certificate annotation is not a PEM certificate") from exc
+    entry = _legacy_entry(rekor_bundle)
+    verifier = _verifier(trust_root)
+    try:
+        return verifier.verify_legacy(payload, signature, cert, entry, signer)
+    except VerificationError:
+        raise
+    except (SigstoreError, ValueError, TypeError, KeyError, InvalidSignature,
+            UnsupportedAlgorithm, X509VerificationError) as exc:
+        raise VerificationError(_first_line(exc)) from exc
+
+
+def _legacy_entry(rekor_bundle: str) -> rekor_v1.TransparencyLogEntry:
+    """cosign's `{"SignedEntryTimestamp", "Payload": {body, integratedTime, logIndex, logID}}`
+    as a log entry with an inclusion promise and no proof."""
+    if not rekor_bundle:
+        # Without the log's SET there is no verified time, and a Fulcio certificate lives for
+        # ten minutes: nothing would show it was valid when the signature was made.
+        raise VerificationError("the signature has no Rekor bundle annotation, so no verified "
+                                "signing time")
+    try:
+        doc = json.loads(rekor_bundle)
+        inner = doc["Payload"]
+        # Constructed unvalidated: the model requires an inclusion proof, which cosign 2 never
+        # stored, and its validators expect base64 where these are decoded bytes. Every field
+        # is converted and type-checked here instead.
+        return rekor_v1.TransparencyLogEntry.model_construct(
+            log_index=int(inner["logIndex"]),
+            log_id=LogId.model_construct(key_id=bytes.fromhex(inner["logID"])),
+            kind_version=rekor_v1.KindVersion(kind="hashedrekord", version="0.0.1"),
+            integrated_time=int(inner["integratedTime"]),
+            inclusion_promise=rekor_v1.InclusionPromise.model_construct(
+                signed_entry_timestamp=_b64(doc["SignedEntryTimestamp"], what="SET")),
+            canonicalized_body=_b64(inner["body"], what="body"),
+            inclusion_proof=None)  # type: ignore[arg-type]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise VerificationError(f"malformed Rekor bundle annotation: {_first_line(exc)}") from exc
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return " ".join(text.splitlines()[:2])[:300]
@@ -258,6 +326,82 @@ class _Verifier(Verifier):
         else:
             raise VerificationError(f"unsupported DSSE log entry type {kind}/{version}")
         return envelope._inner.payload_type, envelope._inner.payload
+
+    # -- cosign 2 legacy keyless ---------------------------------------------------------
+
+    def verify_legacy(
+        self,
+        payload: bytes,
+        signature: bytes,
+        cert: x509.Certificate,
+        inner: rekor_v1.TransparencyLogEntry,
+        policy: SignerPolicy,
+    ) -> VerifiedBundle:
+        """The keyless steps over a `.sig` layer, with the SET as the log's only evidence."""
+        entry = TransparencyLogEntry.__new__(TransparencyLogEntry)
+        entry._inner = inner  # sigstore-python's constructor insists on an inclusion proof
+        keyring = self._trusted_root.rekor_keyring(KeyringPurpose.VERIFY)
+        # (5) first: the SET is what makes the integrated time a verified time.
+        try:
+            entry._verify_set(keyring)
+        except SigstoreError as exc:
+            raise VerificationError(f"invalid log entry: {exc}") from exc
+        if not inner.integrated_time:
+            raise VerificationError("the Rekor bundle has no integrated time")
+        at = TimestampVerificationResult(
+            source=TimestampSource.TRANSPARENCY_SERVICE,
+            time=datetime.fromtimestamp(inner.integrated_time, tz=UTC))
+        # (0), (1): the chain to a Fulcio CA of the root, at the logged time.
+        chain = self._verify_chain_at_time(cert, at)
+        # (2)
+        try:
+            verify_sct(cert, chain, self._trusted_root.ct_keyring(KeyringPurpose.VERIFY))
+        except SigstoreError as exc:
+            raise VerificationError(f"failed to verify SCT on signing certificate: {exc}") from exc
+        # (3)
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not usage.digital_signature:
+            raise VerificationError("key usage is not digital signature")
+        extended = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        if x509.oid.ExtendedKeyUsageOID.CODE_SIGNING not in extended:
+            raise VerificationError("extended key usage does not contain code signing")
+        policy.verify(cert)
+        # (6)
+        if not cert.not_valid_before_utc <= at.time <= cert.not_valid_after_utc:
+            raise VerificationError(f"invalid signing cert: expired at time of signing "
+                                    f"({at.time.isoformat()})")
+        # (7)
+        key = cert.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise VerificationError("the signing certificate's key is not an ECDSA key")
+        try:
+            key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature as exc:
+            raise VerificationError("the signature does not verify with the certificate's "
+                                    "key") from exc
+        # (8): the log records this signature, this certificate and this payload's digest.
+        body = _entry_body(inner.canonicalized_body)
+        if body.get("kind") != "hashedrekord" or body.get("apiVersion") != "0.0.1":
+            raise VerificationError("the log entry body is not a hashedrekord 0.0.1")
+        payload_hash = hashlib.sha256(payload).hexdigest()
+        if _path(body, "spec", "data", "hash", "algorithm") != "sha256" or _path(
+                body, "spec", "data", "hash", "value") != payload_hash:
+            raise VerificationError("the log entry records another payload")
+        if _b64(_path(body, "spec", "signature", "content"), what="signature") != signature:
+            raise VerificationError("the log entry records another signature")
+        logged = _b64(_path(body, "spec", "signature", "publicKey", "content"),
+                      what="certificate")
+        try:
+            same = x509.load_pem_x509_certificate(logged) == cert
+        except ValueError:
+            same = False
+        if not same:
+            raise VerificationError("the log entry records another signing certificate")
+        return VerifiedBundle(
+            digest=f"sha256:{payload_hash}", signer=policy.name, trust_root=self.trust_root.name,
+            identity=certificate_identity(cert), statement=None,
+            times=(VerifiedTime("transparency-log", at.time),), log_index=inner.log_index,
+            log_entry_kind="hashedrekord/0.0.1")
 
     # -- keyed -----------------------------------------------------------------------------
 
@@ -546,4 +690,5 @@ __all__ = [
     "parse_digest",
     "verify_bundle",
     "verify_bundle_async",
+    "verify_legacy_signature",
 ]

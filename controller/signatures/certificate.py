@@ -129,6 +129,10 @@ def extension_value(cert: x509.Certificate, oid: ObjectIdentifier) -> str | None
         ext = cert.extensions.get_extension_for_oid(oid)
     except x509.ExtensionNotFound:
         return None
+    return _extension_text(ext, oid)
+
+
+def _extension_text(ext: x509.Extension[x509.ExtensionType], oid: ObjectIdentifier) -> str | None:
     if not isinstance(ext.value, x509.UnrecognizedExtension):
         return None
     raw = ext.value.value
@@ -158,8 +162,12 @@ def _subjects(cert: x509.Certificate) -> tuple[str, ...]:
 
 def certificate_identity(cert: x509.Certificate) -> CertificateIdentity:
     """Read the signer's identity and source claims from a Fulcio certificate."""
+    # One pass over the extensions: a lookup by OID walks them all, and there are ten lookups.
+    present = {e.oid: e for e in cert.extensions}
+
     def ext(oid: ObjectIdentifier) -> str | None:
-        return extension_value(cert, oid)
+        found = present.get(oid)
+        return None if found is None else _extension_text(found, oid)
 
     return CertificateIdentity(
         subjects=_subjects(cert),

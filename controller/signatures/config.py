@@ -1,6 +1,7 @@
-"""Signature policy configuration: trusted keys, image rules, registry settings, the cache.
+"""Signature policy configuration: signers (keys and keyless identities), image rules,
+registry settings, the cache.
 
-The lead's `controller.config.Config` carries it as `signatures: SignatureConfig`. Example:
+`controller.config.Config` carries it as `signatures: SignatureConfig`. Example:
 
 ```yaml
 signatures:
@@ -8,10 +9,16 @@ signatures:
   keys:
     - name: release
       path: /etc/provenance/keys/cosign.pub
+  keyless:
+    signers:
+      - name: gha-release
+        issuer: https://token.actions.githubusercontent.com
+        subject: https://github.com/org/app/.github/workflows/release.yml@refs/heads/main
   rules:
     - prefix: registry.example.com/payments/      # path boundary: not .../paymentsx/
       require: attestation                        # signature AND SLSA provenance
-      keys: [release]
+      signers: [release, gha-release]             # a key or a keyless signer, by name
+      threshold: 1
       environments: [production]
       check_build_id: true
     - prefix: registry.example.com/
@@ -19,6 +26,9 @@ signatures:
   registry:
     insecure_registries: []
 ```
+
+Keys and keyless signers share one namespace of names: a rule's `signers` may name either, and
+its threshold counts distinct signers, however many signatures (or formats) each has.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from controller.errors import ConfigError
 from controller.registry.settings import PullSecretRef, RegistrySettings
 from controller.signatures.errors import KeyLoadError
+from controller.signatures.keyless import KeylessConfig
 from controller.signatures.keys import PublicKey, load_public_key
 
 __all__ = [
@@ -46,9 +57,11 @@ __all__ = [
 ]
 
 Requirement = Literal["none", "signature", "attestation"]
-"""`none`: not checked. `signature`: a signature by the rule's keys (threshold of them).
-`attestation`: that signature *and* a SLSA provenance attestation by one of the rule's keys,
-whose commit must equal the git-sha annotation."""
+"""`none`: not checked. `signature`: a signature by the rule's signers (threshold of them).
+`attestation`: a SLSA provenance attestation by one of the rule's signers, whose commit must
+equal the git-sha annotation, and signatures up to the threshold; the attestation's own signer
+counts toward the threshold (a signed in-toto statement naming the digest binds its signer to
+that digest just as a signature does, and GitHub's artifact attestations come without one)."""
 
 _PREFIX = re.compile(r"^[a-z0-9.\-]+(:[0-9]+)?(/[a-z0-9._\-]+)*/?$")
 _KEY_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
@@ -99,11 +112,21 @@ class ImageRule(_Strict):
     require: Requirement = "signature"
     """What the images need; see `Requirement`."""
     keys: tuple[str, ...] = ()
-    """Names of the trusted keys accepted for these images; empty means all of them."""
+    """Names of trusted keys accepted for these images (the older spelling of `signers`)."""
+    signers: tuple[str, ...] = ()
+    """Names of the signers accepted for these images: trusted keys and keyless signers
+    (`keyless.signers`). With `keys`, the union; both empty means every configured signer."""
     threshold: int = Field(default=1, ge=1, le=16)
-    """How many distinct accepted keys must have signed the digest."""
+    """How many distinct accepted signers must have signed the digest. A signer that signed in
+    two formats (a bundle and a legacy `.sig`) counts once."""
     check_commit: bool = True
     """With `require: attestation`, the git-sha annotation must equal the attested commit."""
+    check_certificate_commit: bool = True
+    """A keyless certificate that names a commit (SourceRepositoryDigest, else the older GitHub
+    Workflow SHA) must name the git-sha annotation's. A certificate without one claims nothing."""
+    check_certificate_ref: bool = True
+    """A keyless certificate that names a ref (SourceRepositoryRef, else GitHub Workflow Ref)
+    must name the branch annotation's branch or tag, when the workload has that annotation."""
     check_build_id: bool = False
     """With `require: attestation`, the build-id annotation must match the attestation's
     invocation id (exactly, or as one path segment of its URL)."""
@@ -130,6 +153,11 @@ class ImageRule(_Strict):
             return True
         stem = self.prefix.rstrip("/")
         return name == stem or name.startswith(stem + "/")
+
+    @property
+    def named_signers(self) -> tuple[str, ...]:
+        """`keys` and `signers` together, each name once."""
+        return tuple(dict.fromkeys((*self.keys, *self.signers)))
 
     def applies(self, name: str, *, namespace: str, environment: str | None) -> bool:
         """True if this rule covers the image `name` in this namespace and environment."""
@@ -163,6 +191,9 @@ class SignatureConfig(_Strict):
     """Turn verification on. Off by default because it needs keys and registry access."""
     keys: tuple[TrustedKey, ...] = Field(default=(), max_length=64)
     """Every trusted key; rules pick subsets by name."""
+    keyless: KeylessConfig = KeylessConfig()
+    """Keyless signers (OIDC identities in Fulcio certificates) and the trust roots they
+    chain to; rules pick them by name, like keys."""
     rules: tuple[ImageRule, ...] = Field(default=(), max_length=1024)
     """Per-prefix requirements; the longest applicable prefix wins."""
     default_require: Requirement = "signature"
@@ -181,22 +212,36 @@ class SignatureConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> SignatureConfig:
-        names = [k.name for k in self.keys]
-        if len(set(names)) != len(names):
+        keys = [k.name for k in self.keys]
+        if len(set(keys)) != len(keys):
             raise ValueError("trusted key names must be unique")
+        keyless = {s.name for s in self.keyless.signers}
+        both = sorted(keyless & set(keys))
+        if both:
+            # One namespace: a rule's signer name must say which signer it means.
+            raise ValueError(f"names used by a key and a keyless signer: {', '.join(both)}")
+        names = set(keys) | keyless
         for rule in self.rules:
-            unknown = set(rule.keys) - set(names)
+            unknown = set(rule.keys) - set(keys)
             if unknown:
                 raise ValueError(f"rule {rule.prefix}: unknown keys {sorted(unknown)}")
-            available = len(rule.keys) or len(names)
+            unknown = set(rule.signers) - names
+            if unknown:
+                raise ValueError(f"rule {rule.prefix}: unknown signers {sorted(unknown)}")
+            available = len(rule.named_signers) or len(names)
             if rule.require != "none" and rule.threshold > available:
-                raise ValueError(
-                    f"rule {rule.prefix}: threshold {rule.threshold} exceeds its {available} keys")
-        needs_keys = self.default_require != "none" or any(
+                raise ValueError(f"rule {rule.prefix}: threshold {rule.threshold} exceeds its "
+                                 f"{available} signers")
+        needs_signers = self.default_require != "none" or any(
             r.require != "none" for r in self.rules)
-        if self.enabled and needs_keys and not self.keys:
-            raise ValueError("signatures are enabled and required, but no trusted key is given")
+        if self.enabled and needs_signers and not names:
+            raise ValueError("signatures are enabled and required, but no trusted key or keyless "
+                             "signer is given")
         return self
+
+    def signer_names(self) -> frozenset[str]:
+        """Every configured signer: trusted keys and keyless signers."""
+        return frozenset([k.name for k in self.keys] + [s.name for s in self.keyless.signers])
 
     def default_rule(self) -> ImageRule:
         """The rule for images no configured rule covers."""

@@ -5,7 +5,12 @@ For an admitted digest `sha256:<hex>` in repository `R`, three places are read i
 2. the legacy tag `R:sha256-<hex>.sig` (simple signing layers) and, when attestations are
    needed, `R:sha256-<hex>.att` (DSSE envelope layers);
 3. the referrers of the digest (the API, else the `sha256-<hex>` fallback tag), keeping the
-   Sigstore bundle artifacts, whose single layer is the bundle.
+   Sigstore bundle artifacts, whose single layer is the bundle: cosign 3's (key or keyless)
+   and GitHub's artifact attestations as `push-to-registry` writes them (artifactType the
+   bundle media type, annotations `dev.sigstore.bundle.content` and
+   `dev.sigstore.bundle.predicateType`).
+Keyless cosign 2 `.sig` layers carry their certificate and Rekor bundle in annotations, which
+are kept with the layer for the keyless signer.
 Every manifest is fetched by digest and every blob is checked against its descriptor by the
 client. A missing tag means "no artifacts of that format"; any other registry failure propagates
 as `RegistryError`, except a blob or manifest that fails its digest or shape, which becomes a
@@ -32,8 +37,10 @@ from controller.registry.errors import (
 from controller.registry.models import OCI_MANIFEST, Descriptor, ImageManifest
 from controller.signatures.formats import (
     BUNDLE_MEDIA_PREFIX,
+    CERTIFICATE_ANNOTATION,
     COSIGN_SIGN_PREDICATE,
     DSSE_LAYER,
+    REKOR_BUNDLE_ANNOTATION,
     SIGNATURE_ANNOTATION,
     SIMPLESIGNING,
     Format,
@@ -53,6 +60,10 @@ class RawArtifact:
     data: bytes = b""
     signature: str = ""
     """For `legacy-sig`: the base64 signature from the layer annotation."""
+    certificate: str = ""
+    """For keyless `legacy-sig`: the PEM certificate from the layer annotation."""
+    rekor_bundle: str = ""
+    """For keyless `legacy-sig`: cosign's Rekor bundle (SET and entry) from the annotation."""
     problem: str | None = None
     """Set when the artifact could not be fetched intact."""
 
@@ -184,14 +195,20 @@ async def _blob(
     deadline: Deadline,
     credential: Credential | None,
 ) -> RawArtifact:
-    signature = descriptor.annotations.get(SIGNATURE_ANNOTATION, "")
+    notes = descriptor.annotations
+    signature = notes.get(SIGNATURE_ANNOTATION, "")
+    certificate = notes.get(CERTIFICATE_ANNOTATION, "")
+    rekor_bundle = notes.get(REKOR_BUNDLE_ANNOTATION, "")
+    # Annotations live in the manifest, which the size limits on manifests already bound.
     budget.take_bytes(descriptor.size, descriptor.digest)
     try:
         data = await client.get_blob(
             registry, repository, descriptor, deadline=deadline, credential=credential)
     except (DigestMismatchError, NotFoundError) as exc:
-        return RawArtifact(fmt, descriptor.digest, signature=signature, problem=exc.detail)
-    return RawArtifact(fmt, descriptor.digest, data=data, signature=signature)
+        return RawArtifact(fmt, descriptor.digest, signature=signature, certificate=certificate,
+                           rekor_bundle=rekor_bundle, problem=exc.detail)
+    return RawArtifact(fmt, descriptor.digest, data=data, signature=signature,
+                       certificate=certificate, rekor_bundle=rekor_bundle)
 
 
 async def _bundle(

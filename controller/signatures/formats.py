@@ -23,6 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from controller.signatures.certificate import CertificateIdentity, Mismatch
 from controller.signatures.dsse import (
     Envelope,
     b64decode,
@@ -42,6 +43,12 @@ BUNDLE_V03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
 SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 DSSE_LAYER = "application/vnd.dsse.envelope.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
+"""cosign 2 keyless `.sig` layers: the Fulcio leaf, PEM."""
+CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
+"""...its chain up to the root, PEM (not trusted: the trust root is the chain)."""
+REKOR_BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
+"""...and Rekor's answer: the SET over the entry, with its body and integrated time."""
 COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
 SIMPLESIGNING_TYPES = frozenset({
     "cosign container image signature",  # cosign 1 and 2
@@ -72,6 +79,13 @@ class Finding:
     """The legacy payload's `critical.identity.docker-reference`."""
     problem: str | None = None
     """Why the artifact could not be used, if it could not."""
+    identity: CertificateIdentity | None = None
+    """Keyless: the verified certificate's identity and source claims (commit, ref)."""
+    trust_root: str | None = None
+    """Keyless: the trust root the certificate verified against."""
+    mismatches: tuple[tuple[str, Mismatch], ...] = ()
+    """Keyless: (signer, first field it refused) for each configured signer on the verifying
+    root that the certificate does not name; what a denial says was wrong."""
 
     @property
     def verified(self) -> bool:

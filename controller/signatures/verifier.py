@@ -2,12 +2,17 @@
 
 For each digest-pinned container image of a workload:
 1. pick the most specific image rule (prefix, namespace, environment);
-2. look the verdict up in the cache, keyed by image, digest, trusted key set and rule; on a miss,
-   fetch every signature and attestation artifact (once per image and digest however many
-   containers use it; concurrent admissions share one fetch);
-3. verify the artifacts with the trusted keys (in a thread when there are many);
-4. judge the cached facts against this request: threshold of accepted keys, binding to the
-   digest, and, for `require: attestation`, the git-sha, build-id and pipeline-url annotations.
+2. look the verdict up in the cache, keyed by image, digest, the signers (keys, keyless
+   policies and their trust roots) and rule; on a miss, fetch every signature and attestation
+   artifact (once per image and digest however many containers use it; concurrent admissions
+   share one fetch);
+3. verify the artifacts: each goes to the `Signer` that handles it (`controller.signatures.
+   signers`: keys; `keyless_signer`: Fulcio certificates). This is the facts, cached. It runs
+   in a worker thread, inside the deadline, when there are many artifacts or any keyless one;
+4. judge the cached facts against this request: threshold of accepted signers, binding to the
+   digest, the keyless certificate's commit and ref against the git-sha and branch
+   annotations, and, for `require: attestation`, the git-sha, build-id and pipeline-url
+   annotations against the attestation.
 
 Multi-arch rule: the signature must cover exactly the digest the pod spec names. If it names an
 image index, a signature on the index is enough (that is what `cosign sign` on a tag of a
@@ -25,6 +30,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from controller import metrics
@@ -42,22 +48,20 @@ from controller.registry.deadline import Deadline
 from controller.registry.errors import NotFoundError, RegistryError
 from controller.review import ContainerImage, WorkloadRequest
 from controller.signatures.cache import VerdictCache
+from controller.signatures.certificate import Mismatch, MismatchField, check_source
 from controller.signatures.config import ImageRule, Requirement, SignatureConfig
-from controller.signatures.discovery import Collected, RawArtifact, collect
-from controller.signatures.formats import (
-    Finding,
-    Kind,
-    check_bundle,
-    check_envelope,
-    check_simplesigning,
-)
-from controller.signatures.keys import PublicKey, keyset_fingerprint
+from controller.signatures.discovery import Collected, collect
+from controller.signatures.formats import Finding
+from controller.signatures.keys import PublicKey
+from controller.signatures.signers import KeySigners, Signer, check_artifacts
 
 log = logging.getLogger(__name__)
 
 THREAD_THRESHOLD = 4
 """More artifacts than this are verified in a worker thread. One ECDSA P-256 verification takes
 about 0.1 ms, so a few run inline faster than a thread hop; dozens would stall the loop."""
+VERIFY_THREADS = 1
+"""Worker threads for verification (see `ImageVerifier._executor`)."""
 THREAD_BYTES = 64 * 1024
 """...and so is any verification that hashes more than this (payload bytes times keys): a
 registry chosen by the requester may serve megabyte payloads, each hashed once per key."""
@@ -95,7 +99,11 @@ class ImageEvidence:
     signature_formats: tuple[str, ...] = ()
     """Formats of the verified signatures (`bundle`, `legacy-sig`)."""
     key_names: tuple[str, ...] = ()
+    """Every accepted signer that signed: keys and keyless signers, by configured name."""
     key_ids: tuple[str, ...] = ()
+    """The key ids of the keys among them."""
+    keyless_identities: tuple[str, ...] = ()
+    """The certificate subjects of the keyless signatures among them."""
     attestation_commit: str | None = None
     attestation_formats: tuple[str, ...] = ()
     index: bool = False
@@ -138,7 +146,20 @@ class ImageVerifier:
         self.keys: tuple[PublicKey, ...] = tuple(keys) if keys is not None else (
             config.load_keys())
         self._keys_by_name = {k.name: k for k in self.keys}
-        self._keyset = keyset_fingerprint(self.keys)
+        key_signers = KeySigners(self.keys)
+        self.signers: tuple[Signer, ...] = (key_signers,)
+        if config.keyless.signers:
+            # Imported here: sigstore-python takes a while to import, and only keyless needs it.
+            from controller.signatures.keyless_signer import KeylessSigners
+            keyless = KeylessSigners(config.keyless.load().signers)
+            # Keyless first: it claims only artifacts with a certificate; keys take the rest.
+            self.signers = (keyless, key_signers)
+        self._signer_names = frozenset(n for s in self.signers for n in s.names)
+        self._executor = ThreadPoolExecutor(max_workers=VERIFY_THREADS,
+                                            thread_name_prefix="verify")
+        """Verification is CPU-bound and holds the GIL: more threads than this only trade the
+        GIL among themselves and with the event loop, which measured slower."""
+        self._keyset = "+".join(s.fingerprint() for s in self.signers)
         self._rule_fingerprints: dict[ImageRule, str] = {}
         self._outcomes: OrderedDict[
             Hashable, tuple[VerificationOutcome, float, int, int]] = OrderedDict()
@@ -151,8 +172,9 @@ class ImageVerifier:
         )
 
     async def close(self) -> None:
-        """Close the registry client's connections."""
+        """Close the registry client's connections and the verification thread."""
         await self.client.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def verify(
         self,
@@ -163,6 +185,7 @@ class ImageVerifier:
         pipeline_url: str | None,
         environment: str | None,
         deadline: float,
+        branch: str | None = None,
     ) -> VerificationOutcome:
         """Verify every pinned image of `request`; `deadline` is a `time.monotonic()` instant.
 
@@ -173,7 +196,7 @@ class ImageVerifier:
         # The whole answer for a workload is memoised while every verdict it rests on is
         # fresh: a warm admission then costs a dictionary lookup instead of re-judging.
         memo_key = (tuple((c.kind, c.name, c.image) for c in request.containers),
-                    request.namespace, environment, git_sha, build_id, pipeline_url)
+                    request.namespace, environment, git_sha, build_id, pipeline_url, branch)
         memo = self._outcomes.get(memo_key)
         if memo is not None and memo[1] > self.cache.now() and memo[3] == self.cache.generation:
             self._outcomes.move_to_end(memo_key)
@@ -214,7 +237,8 @@ class ImageVerifier:
                 continue
             verdict = by_key[self._key(target)]
             found, ev, note = self._judge(
-                target, verdict, git_sha=git_sha, build_id=build_id, pipeline_url=pipeline_url)
+                target, verdict, git_sha=git_sha, build_id=build_id, pipeline_url=pipeline_url,
+                branch=branch)
             violations.extend(found)
             evidence.append(ev)
             if note:
@@ -309,19 +333,23 @@ class ImageVerifier:
             log.info("registry error for %s@%s: %s", ref.name, target.digest, exc)
             return ImageVerdict(ref.name, target.digest, error=exc)
         work = sum(len(a.data) for a in collected.artifacts) * max(1, len(self.keys))
-        if len(collected.artifacts) > THREAD_THRESHOLD or work > THREAD_BYTES:
-            findings = await asyncio.to_thread(
-                verify_artifacts, collected, self.keys, target.digest)
+        keyless = any(s.handles(a) for s in self.signers[:-1] for a in collected.artifacts)
+        if keyless or len(collected.artifacts) > THREAD_THRESHOLD or work > THREAD_BYTES:
+            # X.509 path building and SCT and log checks take milliseconds: off the loop, and
+            # bounded by the deadline (the thread's late result is dropped).
+            loop = asyncio.get_running_loop()
+            findings = await asyncio.wait_for(loop.run_in_executor(
+                self._executor, check_artifacts, collected.artifacts, self.signers,
+                target.digest), timeout=deadline.remaining())
         else:
-            findings = verify_artifacts(collected, self.keys, target.digest)
+            findings = check_artifacts(collected.artifacts, self.signers, target.digest)
         log.debug("verified %s@%s: %d artifacts in %.1f ms", ref.name, target.digest,
                   len(findings), (time.monotonic() - started) * 1000)
         return ImageVerdict(ref.name, target.digest, collected.media_type, findings)
 
     def _is_denial(self, verdict: ImageVerdict) -> bool:
         """Cached briefly: errors, and verdicts without any verified signature."""
-        return verdict.error is not None or not verdict.signers(
-            frozenset(self._keys_by_name))
+        return verdict.error is not None or not verdict.signers(self._signer_names)
 
     # --- step 4: judge ---------------------------------------------------------------------------
     def _judge(
@@ -332,12 +360,13 @@ class ImageVerifier:
         git_sha: str | None,
         build_id: str | None,
         pipeline_url: str | None,
+        branch: str | None,
     ) -> tuple[list[Violation], ImageEvidence, str | None]:
         rule = target.rule
         label = target.container.label
         image = target.container.image
         subject = label
-        allowed = frozenset(rule.keys) if rule.keys else frozenset(self._keys_by_name)
+        allowed = frozenset(rule.named_signers) or self._signer_names
         if verdict.error is not None:
             err = verdict.error
             ev = ImageEvidence(label, image, target.digest, rule.require, verified=False,
@@ -358,22 +387,27 @@ class ImageVerifier:
                 subject)], ev, None
         findings = [f for f in verdict.findings if self._reference_ok(f, target.ref)]
         violations = self._judge_signatures(target, findings, allowed)
-        signers = {k for f in findings if f.kind == "signature" and f.verified
-                   for k in f.keys & allowed}
+        violations.extend(self._judge_certificates(
+            target, findings, allowed, git_sha=git_sha, branch=branch))
+        signing = self._signing_findings(rule.require, findings)
+        signers = {k for f in signing if f.verified for k in f.keys & allowed}
         att_findings: list[Finding] = []
         if rule.require == "attestation":
             att_violations, att_findings = self._judge_attestation(
                 target, findings, allowed, git_sha=git_sha, build_id=build_id,
                 pipeline_url=pipeline_url)
             violations.extend(att_violations)
-        formats = tuple(sorted({f.format for f in findings
-                                if f.kind == "signature" and f.verified and f.keys & allowed}))
+        formats = tuple(sorted({f.format for f in signing if f.verified and f.keys & allowed}))
         names = tuple(sorted(signers))
         commit = next((f.provenance.commit for f in att_findings if f.provenance), None)
+        identities = tuple(sorted({s for f in signing if f.verified and f.keys & allowed
+                                   and f.identity for s in f.identity.subjects}))
         ev = ImageEvidence(
             label, image, target.digest, rule.require, verified=not violations,
             signature_formats=formats, key_names=names,
-            key_ids=tuple(self._keys_by_name[n].key_id for n in names),
+            key_ids=tuple(self._keys_by_name[n].key_id for n in names
+                          if n in self._keys_by_name),
+            keyless_identities=identities,
             attestation_commit=commit,
             attestation_formats=tuple(sorted({f.format for f in att_findings})),
             index=verdict.media_type.endswith("index.v1+json")
@@ -388,27 +422,47 @@ class ImageVerifier:
         except ImageReferenceError:
             return False
 
+    @staticmethod
+    def _signing_findings(requirement: str, findings: Sequence[Finding]) -> list[Finding]:
+        """What counts toward the signature threshold: signatures, and under `require:
+        attestation` the attestations too (see `Requirement`)."""
+        kinds = ("signature", "attestation") if requirement == "attestation" else ("signature",)
+        return [f for f in findings if f.kind in kinds]
+
     def _judge_signatures(
         self, target: _Target, findings: Sequence[Finding], allowed: frozenset[str]
     ) -> list[Violation]:
         rule = target.rule
         label, image, digest = target.container.label, target.container.image, target.digest
-        signatures = [f for f in findings if f.kind == "signature"
-                      or (f.kind == "other" and f.problem is not None)]
+        signatures = [*self._signing_findings(rule.require, findings),
+                      *(f for f in findings if f.kind == "other" and f.problem is not None)]
         good = {k for f in signatures if f.verified for k in f.keys & allowed}
         if len(good) >= rule.threshold:
             return []
         if good:
             return [Violation(
                 Reason.SIGNATURE_THRESHOLD,
-                f"{label}: image {image} is signed by {len(good)} accepted key(s) "
+                f"{label}: image {image} is signed by {len(good)} accepted signer(s) "
                 f"({', '.join(sorted(good))}), {rule.threshold} required",
                 f"sign {digest} with more of: {', '.join(sorted(allowed - good))}", label)]
         if not signatures:
+            how = ("cosign sign --key <key>" if allowed & frozenset(self._keys_by_name)
+                   else "cosign sign (keyless, in the CI job of an accepted identity)")
             return [Violation(
                 Reason.SIGNATURE_MISSING,
                 f"{label}: image {image} has no signature",
-                f"sign it: cosign sign --key <key> {target.ref.name}@{digest}", label)]
+                f"sign it: {how} {target.ref.name}@{digest}", label)]
+        refused = [(name, m) for f in signatures if f.bound and f.problem is None
+                   for name, m in f.mismatches if name in allowed]
+        if refused:
+            # Verified certificates, none naming an accepted signer: say which field was wrong.
+            detail = "; ".join(f"{name}: {m}" for name, m in refused[:3])
+            return [Violation(
+                _MISMATCH_REASONS[refused[0][1].field],
+                f"{label}: image {image} is signed keyless, but not by an accepted identity "
+                f"({detail})",
+                "sign it from the workflow, repository and ref the rule's signers name, or fix "
+                "the signer in the configuration", label)]
         wrong = [f for f in signatures if f.keys & allowed and not f.bound and f.problem is None]
         if wrong:
             other = ", ".join(sorted({d for f in wrong for d in f.signed_digests})[:3])
@@ -436,6 +490,48 @@ class ImageVerifier:
             Reason.SIGNATURE_UNTRUSTED,
             f"{label}: image {image} has {len(signatures)} signature(s), none by a trusted key",
             f"sign it with one of: {', '.join(sorted(allowed))}", label)]
+
+    def _judge_certificates(
+        self,
+        target: _Target,
+        findings: Sequence[Finding],
+        allowed: frozenset[str],
+        *,
+        git_sha: str | None,
+        branch: str | None,
+    ) -> list[Violation]:
+        """A verified keyless certificate of an accepted signer must not contradict the
+        workload's claims: its commit must be the git-sha, its ref the branch (each per rule:
+        `check_certificate_commit`, `check_certificate_ref`)."""
+        rule = target.rule
+        if not (rule.check_certificate_commit or rule.check_certificate_ref):
+            return []
+        label, image = target.container.label, target.container.image
+        found: dict[tuple[str, str | None], Mismatch] = {}
+        for f in findings:
+            if f.identity is None or not f.verified or not f.keys & allowed:
+                continue
+            for m in check_source(f.identity, git_sha=git_sha, branch=branch,
+                                  check_commit=rule.check_certificate_commit,
+                                  check_ref=rule.check_certificate_ref):
+                found.setdefault((m.field, m.found), m)
+        out: list[Violation] = []
+        for m in found.values():
+            if m.field == "commit":
+                out.append(Violation(
+                    Reason.CERTIFICATE_COMMIT_MISMATCH,
+                    f"{label}: image {image} was signed by a certificate for commit {m.found}, "
+                    f"not git-sha {git_sha}",
+                    "deploy the image built from this commit, or fix the git-sha annotation",
+                    label))
+            else:
+                out.append(Violation(
+                    Reason.CERTIFICATE_REF_MISMATCH,
+                    f"{label}: image {image} was signed by a certificate for ref {m.found}, not "
+                    f"branch {branch}",
+                    "deploy the image built from this branch, or fix the branch annotation",
+                    label))
+        return out
 
     def _judge_attestation(
         self,
@@ -507,20 +603,22 @@ class ImageVerifier:
         return violations, candidates or good
 
 
+_MISMATCH_REASONS: dict[MismatchField, Reason] = {
+    "identity": Reason.SIGNER_IDENTITY_MISMATCH,
+    "issuer": Reason.SIGNER_ISSUER_MISMATCH,
+    "repository": Reason.SIGNER_REPOSITORY_MISMATCH,
+    "ref": Reason.SIGNER_REF_MISMATCH,
+    "commit": Reason.CERTIFICATE_COMMIT_MISMATCH,
+    "workflow": Reason.SIGNER_CLAIM_MISMATCH,
+    "workflow-sha": Reason.SIGNER_CLAIM_MISMATCH,
+    "trigger": Reason.SIGNER_CLAIM_MISMATCH,
+    "runner-environment": Reason.SIGNER_CLAIM_MISMATCH,
+}
+"""Which stable code a keyless signer's refused field gives."""
+
+
 def verify_artifacts(
     collected: Collected, keys: Sequence[PublicKey], digest: str
 ) -> tuple[Finding, ...]:
     """Verify every fetched artifact against every trusted key (pure CPU work)."""
-    return tuple(_verify_one(a, keys, digest) for a in collected.artifacts)
-
-
-def _verify_one(artifact: RawArtifact, keys: Sequence[PublicKey], digest: str) -> Finding:
-    if artifact.problem is not None:
-        kind: Kind = "signature" if artifact.format != "legacy-att" else "attestation"
-        return Finding(artifact.format, kind, artifact.source, problem=artifact.problem)
-    if artifact.format == "legacy-sig":
-        return check_simplesigning(
-            artifact.data, artifact.signature, keys, digest, source=artifact.source)
-    if artifact.format == "legacy-att":
-        return check_envelope(artifact.data, keys, digest, source=artifact.source)
-    return check_bundle(artifact.data, keys, digest, source=artifact.source)
+    return check_artifacts(collected.artifacts, (KeySigners(keys),), digest)

@@ -93,20 +93,21 @@ class LocalLog:
     def _sign(self, data: bytes) -> bytes:
         return self.key.sign(data, ec.ECDSA(hashes.SHA256()))
 
-    def entry(self, body: dict[str, Any], *, kind: str, version: str) -> dict[str, Any]:
+    def entry(self, body: dict[str, Any], *, kind: str, version: str,
+              integrated_time: int = INTEGRATED_TIME) -> dict[str, Any]:
         """A tlogEntries item for `body`: inclusion proof, signed checkpoint and SET."""
         raw = json.dumps(body, separators=(",", ":")).encode()
         root = hashlib.sha256(b"\x00" + raw).digest()
         note = f"{ORIGIN}\n1\n{_b64(root)}\n"
         signature = _b64(self.log_id[:4] + self._sign(note.encode()))
         checkpoint = f"{note}\n\u2014 {KEY_NAME} {signature}\n"
-        set_payload = rfc8785.dumps({"body": _b64(raw), "integratedTime": INTEGRATED_TIME,
+        set_payload = rfc8785.dumps({"body": _b64(raw), "integratedTime": integrated_time,
                                      "logID": self.log_id.hex(), "logIndex": 0})
         return {
             "logIndex": "0",
             "logId": {"keyId": _b64(self.log_id)},
             "kindVersion": {"kind": kind, "version": version},
-            "integratedTime": str(INTEGRATED_TIME),
+            "integratedTime": str(integrated_time),
             "inclusionPromise": {"signedEntryTimestamp": _b64(self._sign(set_payload))},
             "inclusionProof": {"logIndex": "0", "rootHash": _b64(root), "treeSize": "1",
                                "hashes": [], "checkpoint": {"envelope": checkpoint}},

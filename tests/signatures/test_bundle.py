@@ -33,12 +33,21 @@ from controller.signatures.bundle import (
     parse_digest,
     verify_bundle,
     verify_bundle_async,
+    verify_legacy_signature,
 )
 from controller.signatures.certificate import check_source
 from controller.signatures.errors import VerificationError
 from controller.signatures.keyless import IdentityPolicy, KeylessSigner, SignerMismatch
 from controller.signatures.keys import PublicKey, load_public_key
-from controller.signatures.trust import TrustRoot, load_trust_root_file, public_good
+from controller.signatures.trust import (
+    TrustRoot,
+    load_trust_root_file,
+    parse_trust_root,
+    public_good,
+)
+from tests.signatures.sigstore_instance import COMMIT as INSTANCE_COMMIT
+from tests.signatures.sigstore_instance import GITHUB_ISSUER, LocalSigstore
+from tests.signatures.sigstore_instance import SUBJECT as INSTANCE_SUBJECT
 from tests.signatures.sigstore_log import LocalLog, key_signed_blob_bundle, key_signed_dsse_bundle
 
 CASES = Path(__file__).parent.parent / "data" / "sigstore-conformance" / "bundle-verify"
@@ -460,3 +469,65 @@ def test_a_log_the_root_does_not_name_is_refused(
     with pytest.raises(VerificationError, match="invalid log entry: checkpoint"):
         verify_bundle(data, digest=IMAGE_DIGEST, signer=_pub(release_key, "release"),
                       trust_root=LocalLog().trust_root())
+
+
+# --- cosign 2 keyless .sig: verify_legacy_signature -------------------------------------------
+
+def _legacy(sigstore: LocalSigstore, **changes: str) -> tuple[bytes, bytes, dict[str, str]]:
+    digest = "sha256:" + "cd" * 32
+    payload, notes = sigstore.legacy_sig(digest, "registry.test/app")
+    notes.update(changes)
+    return payload, base64.b64decode(notes["dev.cosignproject.cosign/signature"]), notes
+
+
+def _verify_legacy(sigstore: LocalSigstore, payload: bytes, signature: bytes,
+                   notes: dict[str, str], root: TrustRoot | None = None) -> VerifiedBundle:
+    policy = KeylessSigner(name="rel", issuer=GITHUB_ISSUER, subject=INSTANCE_SUBJECT,
+                           trust_root="test").policy()
+    return verify_legacy_signature(
+        payload, signature, certificate_pem=notes["dev.sigstore.cosign/certificate"],
+        rekor_bundle=notes.get("dev.sigstore.cosign/bundle", ""), signer=policy,
+        trust_root=root or parse_trust_root(sigstore.trusted_root_json(), name="test"))
+
+
+def test_a_cosign_2_keyless_sig_verifies_with_its_logged_time() -> None:
+    sigstore = LocalSigstore()
+    payload, signature, notes = _legacy(sigstore)
+    verified = _verify_legacy(sigstore, payload, signature, notes)
+    assert verified.digest == "sha256:" + hashlib.sha256(payload).hexdigest()
+    assert verified.identity is not None and verified.identity.source_digest == INSTANCE_COMMIT
+    assert [t.source for t in verified.times] == ["transparency-log"]
+    assert verified.log_entry_kind == "hashedrekord/0.0.1"
+
+
+def test_a_cosign_2_sig_over_another_payload_is_refused() -> None:
+    sigstore = LocalSigstore()
+    payload, signature, notes = _legacy(sigstore)
+    with pytest.raises(VerificationError, match="the signature does not verify"):
+        _verify_legacy(sigstore, payload.replace(b"registry.test", b"registry.evil"), signature,
+                       notes)
+
+
+def test_a_cosign_2_sig_whose_log_entry_is_anothers_is_refused() -> None:
+    sigstore = LocalSigstore()
+    payload, signature, notes = _legacy(sigstore)
+    # An honestly logged entry of another signature by another certificate, SET and all.
+    _, _, other = _legacy(sigstore)
+    notes["dev.sigstore.cosign/bundle"] = other["dev.sigstore.cosign/bundle"]
+    with pytest.raises(VerificationError, match="the log entry records another"):
+        _verify_legacy(sigstore, payload, signature, notes)
+
+
+def test_a_cosign_2_sig_logged_elsewhere_or_not_at_all_is_refused() -> None:
+    sigstore = LocalSigstore()
+    payload, signature, notes = _legacy(sigstore)
+    foreign = LocalSigstore()
+    with pytest.raises(VerificationError):
+        _verify_legacy(sigstore, payload, signature, notes,
+                       root=parse_trust_root(foreign.trusted_root_json(), name="test"))
+    del notes["dev.sigstore.cosign/bundle"]
+    with pytest.raises(VerificationError, match="no verified signing time"):
+        _verify_legacy(sigstore, payload, signature, notes)
+    with pytest.raises(VerificationError, match="malformed Rekor bundle"):
+        _verify_legacy(sigstore, payload, signature,
+                       {**notes, "dev.sigstore.cosign/bundle": '{"Payload": {}}'})

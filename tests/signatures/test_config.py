@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
+from controller.signatures.certificate import CertificateIdentity
 from controller.signatures.config import ImageRule, SignatureConfig
 from tests.signatures.helpers import OTHER_PEM, TRUSTED_PEM
 
@@ -79,3 +82,60 @@ def test_disabled_by_default_and_frozen() -> None:
     with pytest.raises(ValidationError):
         cfg.enabled = True  # type: ignore[misc]
     assert config().load_keys()[0].name == "release"
+
+
+GHA = {"name": "gha", "issuer": "https://token.actions.githubusercontent.com",
+       "subject": "https://github.com/org/app/.github/workflows/release.yml@refs/heads/main"}
+
+
+def test_rules_name_keys_and_keyless_signers_in_one_namespace() -> None:
+    config = SignatureConfig.model_validate({
+        "enabled": True, "keys": KEYS[:1], "keyless": {"signers": [GHA]},
+        "rules": [{"prefix": "registry.example.com/", "signers": ["release", "gha"],
+                   "threshold": 2}]})
+    assert config.rules[0].named_signers == ("release", "gha")
+    assert config.signer_names() == {"release", "gha"}
+    assert config.rules[0].check_certificate_commit and config.rules[0].check_certificate_ref
+    # Keyless signers alone are enough to turn verification on.
+    assert SignatureConfig.model_validate({"enabled": True, "keyless": {"signers": [GHA]}})
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"keyless": {"signers": [{**GHA, "subject": None,
+                               "subject_regex": "https://github.com/org/.*"}]}},
+     "must be anchored"),
+    ({"keyless": {"signers": [{**GHA, "subject": None,
+                               "subject_regex": "^https://github.com/org/.*"}]}},
+     "must be anchored"),
+    ({"keys": KEYS[:1], "keyless": {"signers": [{**GHA, "name": "release"}]}},
+     "names used by a key and a keyless signer: release"),
+    ({"keyless": {"signers": [GHA]}, "rules": [{"prefix": "r.io/", "signers": ["nobody"]}]},
+     "unknown signers ['nobody']"),
+    ({"keyless": {"signers": [GHA]}, "rules": [{"prefix": "r.io/", "signers": ["gha"],
+                                                "threshold": 2}]},
+     "threshold 2 exceeds its 1 signers"),
+    ({"keyless": {"signers": [{**GHA, "trust_root": "github"}]}}, "unknown trust root"),
+])
+def test_invalid_keyless_configurations(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        SignatureConfig.model_validate({"enabled": True, **data})
+
+
+@pytest.mark.parametrize("heading", ["Worked example: a GitHub Actions keyless release",
+                                     "Worked example: GitHub artifact attestations"])
+def test_the_readme_keyless_examples_load(heading: str) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index(heading):]
+    block = section[section.index("```yaml\n") + 8:]
+    data = yaml.safe_load(block[:block.index("```")])
+    config = SignatureConfig.model_validate(data["signatures"])
+    (signer,) = config.keyless.signers
+    assert signer.issuer == "https://token.actions.githubusercontent.com"
+    policy = signer.policy()
+    identity = CertificateIdentity(
+        subjects=("https://github.com/ORG/REPO/.github/workflows/release.yml@refs/heads/main",),
+        issuer=signer.issuer, source_repository="https://github.com/ORG/REPO",
+        source_repository_legacy=None, source_ref="refs/heads/main", source_digest=None,
+        build_config_uri=None, build_config_digest=None, trigger="push",
+        runner_environment="github-hosted")
+    assert policy.mismatches(identity) == ()
