@@ -214,21 +214,13 @@ def test_the_readme_verification_names_this_workflow_on_tags_only() -> None:
     assert rule["require"] == "attestation" and rule["signers"] == [signer["name"]]
 
 
-def test_the_readme_verification_loads_or_is_refused_whole() -> None:
-    # Keyless signers arrive with keyless verification. Until `signatures.keyless` exists the
-    # controller must refuse this file (fail closed, never skip the check); once it exists, the
-    # README's configuration must load, so its key names follow the model's.
+def test_the_readme_verification_loads() -> None:
+    # The README's configuration is what users copy: its key names must be the model's.
     from controller.config import parse_config
-    from controller.errors import ConfigError
-    from controller.signatures.config import SignatureConfig
 
-    text = _verification_config()
-    if "keyless" in SignatureConfig.model_fields:
-        config = parse_config(text, source="README")
-        assert config.signatures.enabled
-    else:
-        with pytest.raises(ConfigError, match="keyless"):
-            parse_config(text, source="README")
+    config = parse_config(_verification_config(), source="README")
+    assert config.signatures.enabled
+    assert [s.name for s in config.signatures.keyless.signers] == ["provenance-controller-release"]
 
 
 def test_the_builder_is_pinned_too(workflow: dict[Any, Any]) -> None:
