@@ -187,7 +187,7 @@ def test_the_controller_exports_the_unrecorded_count(
     url = f"http://127.0.0.1:{enforcing_controller.health_port}/metrics"
     deadline = time.monotonic() + 60
     while True:
-        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=5) as resp:
             text = resp.read().decode()
         stamp = [line for line in text.splitlines()
                  if line.startswith("provenance_unrecorded_scan_timestamp_seconds ")]
