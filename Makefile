@@ -55,11 +55,12 @@ test: venv tools lint typecheck manifests-check ## everything CI runs: tools, li
 	@$(VENV)/bin/pytest -ra $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
-bench: venv ## admission, signature and ledger benchmarks (prints figures; not a test)
+bench: venv ## admission, signature, ledger and status benchmarks (prints figures; not a test)
 	@bash hack/tools.sh control-plane,registry,cosign
 	@$(PY) bench/bench_admission.py
 	@if [ -f bench/bench_signatures.py ]; then $(PY) bench/bench_signatures.py; fi
 	@if [ -f bench/bench_ledger.py ]; then $(PY) bench/bench_ledger.py; fi
+	@$(PY) bench/bench_status.py
 
 helm-lint: ## helm lint the chart
 	@bash hack/tools.sh helm

@@ -307,7 +307,12 @@ def build_rows(workloads: Sequence[Workload], index: LedgerIndex, *,
         top_row = authored.get(top.uid)
         if own is not None:
             row = Row(w, own, _record_flags(own), f"derived from {top.ref}", top)
-        elif top_row is None or top_row.unrecorded:
+        elif top_row is None:
+            # Not reachable through the kinds in DERIVED_PARENTS (no kind is both a parent
+            # and derived in a cycle); should it happen, list it rather than hide it.
+            rows.append(_unrecorded(w, index, exempt))
+            continue
+        elif top_row.unrecorded:
             row = Row(w, None, (), f"derived from {top.ref}, itself unrecorded", top)
         elif (covering := index.admitting(top, w.images)) is not None:
             row = Row(w, covering, _record_flags(covering), f"derived from {top.ref}", top)
@@ -537,11 +542,12 @@ def add_subcommand(subparsers: Any) -> None:
     """Register `status` on the caller's argparse subparsers."""
     p = subparsers.add_parser(
         "status", help="what is running: every workload with the ledger record of its template",
-        description="Every workload of every gated kind with the ledger record of its current "
-        "template (commit, branch, build, when and by whom, image verification, rollout), and "
-        "the ones with no admitted record flagged. Exit codes: 0 ok, 1 error, 2 usage, "
-        "3 forbidden, 4 unreachable, 6 unrecorded workloads (--fail-on-unrecorded), 10.. the "
-        "ledger does not verify.")
+        description="Every workload of every gated kind with the ledger record of its current\n"
+        "template (commit, branch, build, when and by whom, image verification, rollout),\n"
+        "and the ones with no admitted record flagged.\n\n"
+        "exit codes: 0 ok, 1 error, 2 usage, 3 forbidden, 4 unreachable,\n"
+        f"  {EXIT_UNRECORDED} unrecorded workloads (--fail-on-unrecorded), 10.. the ledger does "
+        "not verify")
     scope = p.add_mutually_exclusive_group()
     scope.add_argument("-n", "--namespace", default="default",
                        help="the workloads' namespace (default: %(default)s)")
