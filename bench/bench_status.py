@@ -177,6 +177,38 @@ async def _time_parts(kubeconfig: Path) -> dict[str, float]:
             "scan in process": t5 - t4, "segments": float(len(data.segments))}
 
 
+async def _sequential(api: KubeApi, config: Config) -> None:
+    """The scan without the thread: both reads concurrently, then verification and matching on
+    the event loop (what `scan` did first), for comparison in the same run."""
+    chain = config.ledger.chain
+    data, *lists = await asyncio.gather(
+        load_chain(api, config.ledger.namespace, chain),
+        *(list_workloads(api, k, None, prefix=config.annotations.prefix) for k in KINDS))
+    report = verify_segments(data, chain=chain)  # type: ignore[arg-type]
+    build_rows([w for b in lists for w in b], LedgerIndex.from_report(report),  # type: ignore[attr-defined]
+               exempt=config.exempt_namespaces)
+
+
+async def _compare(kubeconfig: Path, rounds: int) -> tuple[list[float], list[float]]:
+    """In-process scan times, alternating: verification in a thread overlapping the list calls
+    (`scan`), and sequential (`_sequential`)."""
+    config = Config()
+    api = KubeApi.from_kubeconfig(str(kubeconfig), timeout=60)
+    threaded: list[float] = []
+    sequential: list[float] = []
+    try:
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            await scan(api, config, namespace=None)
+            t1 = time.perf_counter()
+            await _sequential(api, config)
+            threaded.append(t1 - t0)
+            sequential.append(time.perf_counter() - t1)
+    finally:
+        await api.close()
+    return threaded, sequential
+
+
 async def _prepare(kubeconfig: Path, workloads: int, entries: int) -> int:
     plan = _plan(workloads)
     api = KubeApi.from_kubeconfig(str(kubeconfig), timeout=60)
@@ -220,6 +252,7 @@ def main() -> int:
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         print(f"status -A -o json: {json_wall:.2f}s, CPU {json_cpu:.2f}s")
         parts = asyncio.run(_time_parts(cp.kubeconfig))
+        threaded, sequential = asyncio.run(_compare(cp.kubeconfig, args.runs))
         if args.profile:
             import cProfile
             import pstats
@@ -236,6 +269,9 @@ def main() -> int:
               f"match {parts['match']:.2f}s")
         print(f"  scan in process (lists and ledger read concurrently, then verify and match):"
               f" {parts['scan in process']:.2f}s")
+        print(f"  in process, alternating {args.runs} rounds: verification in a thread during "
+              f"the lists median {statistics.median(threaded):.2f}s, after them on the event "
+              f"loop median {statistics.median(sequential):.2f}s")
     return 0
 
 
