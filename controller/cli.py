@@ -156,9 +156,11 @@ def _main_parser() -> argparse.ArgumentParser:
     from controller.ledger.cli import add_subcommands as add_ledger
     from controller.signatures.cli import add_subcommands as add_verify_bundle
     from controller.stamp.command import add_subcommands as add_stamp_and_check
+    from controller.status import add_subcommand as add_status
 
     add_stamp_and_check(sub)
     add_ledger(sub)
+    add_status(sub)
     add_verify_bundle(sub)
     _add_examples(p)
     return p
@@ -183,6 +185,9 @@ EXAMPLES: dict[str, str] = {
     "ledger prune": "kubectl-provenance ledger prune --keep 8 --export-file archive.jsonl",
     "rollback": "kubectl-provenance rollback deploy/checkout -n shop --dry-run\n"
                 "  kubectl-provenance rollback sts/db -n shop --to-seq 412",
+    "status": "kubectl-provenance status -A\n"
+              "  kubectl-provenance status -n shop -o json\n"
+              "  kubectl-provenance status -A --exclude-exempt --fail-on-unrecorded --quiet",
     "verify-bundle": "kubectl-provenance verify-bundle --bundle app.sigstore.json "
                      "--certificate-identity https://github.com/org/app/.github/workflows/"
                      "release.yml@refs/tags/v1.0.0 --certificate-oidc-issuer "

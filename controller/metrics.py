@@ -8,7 +8,7 @@ collectors from imported libraries) and lets tests read exact values. Other modu
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -142,6 +142,28 @@ unadmitted_total = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+
+
+unrecorded_workloads = Gauge(
+    "provenance_unrecorded_workloads",
+    "Workloads running with no admitted ledger record of their current template, by likely "
+    "reason (`kubectl provenance status -A` lists them); from the controller's last scan.",
+    ["reason"],
+    registry=REGISTRY,
+)
+unrecorded_scan_timestamp_seconds = Gauge(
+    "provenance_unrecorded_scan_timestamp_seconds",
+    "When the last scan behind provenance_unrecorded_workloads completed (Unix time): alert "
+    "when it grows old, since the count is then stale.",
+    registry=REGISTRY,
+)
+
+
+def record_unrecorded(counts: Mapping[str, int], *, at: float) -> None:
+    """Publish one scan's unrecorded counts (every reason, zeros included)."""
+    for reason, count in counts.items():
+        unrecorded_workloads.labels(reason=reason).set(count)
+    unrecorded_scan_timestamp_seconds.set(at)
 
 
 def verdict_of(decision: Decision) -> str:

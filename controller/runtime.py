@@ -6,6 +6,7 @@ Plain Python (no kopf): the webhook edge calls `Runtime.build` at start-up and `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from controller.registry import KubeSecretSource
 from controller.review import WorkloadRequest
 from controller.signatures import ImageVerifier
 from controller.stages import BreakGlassStage, LedgerStage, RollbackStage, SignatureStage
+from controller.status import SCAN_INTERVAL_SECONDS, publish_forever
 
 logger = logging.getLogger("provenance.runtime")
 
@@ -43,11 +45,17 @@ class Runtime:
     ledger: Ledger | None = None
     reconciler: Reconciler | None = None
     unadmitted: UnadmittedDetector | None = None
+    scanner: asyncio.Task[None] | None = None
+    """The periodic scan behind `provenance_unrecorded_workloads` (with the ledger on)."""
 
     @classmethod
     async def build(cls, config: Config, *, kubeconfig: str | None,
-                    budget_seconds: float = 8.0) -> Runtime:
-        """Connect to the API server and build the pipeline the configuration asks for."""
+                    budget_seconds: float = 8.0,
+                    scan_interval: float = SCAN_INTERVAL_SECONDS) -> Runtime:
+        """Connect to the API server and build the pipeline the configuration asks for.
+
+        With the ledger on, a background task counts unrecorded workloads every
+        `scan_interval` seconds (`controller.status.publish_forever`); 0 turns it off."""
         api = KubeApi.from_kubeconfig(kubeconfig)
         stages: list[Stage] = []
         verifier = None
@@ -104,11 +112,19 @@ class Runtime:
             await unadmitted.load()
             stages.append(LedgerStage(ledger, config))  # last: record only what is admitted
         admission = Admission(config, stages=tuple(stages), budget_seconds=budget_seconds)
+        scanner = None
+        if ledger is not None and scan_interval > 0:
+            scanner = asyncio.create_task(publish_forever(api, config, interval=scan_interval))
         return cls(config=config, api=api, admission=admission, verifier=verifier,
-                   ledger=ledger, reconciler=reconciler, unadmitted=unadmitted)
+                   ledger=ledger, reconciler=reconciler, unadmitted=unadmitted,
+                   scanner=scanner)
 
     async def close(self) -> None:
-        """Flush the ledger and close connections."""
+        """Stop the scan, flush the ledger and close connections."""
+        if self.scanner is not None:
+            self.scanner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.scanner
         if self.reconciler is not None:
             await self.reconciler.close()
         if self.ledger is not None:

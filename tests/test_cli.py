@@ -32,7 +32,7 @@ def test_certs_command(tmp_path: Path) -> None:
 def test_no_arguments_prints_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 0
     out = capsys.readouterr().out
-    for name in ("stamp", "check", "ledger", "verify-bundle", "certs"):
+    for name in ("stamp", "check", "ledger", "status", "verify-bundle", "certs"):
         assert name in out
 
 
