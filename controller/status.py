@@ -69,7 +69,7 @@ from controller.ledger.models import (
     OutcomeEntry,
     SealEntry,
 )
-from controller.ledger.query import AdmissionView, admissions
+from controller.ledger.query import AdmissionView, admissions, object_uid
 from controller.ledger.verify import ChainData, VerifyReport, load_chain, verify_segments
 from controller.workloads import KINDS, WorkloadKind, pod_images, pod_spec_of, template_hash
 
@@ -140,16 +140,6 @@ def workload_from(kind: WorkloadKind, obj: Mapping[str, Any], *, prefix: str) ->
         images=images, owner=owner)
 
 
-def _record_uid(view: AdmissionView) -> str:
-    """The object uid the record belongs to: the entry's, else its `persisted` outcome's (a
-    CREATE is admitted before the API server assigns the uid)."""
-    if view.entry.object_uid:
-        return view.entry.object_uid
-    for _seq, outcome in view.outcomes:
-        if outcome.type == "persisted" and outcome.object_uid:
-            return outcome.object_uid
-    return ""
-
 
 def _entry_time(entry: object) -> str | None:
     if isinstance(entry, AdmissionEntry):
@@ -189,7 +179,7 @@ class LedgerIndex:
     def history(self, w: Workload) -> list[AdmissionView]:
         """This object's records (an earlier object of the same name excluded when known)."""
         return [v for v in self.by_name.get((w.kind.kind, w.namespace, w.name), ())
-                if not (uid := _record_uid(v)) or uid == w.uid]
+                if not (uid := object_uid(v)) or uid == w.uid]
 
     def current(self, w: Workload) -> AdmissionView | None:
         """The record of `w`'s current template: the newest matching admission."""

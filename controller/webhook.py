@@ -40,7 +40,7 @@ from controller.observability import admission_context, build_health_app
 from controller.review import WorkloadRequest, parse_envelope, parse_review
 from controller.runtime import Runtime
 from controller.tls import SelfManagedTls
-from controller.workloads import JUDGED_SUBRESOURCES, KINDS
+from controller.workloads import JUDGED_SUBRESOURCES, KINDS, plain
 
 logger = logging.getLogger("provenance.webhook")
 
@@ -192,19 +192,11 @@ def request_from_handler(
                          "resource": resource.plural},
             "subResource": subresource, "operation": operation,
             "namespace": meta.get("namespace", ""), "name": meta.get("name", ""),
-            "userInfo": _plain(userinfo), "dryRun": dryrun,
-            "object": _plain(new) if new is not None else None,
-            "oldObject": _plain(old) if old is not None else None,
+            "userInfo": plain(userinfo), "dryRun": dryrun,
+            "object": plain(new) if new is not None else None,
+            "oldObject": plain(old) if old is not None else None,
         }})
 
-
-def _plain(value: Any) -> Any:
-    """kopf's Body and its views as plain dicts and lists, for pydantic."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def register(registry: kopf.OperatorRegistry, admission: Admission) -> None:

@@ -209,6 +209,23 @@ def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def controlled(meta: Mapping[str, Any]) -> bool:
+    """Whether an object's metadata names a controller among its owners. Only a hint (whoever
+    creates an object writes its ownerReferences); never a reason to judge it less."""
+    return any(isinstance(ref, Mapping) and ref.get("controller") is True
+               for ref in meta.get("ownerReferences") or [])
+
+
+def plain(value: Any) -> Any:
+    """Mappings and sequences (kopf's Body and its views included) as plain dicts and lists, so
+    that hashing and pydantic see exactly the stored object."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
 def canonical_json(value: Any) -> bytes:
     """Sorted keys, no whitespace, UTF-8: the same bytes on every run for the same value."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

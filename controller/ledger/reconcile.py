@@ -35,7 +35,14 @@ from controller.ledger.entries import annotations_hash, build_outcome_entry
 from controller.ledger.models import AdmissionEntry, OutcomeEntry, OutcomeType, Record
 from controller.ledger.segments import Segment, list_segments
 from controller.ledger.store import Ledger
-from controller.workloads import WorkloadKind, kind_named, kind_of, template_hash
+from controller.workloads import (
+    WorkloadKind,
+    controlled,
+    kind_named,
+    kind_of,
+    plain,
+    template_hash,
+)
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +158,7 @@ class Reconciler:
         `body` may be any Mapping (kopf hands out views); it is copied into plain dicts first,
         because the template hash must see exactly what the admission saw.
         """
-        body = _plain(body)
+        body = plain(body)
         kind = kind_of(body)
         if kind is None:
             return []
@@ -162,7 +169,7 @@ class Reconciler:
         stored_annotations = annotations_hash(meta.get("annotations") or {}, self.prefix)
         generation = meta.get("generation")
         if not self._known(key, stored_template, stored_annotations, generation) and \
-                not _controlled(meta) and \
+                not controlled(meta) and \
                 time.monotonic() - self._synced_at >= MISS_RESYNC_SECONDS:
             # An admission is durable before the object is stored, so a stored object whose
             # entry we do not know yet was admitted after our last (rate-limited) sync: read on.
@@ -172,7 +179,7 @@ class Reconciler:
             await self.sync(force=True)
         seqs = self._by_name.get(key)
         if not seqs:
-            if not _controlled(meta):
+            if not controlled(meta):
                 self._defer(key, body)
             return []
         self._deferred.pop(key, None)
@@ -307,11 +314,6 @@ async def _read(api: KubeApi, kind: str, namespace: str, name: str) -> dict[str,
     return body if isinstance(body, dict) else None
 
 
-def _controlled(meta: Mapping[str, Any]) -> bool:
-    """Whether the object names a controller among its owners (it was likely derived)."""
-    return any(isinstance(ref, Mapping) and ref.get("controller") is True
-               for ref in meta.get("ownerReferences") or [])
-
 
 def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
     for cond in status.get("conditions") or []:
@@ -376,11 +378,3 @@ def _rollout_outcome(kind: WorkloadKind, body: Mapping[str, Any]) -> tuple[Outco
             return "rollout-failed", f"phase Failed: {status.get('reason', '')}"
     return None
 
-
-def _plain(value: Any) -> Any:
-    """Mappings and sequences (kopf's views included) as plain dicts and lists."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value

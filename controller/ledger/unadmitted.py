@@ -36,7 +36,7 @@ from controller.ledger.entries import annotations_hash
 from controller.ledger.models import AdmissionEntry, Record, UnadmittedEntry
 from controller.ledger.reconcile import Reconciler
 from controller.ledger.segments import list_segments
-from controller.workloads import kind_of, template_hash
+from controller.workloads import controlled, kind_of, plain, template_hash
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +97,12 @@ class UnadmittedDetector:
 
     def observe(self, body: Mapping[str, Any], *, now: dt.datetime | None = None) -> None:
         """Look at one stored object; an unknown one becomes a suspect for the next sweep."""
-        body = _plain(body)
+        body = plain(body)
         kind = kind_of(body)
         meta = body.get("metadata") or {}
         namespace = str(meta.get("namespace") or "")
         uid = str(meta.get("uid") or "")
-        if kind is None or not uid or namespace in self.exempt or _controlled(meta):
+        if kind is None or not uid or namespace in self.exempt or controlled(meta):
             return
         generation = meta.get("generation")
         entry = UnadmittedEntry(
@@ -142,19 +142,6 @@ class UnadmittedDetector:
         return recorded
 
 
-def _plain(value: Any) -> Any:
-    """Mappings and sequences (the operator framework's views included) as plain data: the
-    template hash must see exactly what the admission saw."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _controlled(meta: Mapping[str, Any]) -> bool:
-    return any(isinstance(ref, Mapping) and ref.get("controller") is True
-               for ref in meta.get("ownerReferences") or [])
 
 
 def _timestamp(now: dt.datetime) -> str:

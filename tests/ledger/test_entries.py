@@ -57,7 +57,7 @@ def test_observed_bodies_may_be_read_only_mapping_views() -> None:
     from collections.abc import Iterator, Mapping
     from typing import Any
 
-    from controller.ledger.reconcile import _plain
+    from controller.workloads import plain as _plain
     from controller.workloads import KINDS, template_hash
 
     class View(Mapping[str, Any]):
