@@ -57,8 +57,8 @@ def test_observed_bodies_may_be_read_only_mapping_views() -> None:
     from collections.abc import Iterator, Mapping
     from typing import Any
 
-    from controller.workloads import plain as _plain
     from controller.workloads import KINDS, template_hash
+    from controller.workloads import plain as _plain
 
     class View(Mapping[str, Any]):
         """Like kopf's body views: a Mapping, not a dict."""
