@@ -76,7 +76,17 @@ def crds(control_plane: LocalControlPlane, third_party_crds: list[dict[str, Any]
     ok(kubectl(control_plane, "apply", "--server-side", "-f", "-",
                stdin="\n---\n".join(yaml.safe_dump(d) for d in third_party_crds)))
     names = [f"crd/{d['metadata']['name']}" for d in third_party_crds]
-    ok(kubectl(control_plane, "wait", "--for=condition=Established", "--timeout=60s", *names))
+    # `kubectl wait` fails at once ("accessor error: <nil>") on a CRD whose status has no
+    # conditions yet, which a loaded API server can take a moment to write: ask again.
+    deadline = time.monotonic() + 60
+    while True:
+        waited = kubectl(control_plane, "wait", "--for=condition=Established", "--timeout=60s",
+                         *names)
+        if waited.returncode == 0 or "accessor error" not in waited.stderr \
+                or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    ok(waited)
 
 
 # --- the install ------------------------------------------------------------------------------
