@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -65,6 +66,12 @@ class Check(Protocol):
     def __call__(self, request: DeploymentRequest, ctx: CheckContext) -> Iterable[Violation]: ...
 
 
+def _has_control(value: str) -> bool:
+    # Category Cc, not just C0: DEL and the C1 range (U+0085 NEL, U+009B CSI) break log lines
+    # and drive terminals as well.
+    return any(unicodedata.category(c) == "Cc" for c in value)
+
+
 def _ann(ctx: CheckContext, name: str) -> str:
     return f"annotation {ctx.config.annotations.key(name)}"
 
@@ -107,7 +114,7 @@ class AnnotationsCheck:
                 yield Violation(
                     Reason.INVALID_BUILD_ID, f"{subject} is longer than "
                     f"{cfg.max_build_id_length} characters", "use the CI system's run id", subject)
-            elif value.strip() != value or any(ord(c) < 0x20 for c in value):
+            elif value.strip() != value or _has_control(value):
                 yield Violation(
                     Reason.INVALID_BUILD_ID, f"{subject} has whitespace or control characters",
                     "use the CI system's run id", subject)
@@ -119,7 +126,9 @@ class AnnotationsCheck:
             yield from self._timestamp(value, subject, ctx)
         elif name == "pipeline-url":
             parts = urlsplit(value)
-            if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
+            # Any userinfo is refused, even an empty one (`https://:@host`): `username` and
+            # `password` are then empty strings, which a truthiness test would let through.
+            if parts.scheme != "https" or not parts.hostname or "@" in parts.netloc:
                 yield Violation(
                     Reason.INVALID_PIPELINE_URL,
                     f"{subject} is not an https URL without credentials: {value[:120]!r}",
@@ -129,7 +138,7 @@ class AnnotationsCheck:
                 yield Violation(
                     Reason.INVALID_ANNOTATION, f"{subject} is not a lower-case name: "
                     f"{value[:64]!r}", "use a name such as production or staging", subject)
-        elif name in ("deployed-by", "branch") and any(ord(c) < 0x20 for c in value):
+        elif name in ("deployed-by", "branch") and _has_control(value):
             yield Violation(
                 Reason.INVALID_ANNOTATION, f"{subject} contains control characters",
                 "remove them", subject)

@@ -145,3 +145,69 @@ def test_environment_authorisation(
 ) -> None:
     obj = deployment(namespace=namespace, ann=prov_annotations(deployed_by=user, environment=env))
     assert reasons(obj, ENVIRONMENTS, username=user, groups=groups) == expected
+
+
+# Every character of Unicode category Cc: C0, DEL and C1 (U+0085 is NEL, a line break to some
+# log readers; U+009B is CSI, a terminal escape).
+CONTROL = ["\x00", "\n", "\x1b", "\x1f", "\x7f", "\x80", "\x85", "\x9b", "\x9f"]
+
+
+@pytest.mark.parametrize("char", CONTROL)
+@pytest.mark.parametrize(("field", "reason"), [
+    ("build_id", Reason.INVALID_BUILD_ID),
+    ("deployed_by", Reason.INVALID_ANNOTATION),
+    ("branch", Reason.INVALID_ANNOTATION),
+])
+def test_control_characters_are_refused(field: str, reason: Reason, char: str) -> None:
+    value = f"admin{char}x"
+    obj = deployment(ann=prov_annotations(**{field: value}))
+    # The user is named as annotated, so that the control character is the only problem.
+    user = value if field == "deployed_by" else "admin"
+    assert reasons(obj, username=user) == [reason]
+
+
+@pytest.mark.parametrize("value", ["main", "feature/ü-umlaut", "release-1.2", "a\u00a0b"])
+def test_printable_branches_pass(value: str) -> None:
+    # U+00A0 is a space separator (Zs), not a control character: names may use it.
+    assert reasons(deployment(ann=prov_annotations(branch=value))) == []
+
+
+@pytest.mark.parametrize("url", [
+    "https://:token@ci.example.com/1",  # a password with no user
+    "https://:@ci.example.com/1",  # an empty user and password still say "credentials here"
+    "https://@ci.example.com/1",
+    "https://user@ci.example.com/1",
+    "https:///runs/1",  # no host
+    "HTTPS://ci.example.com/1x",  # urlsplit lower-cases the scheme; accepted below
+])
+def test_pipeline_url_credentials_and_host(url: str) -> None:
+    got = reasons(deployment(ann=prov_annotations(pipeline_url=url)))
+    assert got == ([] if url.startswith("HTTPS") else [Reason.INVALID_PIPELINE_URL])
+
+
+@pytest.mark.parametrize("rule", ["match-username", "ci-allowlist"])
+def test_ci_accounts_are_honoured_only_under_the_allowlist_rule(rule: str) -> None:
+    config = parse_config(f"""
+actor: {{rule: {rule}, ci_accounts: ["system:serviceaccount:ci:deployer"]}}
+""")
+    obj = deployment(ann=prov_annotations(deployed_by="alice"))
+    got = reasons(obj, config, username="system:serviceaccount:ci:deployer")
+    assert got == ([] if rule == "ci-allowlist" else [Reason.ACTOR_MISMATCH])
+
+
+def test_an_update_that_deploys_nothing_skips_the_actor_but_not_the_object() -> None:
+    obj = deployment(ann=prov_annotations(deployed_by="bob", git_sha="short"))
+    request = parse_review(review(obj, operation="UPDATE", old=obj))
+    decision = evaluate(request, Config(), now=NOW, deploys=False)
+    assert [v.reason for v in decision.violations] == [Reason.INVALID_GIT_SHA]
+
+
+@pytest.mark.parametrize(("digest", "expected"), [
+    ("sha256:" + "a" * 64, []),
+    ("sha256:" + "a" * 65, [Reason.INVALID_DIGEST]),  # a suffix after the 64 hex
+    ("sha256:" + "a" * 128, [Reason.INVALID_DIGEST]),
+    ("sha256:" + "a" * 63, [Reason.INVALID_DIGEST]),
+    ("sha384:" + "a" * 96, [Reason.INVALID_DIGEST]),
+])
+def test_a_pin_is_exactly_sha256_and_64_hex(digest: str, expected: list[Reason]) -> None:
+    assert reasons(deployment(containers=[f"registry.example.com/shop/app@{digest}"])) == expected
