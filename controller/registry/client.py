@@ -331,7 +331,9 @@ class RegistryClient:
                 async with self._session_().request(
                     method, url, headers=headers, params=params, data=data,
                     allow_redirects=self.settings.max_redirects > 0,
-                    max_redirects=max(self.settings.max_redirects, 1),
+                    # aiohttp raises on the redirect that reaches its count, so a limit of N
+                    # there follows N-1: ask it for one more to follow exactly ours.
+                    max_redirects=self.settings.max_redirects + 1,
                 ) as resp:
                     cap = limit if resp.status == 200 else min(limit, _ERROR_BODY_LIMIT)
                     body = await _read_limited(registry, resp, cap, truncate=resp.status != 200)

@@ -97,6 +97,10 @@ class HostileRegistry:
             return self._manifest_or_404(is_image)
         if mode == "redirect":
             return web.Response(status=307, headers={"Location": str(request.url)})
+        if mode == "redirect-once":
+            # Blob stores answer this way: one redirect to where the bytes are.
+            target = str(request.url).replace("/redirect-once/", "/plain/", 1)
+            return web.Response(status=307, headers={"Location": target})
         if mode == "error":
             return web.Response(status=503, text="upstream exploded")
         if is_image:

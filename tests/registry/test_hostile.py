@@ -69,7 +69,7 @@ CASES = [
     ("oversize-declared", "exceeds the limit"),
     ("many", "referrers (limit 50)"),
     ("many-layers", "more than 50 signature artifacts"),
-    ("redirect", "redirects"),
+    ("redirect", "more than 3 redirects"),
     ("drip", "no complete answer within"),
     ("error", "HTTP 503"),
     ("malformed", "not valid JSON"),
@@ -156,7 +156,7 @@ async def test_client_errors_are_typed(hostile: tuple[str, HostileRegistry]) -> 
         deadline = Deadline.after(5)
         with pytest.raises(RegistryLimitExceeded):
             await client.get_manifest(host, "oversize/app", "latest", deadline=deadline)
-        with pytest.raises(RegistryLimitExceeded, match="redirects"):
+        with pytest.raises(RegistryLimitExceeded, match="more than 3 redirects"):
             await client.get_manifest(host, "redirect/app", "latest", deadline=deadline)
         with pytest.raises(RegistryUnavailable, match="503"):
             await client.get_manifest(host, "error/app", "latest", deadline=deadline)
@@ -168,3 +168,27 @@ async def test_client_errors_are_typed(hostile: tuple[str, HostileRegistry]) -> 
         with pytest.raises(RegistryUnavailable):
             await client.get_manifest(host, "drip/app", "latest", deadline=Deadline.after(0.3))
         assert time.monotonic() - started < 0.6
+
+
+@pytest.mark.parametrize(("max_redirects", "path", "why"), [
+    (0, "redirect-once", "redirects are not allowed"),  # 0 follows none, not one
+    (1, "redirect-once", None),
+    (3, "redirect-once", None),
+    (1, "redirect", "more than 1 redirects"),
+    (3, "redirect", "more than 3 redirects"),
+])
+async def test_max_redirects_is_honoured_exactly(
+    hostile: tuple[str, HostileRegistry], max_redirects: int, path: str, why: str | None,
+) -> None:
+    host, _ = hostile
+    limits = settings(host).model_copy(update={"max_redirects": max_redirects})
+    async with RegistryClient(limits) as client:
+        deadline = Deadline.after(5)
+        if why is None:
+            manifest = await client.get_manifest(host, f"{path}/app", IMAGE_DIGEST,
+                                                 deadline=deadline)
+            assert manifest.digest == IMAGE_DIGEST
+        else:
+            with pytest.raises(RegistryLimitExceeded) as caught:
+                await client.get_manifest(host, f"{path}/app", IMAGE_DIGEST, deadline=deadline)
+            assert why in str(caught.value)
