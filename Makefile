@@ -47,6 +47,7 @@ manifests-check: ## fail when manifests/ is stale
 
 # pytest exits 5 when it collected nothing: that is a broken test tree, never a pass.
 unit: venv ## tests that need no API server (the registry and cosign tests still run their real binaries)
+	@bash hack/tools.sh registry,cosign,crane,helm,referrers-registry
 	@$(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
