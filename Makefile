@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: help venv tools dev test lint typecheck unit e2e bench manifests manifests-check \
-        helm-lint image kind-e2e clean
+        helm-lint image kind-e2e clean mutation
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -55,6 +55,10 @@ test: venv tools lint typecheck manifests-check ## everything CI runs: tools, li
 	@echo "==> pytest (unit and end-to-end)"
 	@$(VENV)/bin/pytest -ra $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+mutation: venv ## mutmut over the security-relevant modules, unit tests only; prints the score (not in make test)
+	@bash hack/tools.sh registry,cosign,referrers-registry
+	@bash hack/mutation.sh
 
 bench: venv ## admission, signature and ledger benchmarks (prints figures; not a test)
 	@bash hack/tools.sh control-plane,registry,cosign
