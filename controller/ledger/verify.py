@@ -94,6 +94,7 @@ class ChainData:
     checkpoint_map: dict[str, str] | None
 
 
+# pragma: no mutate block (I/O against the API server: tests/ledger/test_tamper.py drives it)
 async def load_chain(api: KubeApi, namespace: str, chain: str, *,
                      progress: Callable[[int], None] | None = None) -> ChainData:
     """Read every segment and the checkpoint ConfigMap."""

@@ -8,13 +8,14 @@ out (`controller/ledger/README.md`), so that every rule of `verify_segments` has
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
 
 from controller.ledger.chain import CheckpointSigner, leaf_hash, next_head, record_bytes
-from controller.ledger.errors import TamperKind
+from controller.ledger.errors import LedgerError, TamperKind
 from controller.ledger.models import (
     Checkpoint,
     CheckpointEntry,
@@ -25,7 +26,14 @@ from controller.ledger.models import (
     entry_key,
 )
 from controller.ledger.segments import Segment, segment_name
-from controller.ledger.verify import ChainData, VerifyReport, summarise, verify_segments
+from controller.ledger.verify import (
+    MAX_PROBLEMS,
+    ChainData,
+    VerifyReport,
+    parse_checkpoint,
+    summarise,
+    verify_segments,
+)
 
 CHAIN = "admissions"
 SIGNER = CheckpointSigner.generate()
@@ -236,35 +244,144 @@ def pruned_marker_no_segment(b: Built) -> None:
     b.checkpoint_map["pruned-before"] = "7"
 
 
-@pytest.mark.parametrize(("tamper", "first"), [
-    (edit_content, TamperKind.EDITED_ENTRY),
-    (non_canonical, TamperKind.EDITED_ENTRY),
-    (swap, TamperKind.REORDERED_ENTRIES),
-    (swap_renumbered, TamperKind.REORDERED_ENTRIES),
-    (delete_entry, TamperKind.DELETED_ENTRY),
-    (delete_segment, TamperKind.DELETED_SEGMENT),
-    (recreate_segment, TamperKind.RECREATED_SEGMENT),
-    (unseal_older, TamperKind.UNSEALED_SEGMENT),
-    (unseal_first, TamperKind.UNSEALED_SEGMENT),
-    (malformed, TamperKind.MALFORMED),
-    (oversized, TamperKind.MALFORMED),
-    (forged_checkpoint_entry, TamperKind.BAD_SIGNATURE),
-    (wrong_chain_checkpoint, TamperKind.CHECKPOINT_MISMATCH),
-    (lying_checkpoint_entry, TamperKind.CHECKPOINT_MISMATCH),
-    (future_checkpoint_entry, TamperKind.TRUNCATED),
-    (seal_of_wrong_segment, TamperKind.EDITED_ENTRY),
-    (seal_missing, TamperKind.EDITED_ENTRY),
-    (bad_latest, TamperKind.MALFORMED),
-    (pruned_marker_hides, TamperKind.CHECKPOINT_MISMATCH),
-    (pruned_marker_no_segment, TamperKind.CHECKPOINT_MISMATCH),
-], ids=lambda v: v.__name__ if callable(v) else str(v))
-def test_each_tamper_kind_is_named(tamper: Callable[[Built], None], first: TamperKind) -> None:
+K = TamperKind
+Problem = tuple[TamperKind, int | None, int | None, str]
+TAMPERING = [
+    (edit_content, [
+        (K.EDITED_ENTRY, 5, 1,
+         'entry 5 was changed after it was written (entry 6 no longer links to it)'),
+        (K.CHECKPOINT_MISMATCH, 6, None,
+         'checkpoint in entry 6 names head <head>… at size 6, the chain has <head>…: history '
+         'before it was rewritten'),
+    ]),
+    (non_canonical, [
+        (K.EDITED_ENTRY, 5, 1, 'entry 5 is not in canonical form'),
+        (K.EDITED_ENTRY, 5, 1,
+         'entry 5 was changed after it was written (entry 6 no longer links to it)'),
+        (K.CHECKPOINT_MISMATCH, 6, None,
+         'checkpoint in entry 6 names head <head>… at size 6, the chain has <head>…: history '
+         'before it was rewritten'),
+    ]),
+    (swap, [
+        (K.REORDERED_ENTRIES, 5, 1, 'the entry stored as 5 says it is 6'),
+        (K.REORDERED_ENTRIES, 6, 1, 'the entry stored as 6 says it is 5'),
+        (K.REORDERED_ENTRIES, 7, 1,
+         'entry 7 is out of order: the entry that follows 6 is stored at position 5'),
+        (K.CHECKPOINT_MISMATCH, 6, None,
+         'checkpoint in entry 6 names head <head>… at size 6, the chain has <head>…: history '
+         'before it was rewritten'),
+    ]),
+    (swap_renumbered, [
+        (K.REORDERED_ENTRIES, 1, 0, 'the entry stored as 1 says it is 2'),
+        (K.REORDERED_ENTRIES, 2, 0, 'the entry stored as 2 says it is 1'),
+        (K.REORDERED_ENTRIES, 3, 0,
+         'entry 3 is out of order: the entry that follows 2 is stored at position 1'),
+    ]),
+    (delete_entry, [
+        (K.DELETED_ENTRY, 10, 2, 'entries 10..10 are missing'),
+    ]),
+    (delete_segment, [
+        (K.DELETED_SEGMENT, None, 1, 'segment(s) 1 are missing'),
+        (K.CHECKPOINT_MISMATCH, 8, None,
+         'checkpoint in entry 8 names head <head>… at size 8, the chain has ?…: history '
+         'before it was rewritten'),
+    ]),
+    (recreate_segment, [
+        (K.RECREATED_SEGMENT, None, 0,
+         'segment 0 was deleted and recreated (uid uid-recreated, sealed as uid-0)'),
+    ]),
+    (unseal_older, [
+        (K.UNSEALED_SEGMENT, None, 1, 'segment 1 is followed by another but is not immutable'),
+    ]),
+    (unseal_first, [
+        (K.UNSEALED_SEGMENT, None, 0, 'segment 0 is followed by another but is not immutable'),
+    ]),
+    (malformed, [
+        (K.MALFORMED, 9, 2, 'entry 9 does not parse (1 problems)'),
+        (K.EDITED_ENTRY, 9, 2,
+         'entry 9 was changed after it was written (entry 10 no longer links to it)'),
+    ]),
+    (oversized, [
+        (K.MALFORMED, 9, 2, 'entry 9 is larger than 65536'),
+        (K.EDITED_ENTRY, 9, 2,
+         'entry 9 was changed after it was written (entry 10 no longer links to it)'),
+    ]),
+    (forged_checkpoint_entry, [
+        (K.BAD_SIGNATURE, 11, None,
+         'checkpoint in entry 11 (size 11) has no valid signature by key <key>'),
+        (K.CHECKPOINT_MISMATCH, 12, None,
+         "the checkpoint ConfigMap's latest checkpoint names head <head>… at size 12, the "
+         'chain has <head>…: history before it was rewritten'),
+    ]),
+    (wrong_chain_checkpoint, [
+        (K.CHECKPOINT_MISMATCH, None, None, "checkpoint in entry 11 is for chain 'other'"),
+        (K.CHECKPOINT_MISMATCH, 12, None,
+         "the checkpoint ConfigMap's latest checkpoint names head <head>… at size 12, the "
+         'chain has <head>…: history before it was rewritten'),
+    ]),
+    (lying_checkpoint_entry, [
+        (K.CHECKPOINT_MISMATCH, 11, None,
+         'checkpoint in entry 11 names head <head>… at size 11, the chain has <head>…: '
+         'history before it was rewritten'),
+        (K.CHECKPOINT_MISMATCH, 12, None,
+         "the checkpoint ConfigMap's latest checkpoint names head <head>… at size 12, the "
+         'chain has <head>…: history before it was rewritten'),
+    ]),
+    (future_checkpoint_entry, [
+        (K.TRUNCATED, 12, None,
+         'checkpoint in entry 11 covers 13 entries but the chain holds only 12'),
+        (K.CHECKPOINT_MISMATCH, 12, None,
+         "the checkpoint ConfigMap's latest checkpoint names head <head>… at size 12, the "
+         'chain has <head>…: history before it was rewritten'),
+    ]),
+    (seal_of_wrong_segment, [
+        (K.EDITED_ENTRY, None, 2, 'segment 2 does not start with the seal of segment 1'),
+        (K.EDITED_ENTRY, 8, 2,
+         'entry 8 was changed after it was written (entry 9 no longer links to it)'),
+    ]),
+    (seal_missing, [
+        (K.EDITED_ENTRY, None, 2, 'segment 2 does not start with the seal of segment 1'),
+        (K.EDITED_ENTRY, 8, 2,
+         'entry 8 was changed after it was written (entry 9 no longer links to it)'),
+    ]),
+    (bad_latest, [
+        (K.MALFORMED, None, None, 'the checkpoint ConfigMap: not a ledger checkpoint: 1 problems'),
+    ]),
+    (pruned_marker_hides, [
+        (K.CHECKPOINT_MISMATCH, None, None,
+         'pruned-before=2 hides segment(s) 0, 1 that still exist'),
+    ]),
+    (pruned_marker_no_segment, [
+        (K.CHECKPOINT_MISMATCH, None, None,
+         'pruned-before=7 hides segment(s) 0, 1, 2 that still exist'),
+        (K.DELETED_SEGMENT, None, 7, 'pruned-before=7 names a segment that does not exist'),
+        (K.TRUNCATED, 0, None,
+         "the checkpoint ConfigMap's latest checkpoint covers 12 entries but the chain holds "
+         'only 0'),
+    ]),
+]
+
+"""Each tampering and every problem verification must list for it: kind, position, and the
+message (signed heads and key ids, which change with each run's key, written <head>, <key>)."""
+
+
+def problems(report: VerifyReport) -> list[Problem]:
+    def norm(message: str) -> str:
+        message = re.sub(r"sha256:[0-9a-f]{64}", "<key>", message)
+        return re.sub(r"[0-9a-f]{16}…", "<head>…", message)
+    return [(p.kind, p.seq, p.segment, norm(p.message)) for p in report.problems]
+
+
+@pytest.mark.parametrize(("tamper", "expected"), TAMPERING,
+                         ids=[t.__name__ for t, _ in TAMPERING])
+def test_each_tamper_kind_is_named(tamper: Callable[[Built], None],
+                                   expected: list[Problem]) -> None:
     built = build()
     pristine = copy.deepcopy(built)
     tamper(built)
     report = verify(built)
     assert not report.ok
-    assert kinds(report)[0] == first, report.problems
+    assert problems(report) == expected
     assert verify(pristine).ok  # the row's finding is the tampering's, not the builder's
 
 
@@ -435,3 +552,92 @@ def test_a_checkpoint_older_than_the_prune_is_a_note() -> None:
     report = verify(built, saved=build().saved(2))
     assert report.ok, report.problems
     assert any("predates the pruned segments" in n for n in report.notes)
+
+
+def test_the_pruned_chain_problems_in_full() -> None:
+    built = pruned()
+    seg, key = built.key(4)
+    record = Record.model_validate_json(seg.data[key])
+    assert isinstance(record.entry, SealEntry)
+    built.rewrite(4, record.entry.model_copy(update={"checkpoint": None}))
+    assert problems(verify(built))[0] == (
+        K.CHECKPOINT_MISMATCH, None, None,
+        "the first kept segment does not start with a checkpoint of its position")
+    forged = pruned()
+    forged.rewrite(4, record.entry.model_copy(update={"checkpoint": OTHER_SIGNER.sign(
+        chain=CHAIN, size=4, head=forged.heads[3], time=TIME)}))
+    assert problems(verify(forged))[0] == (
+        K.BAD_SIGNATURE, None, None,
+        "the checkpoint the pruned chain starts from is not validly signed")
+    # Unpinned, the pruned chain still needs a key for its anchor.
+    unkeyed = pruned()
+    del unkeyed.checkpoint_map["public-key"]
+    assert problems(verify(unkeyed, pinned=False))[0][:2] == (K.BAD_SIGNATURE, None)
+
+
+@pytest.mark.parametrize(("size_ok", "head_ok"), [(True, False), (False, True)])
+def test_an_anchor_must_match_both_size_and_head(size_ok: bool, head_ok: bool) -> None:
+    built = pruned()
+    seg, key = built.key(4)
+    record = Record.model_validate_json(seg.data[key])
+    assert isinstance(record.entry, SealEntry)
+    size = 4 if size_ok else 3
+    head = built.heads[3] if head_ok else built.heads[2]
+    built.rewrite(4, record.entry.model_copy(update={"checkpoint": SIGNER.sign(
+        chain=CHAIN, size=size, head=head, time=TIME)}))
+    assert problems(verify(built))[0][0] == K.CHECKPOINT_MISMATCH
+
+
+def test_a_checkpoint_at_the_first_kept_position_is_checked() -> None:
+    built = pruned(1)
+    report = verify(built, saved=build().saved(4))
+    assert report.ok and report.checkpoints_verified == 5  # seals 1, 2, entry 6, latest, saved
+    assert not any("predates" in n for n in report.notes)
+    bad = verify(built, saved=SIGNER.sign(chain=CHAIN, size=4, head=bytes(32), time=TIME))
+    assert problems(bad) == [(K.CHECKPOINT_MISMATCH, 4, None,
+                              "the saved checkpoint names head <head>… at size 4, "
+                              "the chain has <head>…: history before it was rewritten")]
+
+
+def test_problem_lists_stop_at_the_limit() -> None:
+    built = build((60,), checkpoint_at=None)
+    seg = built.segments[0]
+    for seq in range(60):
+        seg.data[entry_key(seq)] = "{}"
+    report = verify(built)
+    assert len(report.problems) == MAX_PROBLEMS
+    assert {p.kind for p in report.problems} == {K.MALFORMED}
+
+
+def test_an_entry_at_the_size_limit_is_read() -> None:
+    built = build((1,), checkpoint_at=None)
+    raw = built.segments[0].data[entry_key(0)]
+    size = len(raw.encode())
+    assert verify_segments(built.data(), chain=CHAIN, verifier=SIGNER.verifier,
+                           max_entry_bytes=size).ok
+    report = verify_segments(built.data(), chain=CHAIN, verifier=SIGNER.verifier,
+                             max_entry_bytes=size - 1)
+    assert problems(report)[0] == (K.MALFORMED, 0, 0, f"entry 0 is larger than {size - 1}")
+
+
+def test_the_summary_carries_every_field() -> None:
+    built = build()
+    delete_entry(built)
+    report = verify(built)
+    summary = summarise(report)
+    assert summary == {
+        "ok": False, "size": 12, "head": report.head, "first_seq": 0, "segments": 3,
+        "checkpoints_verified": report.checkpoints_verified,
+        "problems": [{"kind": "DeletedEntry", "message": "entries 10..10 are missing",
+                      "seq": 10, "segment": 2}],
+        "notes": [],
+    }
+    assert report.checkpoints_verified == 4
+    assert report.head == built.heads[-1].hex() and len(report.records) == 11
+
+
+def test_a_saved_checkpoint_is_parsed_strictly() -> None:
+    cp = build().saved()
+    assert parse_checkpoint(cp.model_dump_json()) == cp
+    with pytest.raises(LedgerError, match="not a ledger checkpoint: 1 problems"):
+        parse_checkpoint(cp.model_dump_json().replace('"size":12', '"size":-1'))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from controller.signatures.provenance import SLSA_V02, SLSA_V1, extract_provenance
+import pytest
+
+from controller.signatures.provenance import SLSA_V02, SLSA_V1, Provenance, extract_provenance
 from tests.fixtures.registry import COSIGN_DATA
 from tests.signatures.helpers import COMMIT, RUN_URL
 
@@ -54,3 +56,30 @@ def test_hostile_predicates_do_not_crash() -> None:
         p = extract_provenance(SLSA_V1, predicate)
         assert p.commits == () and p.commit is None
         extract_provenance(SLSA_V02, predicate)
+
+
+@pytest.mark.parametrize(("url", "ok"), [
+    ("https://ci.example.com/org/app/runs/77", True),
+    ("https://ci.example.com/org/app/runs/77/", True),  # a trailing slash is the same URL
+    ("https://ci.example.com/org/app/runs", True),  # a prefix on a path boundary
+    ("https://ci.example.com/org/app/run", False),  # not on a boundary
+    ("https://ci.example.com/org/app/runs/7", False),
+    ("https://ci.example.com/org/app/runs/77/attempts/1/x", False),  # longer than attested
+])
+def test_pipeline_url_matches_on_path_boundaries(url: str, ok: bool) -> None:
+    p = Provenance("https://slsa.dev/provenance/v1", (), (),
+                   ("https://ci.example.com/org/app/runs/77/attempts/1",))
+    assert p.has_pipeline_url(url) is ok
+
+
+@pytest.mark.parametrize(("build_id", "ok"), [
+    ("b-9", True),  # attested as a build id
+    ("77", True),  # the run id after a run segment of an invocation URL
+    ("1", False),  # after `attempts`, not a run segment
+    ("org", False),
+    ("runs", False),
+])
+def test_build_id_from_ids_or_the_run_segment(build_id: str, ok: bool) -> None:
+    p = Provenance("https://slsa.dev/provenance/v1", (), ("b-9",),
+                   ("https://ci.example.com/org/app/runs/77/attempts/1",))
+    assert p.has_build_id(build_id) is ok

@@ -23,6 +23,8 @@ from tests.signatures.helpers import (
     BUNDLE_FLAGS,
     COMMIT,
     LEGACY_FLAGS,
+    OTHER_PEM,
+    TRUSTED_PEM,
     VerifierFactory,
     cosign,
     push_random_image,
@@ -136,7 +138,8 @@ async def test_one_key_in_two_formats_is_one_signer(
     cosign("sign", *BUNDLE_FLAGS, image)
     cosign("sign", *LEGACY_FLAGS, image)
     rules = [{"prefix": f"{registry.host}/{repo}", "threshold": 2}]
-    outcome = await run(verifier_factory(registry.host, rules=rules), image)
+    keys = [{"name": "release", "pem": TRUSTED_PEM}, {"name": "other", "pem": OTHER_PEM}]
+    outcome = await run(verifier_factory(registry.host, keys=keys, rules=rules), image)
     assert [v.reason for v in outcome.violations] == [Reason.SIGNATURE_THRESHOLD]
     assert outcome.evidence[0].signature_formats == ("bundle", "legacy-sig")
     one = await run(verifier_factory(registry.host), image)
