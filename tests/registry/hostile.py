@@ -131,6 +131,18 @@ class HostileRegistry:
             return web.Response(status=200, body=DEEP)
         if mode == "big-sigs" and rest.endswith(f"manifests/{TAG}.sig"):
             return web.Response(status=200, body=BIG_SIGS_MANIFEST, content_type=OCI_MANIFEST)
+        if mode == "tags-bad" and rest == "app/tags/list":
+            return web.json_response({"name": "tags-bad/app", "tags": ["v1", 2]})
+        if mode == "tags-none" and rest == "app/tags/list":
+            return web.json_response({"name": "tags-none/app", "tags": None})
+        if mode == "tags-list" and rest == "app/tags/list":
+            return web.json_response(["v1"])
+        if mode == "teapot":
+            return web.Response(status=418, text="short and stout")
+        if mode == "throttle":
+            return web.Response(status=429)
+        if mode == "forbidden":
+            return web.Response(status=403)
         if mode == "drip":
             return await self._drip(request)
         return web.Response(status=404)

@@ -23,6 +23,7 @@ from controller.registry.auth import StaticSecretSource, normalise_registry_host
 from controller.registry.models import Descriptor
 from tests.fixtures.registry import DEMO_REPOSITORY, RegistryServer, serve_app
 from tests.registry.hostile import IMAGE_DIGEST, PASSWORD, USER, HostileRegistry
+from tests.signatures.helpers import push_random_image
 
 V1 = "sha256:b5b1e7f55d49730ba3119608964ba401309f389835dac7ab40657beafbb5ad07"
 MULTI = "sha256:467c8c03ab45b3f54258ddeea936ed8e356bf898826ead1e0c8ca746d37e6646"
@@ -137,3 +138,14 @@ async def test_static_secret_source() -> None:
     source = StaticSecretSource({("ns", "pull"): b"{}"})
     assert await source.dockerconfigjson("ns", "pull") == b"{}"
     assert await source.dockerconfigjson("ns", "other") is None
+
+
+async def test_a_reference_without_tag_or_digest_resolves_latest(
+    registry: RegistryServer, client: RegistryClient,
+) -> None:
+    digest = push_random_image(registry, "resolve/latest")
+    registry.push_manifest("resolve/latest", "latest",
+                           registry.get_manifest("resolve/latest", digest))
+    assert await client.resolve_digest(f"{registry.host}/resolve/latest") == digest
+    other = push_random_image(registry, "resolve/latest")
+    assert await client.resolve_digest(f"{registry.host}/resolve/latest@{other}") == other

@@ -285,3 +285,11 @@ async def test_signatures_verify_through_the_pull_secret(
     if reason is None:
         assert outcome.evidence[0].verified
 
+
+
+async def test_tags_are_listed_with_credentials(auth_registry: RegistryServer) -> None:
+    host = auth_registry.host
+    async with RegistryClient(settings(host)) as client:
+        tags = await client.list_tags(host, DEMO_REPOSITORY, deadline=Deadline.after(5),
+                                      credential=Credential(USER, PASSWORD))
+    assert {"v1", "v2", "v3", "v4", "v5", "multi"} <= set(tags)
