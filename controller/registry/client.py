@@ -494,8 +494,3 @@ def parse_image_manifest(registry: str, manifest: Manifest) -> ImageManifest:
     if manifest.is_index:
         raise RegistryProtocolError(registry, f"{manifest.digest} is an index, not a manifest")
     return _parse(registry, ImageManifest, manifest.raw, f"manifest {manifest.digest}")
-
-
-def parse_image_index(registry: str, manifest: Manifest) -> ImageIndex:
-    """Validate a fetched manifest as an image index (`RegistryProtocolError` otherwise)."""
-    return _parse(registry, ImageIndex, manifest.raw, f"index {manifest.digest}")

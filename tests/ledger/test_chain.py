@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
+import time
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -136,3 +138,27 @@ def test_a_checkpoint_with_a_garbled_signature_is_rejected_not_raised() -> None:
         assert not signer.verifier.verify(cp.model_copy(update={"signature": signature}))
     # The right signature under another key id is not taken either.
     assert not signer.verifier.verify(cp.model_copy(update={"key_id": "sha256:" + "0" * 64}))
+
+
+def test_the_signed_payload_is_the_documented_canonical_json() -> None:
+    # Anyone holding the public key can check a checkpoint without this code: the signature is
+    # over exactly these bytes.
+    signer = CheckpointSigner.generate()
+    head = bytes.fromhex("ab" * 32)
+    cp = signer.sign(chain="admissions", size=7, head=head, time="2026-11-25T12:00:00.000000Z")
+    payload = ('{"chain":"admissions","head":"' + "ab" * 32 + '","size":7,'
+               '"time":"2026-11-25T12:00:00.000000Z"}').encode()
+    signer.private_key.public_key().verify(base64.b64decode(cp.signature), payload)
+
+
+def test_timestamps_do_not_depend_on_the_local_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        moment = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+        assert utc_timestamp(moment) == "2026-11-25T12:00:00.000000Z"
+        now = parse_timestamp(utc_timestamp())
+        assert abs((now - dt.datetime.now(dt.UTC)).total_seconds()) < 60
+    finally:
+        monkeypatch.undo()
+        time.tzset()
