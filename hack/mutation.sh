@@ -23,11 +23,25 @@ children="${MUTATION_CHILDREN:-$(nproc)}"
 rm -rf mutants
 # The tests find the Go-built tools in <root>/bin; mutmut runs them from mutants/, so point
 # mutants/bin at the real ones instead of copying hundreds of megabytes.
-mkdir -p mutants/bin
+mkdir -p mutants/bin mutants/registries
 for tool in cosign referrers-registry; do
   [[ -x "bin/${tool}" ]] || { echo "bin/${tool} is missing: run make tools" >&2; exit 1; }
   ln -s "${root}/bin/${tool}" "mutants/bin/${tool}"
 done
+
+# One docker-registry and one referrers-registry for the whole run, shared by every pytest
+# session mutmut starts (tests/fixtures/registry.py reads these variables): starting and
+# filling a registry per mutant cost more than the tests themselves.
+read -r registry_host registry_pid referrers_host referrers_pid < <("${venv}/bin/python" -c '
+from pathlib import Path
+from tests.fixtures.registry import start_referrers_registry, start_registry
+plain = start_registry(Path("mutants/registries").resolve())
+referrers = start_referrers_registry(Path("mutants/registries").resolve())
+print(plain.host, plain.process.pid, referrers.host, referrers.process.pid)
+')
+trap 'kill "${registry_pid}" "${referrers_pid}" 2>/dev/null || true' EXIT
+export PROVENANCE_TEST_REGISTRY="${registry_host}"
+export PROVENANCE_TEST_REFERRERS_REGISTRY="${referrers_host}"
 
 start=$SECONDS
 # hack/mutmut_run.py is mutmut's own command line with its string and argument operators kept
