@@ -61,6 +61,10 @@ class HostileRegistry:
         self.streamed = 0
         """Bytes the server managed to write for the oversized responses."""
         self.stop = asyncio.Event()
+        self.token_ttl: int | None = 300
+        """`expires_in` of the tokens issued; None leaves it out (Docker's default: 60 s)."""
+        self.by_path: dict[str, int] = {}
+        """Requests per path, tokens included."""
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -75,10 +79,13 @@ class HostileRegistry:
         if request.query.get("service") != "hostile" or "pull" not in request.query.get(
                 "scope", ""):
             return web.Response(status=400)
-        return web.json_response({"token": TOKEN, "expires_in": 300})
+        self.by_path[request.path] = self.by_path.get(request.path, 0) + 1
+        ttl = {} if self.token_ttl is None else {"expires_in": self.token_ttl}
+        return web.json_response({"token": TOKEN, **ttl})
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
+        self.by_path[request.path] = self.by_path.get(request.path, 0) + 1
         mode = request.match_info["mode"]
         rest = request.match_info["rest"]
         is_image = rest.endswith(f"manifests/{IMAGE_DIGEST}")

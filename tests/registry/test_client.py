@@ -149,3 +149,80 @@ async def test_a_reference_without_tag_or_digest_resolves_latest(
     assert await client.resolve_digest(f"{registry.host}/resolve/latest") == digest
     other = push_random_image(registry, "resolve/latest")
     assert await client.resolve_digest(f"{registry.host}/resolve/latest@{other}") == other
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _fetch(client: RegistryClient, host: str, mode: str) -> None:
+    await client.get_manifest(host, f"{mode}/app", IMAGE_DIGEST, deadline=Deadline.after(5),
+                              credential=Credential(username=USER, password=PASSWORD))
+
+
+@pytest.fixture
+async def hostile_auth() -> AsyncIterator[tuple[str, HostileRegistry]]:
+    server = HostileRegistry()
+    async with serve_app(server.app()) as host:
+        yield host, server
+
+
+@pytest.mark.parametrize("mode", ["auth-bearer", "auth-basic"])
+async def test_the_answer_to_a_challenge_is_reused(
+    hostile_auth: tuple[str, HostileRegistry], mode: str,
+) -> None:
+    host, server = hostile_auth
+    path = f"/v2/{mode}/app/manifests/{IMAGE_DIGEST}"
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,))) as client:
+        await _fetch(client, host, mode)
+        assert server.by_path[path] == 2  # the challenge, then the answer
+        await _fetch(client, host, mode)
+        await _fetch(client, host, mode)
+        assert server.by_path[path] == 4  # one request each, no new challenge
+    assert server.by_path.get("/token", 0) == (1 if mode == "auth-bearer" else 0)
+
+
+@pytest.mark.parametrize(("ttl", "lifetime"), [
+    (300, 290.0),  # refreshed 10 s before it expires
+    (None, 50.0),  # no expires_in: Docker's 60 s
+    (5, 1.0),  # never less than a second
+])
+async def test_tokens_live_as_long_as_the_server_says_less_ten_seconds(
+    hostile_auth: tuple[str, HostileRegistry], ttl: int | None, lifetime: float,
+) -> None:
+    host, server = hostile_auth
+    server.token_ttl = ttl
+    clock = Clock()
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,)),
+                              clock=clock) as client:
+        await _fetch(client, host, "auth-bearer")
+        clock.now += lifetime - 0.1
+        await _fetch(client, host, "auth-bearer")
+        assert server.by_path["/token"] == 1
+        clock.now += 0.2
+        await _fetch(client, host, "auth-bearer")
+        assert server.by_path["/token"] == 2
+
+
+async def test_a_registry_without_the_referrers_api_is_remembered_for_ten_minutes(
+    hostile_auth: tuple[str, HostileRegistry],
+) -> None:
+    host, server = hostile_auth
+    clock = Clock()
+    api = f"/v2/plain/app/referrers/{IMAGE_DIGEST}"
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,)),
+                              clock=clock) as client:
+        for _ in range(2):
+            assert await client.referrers(host, "plain/app", IMAGE_DIGEST,
+                                          deadline=Deadline.after(5)) == ()
+        assert server.by_path[api] == 1  # the 404 is remembered
+        clock.now += 599
+        await client.referrers(host, "plain/app", IMAGE_DIGEST, deadline=Deadline.after(5))
+        assert server.by_path[api] == 1
+        clock.now += 2
+        await client.referrers(host, "plain/app", IMAGE_DIGEST, deadline=Deadline.after(5))
+        assert server.by_path[api] == 2
