@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from controller.images import parse_reference
 from controller.registry import (
     Credential,
     CredentialsError,
@@ -226,3 +227,10 @@ async def test_a_registry_without_the_referrers_api_is_remembered_for_ten_minute
         clock.now += 2
         await client.referrers(host, "plain/app", IMAGE_DIGEST, deadline=Deadline.after(5))
         assert server.by_path[api] == 2
+
+
+async def test_resolve_takes_a_parsed_reference(
+    registry: RegistryServer, cosign_registry: dict[str, str], client: RegistryClient,
+) -> None:
+    ref = parse_reference(f"{registry.host}/{DEMO_REPOSITORY}:v1")
+    assert await client.resolve_digest(ref) == V1

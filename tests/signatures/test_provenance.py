@@ -65,6 +65,9 @@ def test_hostile_predicates_do_not_crash() -> None:
     ("https://ci.example.com/org/app/run", False),  # not on a boundary
     ("https://ci.example.com/org/app/runs/7", False),
     ("https://ci.example.com/org/app/runs/77/attempts/1/x", False),  # longer than attested
+    ("https://ci.example.com/org/app/runs/77/attempts/1/", True),  # the attested one, slashed
+    ("https://ci.example.com/org/app/runs/77/attempts/1X", False),
+    ("https://ci.example.com/org/app/runs/77/attempts/1/X", False),
 ])
 def test_pipeline_url_matches_on_path_boundaries(url: str, ok: bool) -> None:
     p = Provenance("https://slsa.dev/provenance/v1", (), (),
@@ -75,11 +78,14 @@ def test_pipeline_url_matches_on_path_boundaries(url: str, ok: bool) -> None:
 @pytest.mark.parametrize(("build_id", "ok"), [
     ("b-9", True),  # attested as a build id
     ("77", True),  # the run id after a run segment of an invocation URL
-    ("1", False),  # after `attempts`, not a run segment
+    ("1", False),  # after `attempts`, not a run segment (or not there at all)
     ("org", False),
     ("runs", False),
 ])
-def test_build_id_from_ids_or_the_run_segment(build_id: str, ok: bool) -> None:
-    p = Provenance("https://slsa.dev/provenance/v1", (), ("b-9",),
-                   ("https://ci.example.com/org/app/runs/77/attempts/1",))
+@pytest.mark.parametrize("url", [
+    "https://ci.example.com/org/app/runs/77/attempts/1",
+    "https://ci.example.com/org/app/runs/77",  # the run id last in the path
+])
+def test_build_id_from_ids_or_the_run_segment(build_id: str, ok: bool, url: str) -> None:
+    p = Provenance("https://slsa.dev/provenance/v1", (), ("b-9",), (url,))
     assert p.has_build_id(build_id) is ok
