@@ -94,12 +94,13 @@ class ChainData:
     checkpoint_map: dict[str, str] | None
 
 
-# pragma: no mutate block (I/O against the API server: tests/ledger/test_tamper.py drives it)
+# pragma: no mutate start (I/O against the API server: tests/ledger/test_tamper.py drives it)
 async def load_chain(api: KubeApi, namespace: str, chain: str, *,
                      progress: Callable[[int], None] | None = None) -> ChainData:
     """Read every segment and the checkpoint ConfigMap."""
     segments = await list_segments(api, namespace, chain, progress=progress)
     return ChainData(segments, await read_checkpoint_map(api, namespace, chain))
+# pragma: no mutate end
 
 
 def parse_checkpoint(text: str) -> Checkpoint:
