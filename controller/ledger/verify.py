@@ -225,6 +225,11 @@ def verify_segments(
                                f"entry {key_seq} is out of order: the entry that follows "
                                f"{key_seq - 1} is stored at position {records[other][0]}",
                                seq=key_seq, segment=seg.number)
+                elif key_seq == 0:
+                    # Nothing precedes entry 0: a wrong link is an edit of entry 0 itself.
+                    report.add(TamperKind.EDITED_ENTRY,
+                               "entry 0 was changed after it was written (it does not start "
+                               "from the genesis head)", seq=0, segment=seg.number)
                 else:
                     report.add(TamperKind.EDITED_ENTRY,
                                f"entry {key_seq - 1} was changed after it was written (entry "

@@ -244,6 +244,47 @@ def pruned_marker_no_segment(b: Built) -> None:
     b.checkpoint_map["pruned-before"] = "7"
 
 
+def delete_two_segments(b: Built) -> None:
+    # A longer chain, so that the newest segment stays: segments 1 and 2 go.
+    longer = build((4, 4, 4, 4))
+    b.segments = [longer.segment(0), longer.segment(3)]
+    b.checkpoint_map = longer.checkpoint_map
+
+
+def empty_newest_segment(b: Built) -> None:
+    b.segment(2).data.clear()
+
+
+def malformed_seal(b: Built) -> None:
+    seg, key = b.key(8)
+    seg.data[key] = '{"seq": 8'
+
+
+def delete_entry_mid(b: Built) -> None:
+    del b.segment(1).data[entry_key(6)]
+
+
+def _relinked(b: Built, seq: int, *, prev: str | None = None, renumber: int | None = None) -> None:
+    seg, key = b.key(seq)
+    record = Record.model_validate_json(seg.data[key])
+    seg.data[key] = record_bytes(Record(seq=seq if renumber is None else renumber,
+                                        prev=prev or record.prev, entry=record.entry)).decode()
+
+
+def first_prev_edited(b: Built) -> None:
+    _relinked(b, 0, prev="11" * 32)
+
+
+def seal_prev_edited(b: Built) -> None:
+    # The newest segment's seal, whose predecessor is present: no reset may hide the link.
+    _relinked(b, 8, prev="11" * 32)
+
+
+def renumbered_elsewhere(b: Built) -> None:
+    # Renumbered to a position that does not exist: an edit, not a reorder.
+    _relinked(b, 5, renumber=500)
+
+
 K = TamperKind
 Problem = tuple[TamperKind, int | None, int | None, str]
 TAMPERING = [
@@ -358,6 +399,48 @@ TAMPERING = [
         (K.TRUNCATED, 0, None,
          "the checkpoint ConfigMap's latest checkpoint covers 12 entries but the chain holds "
          'only 0'),
+    ]),
+    (delete_two_segments, [
+        (K.DELETED_SEGMENT, None, 1, 'segment(s) 1, 2 are missing'),
+        (K.CHECKPOINT_MISMATCH, 12, None,
+         'checkpoint in entry 12 names head <head>… at size 12, the chain has ?…: history '
+         'before it was rewritten'),
+    ]),
+    (empty_newest_segment, [
+        (K.EDITED_ENTRY, None, 2, 'segment 2 does not start with the seal of segment 1'),
+        (K.TRUNCATED, 8, None,
+         "the checkpoint ConfigMap's latest checkpoint covers 12 entries but the chain holds "
+         'only 8'),
+    ]),
+    (malformed_seal, [
+        (K.MALFORMED, 8, 2, 'entry 8 does not parse (1 problems)'),
+        (K.EDITED_ENTRY, None, 2, 'segment 2 does not start with the seal of segment 1'),
+        (K.EDITED_ENTRY, 8, 2,
+         'entry 8 was changed after it was written (entry 9 no longer links to it)'),
+    ]),
+    (delete_entry_mid, [
+        (K.DELETED_ENTRY, 6, 1, 'entries 6..6 are missing'),
+        (K.DELETED_ENTRY, None, 1, 'segment 1 holds 3 entries, sealed with 4'),
+    ]),
+    (first_prev_edited, [
+        (K.EDITED_ENTRY, 0, 0,
+         'entry 0 was changed after it was written (it does not start from the genesis head)'),
+        (K.EDITED_ENTRY, 0, 0,
+         'entry 0 was changed after it was written (entry 1 no longer links to it)'),
+    ]),
+    (seal_prev_edited, [
+        (K.EDITED_ENTRY, 7, 2,
+         'entry 7 was changed after it was written (entry 8 no longer links to it)'),
+        (K.EDITED_ENTRY, 8, 2,
+         'entry 8 was changed after it was written (entry 9 no longer links to it)'),
+    ]),
+    (renumbered_elsewhere, [
+        (K.EDITED_ENTRY, 5, 1, 'the entry stored as 5 says it is 500'),
+        (K.EDITED_ENTRY, 5, 1,
+         'entry 5 was changed after it was written (entry 6 no longer links to it)'),
+        (K.CHECKPOINT_MISMATCH, 6, None,
+         'checkpoint in entry 6 names head <head>… at size 6, the chain has <head>…: history '
+         'before it was rewritten'),
     ]),
 ]
 
@@ -560,9 +643,13 @@ def test_the_pruned_chain_problems_in_full() -> None:
     record = Record.model_validate_json(seg.data[key])
     assert isinstance(record.entry, SealEntry)
     built.rewrite(4, record.entry.model_copy(update={"checkpoint": None}))
-    assert problems(verify(built))[0] == (
-        K.CHECKPOINT_MISMATCH, None, None,
-        "the first kept segment does not start with a checkpoint of its position")
+    # Reported once: the chain counts as anchored after it, so no later seal re-anchors it.
+    assert problems(verify(built)) == [
+        (K.CHECKPOINT_MISMATCH, None, None,
+         "the first kept segment does not start with a checkpoint of its position"),
+        (K.EDITED_ENTRY, 4, 1,
+         "entry 4 was changed after it was written (entry 5 no longer links to it)"),
+    ]
     forged = pruned()
     forged.rewrite(4, record.entry.model_copy(update={"checkpoint": OTHER_SIGNER.sign(
         chain=CHAIN, size=4, head=forged.heads[3], time=TIME)}))
@@ -641,3 +728,14 @@ def test_a_saved_checkpoint_is_parsed_strictly() -> None:
     assert parse_checkpoint(cp.model_dump_json()) == cp
     with pytest.raises(LedgerError, match="not a ledger checkpoint: 1 problems"):
         parse_checkpoint(cp.model_dump_json().replace('"size":12', '"size":-1'))
+
+
+def test_a_chain_pruned_after_its_first_entry_vouches_for_that_head() -> None:
+    # The anchor records head_{first-1}, so a checkpoint of the first kept size matches.
+    full = build((1, 3, 3), checkpoint_at=None)
+    built = build((1, 3, 3), checkpoint_at=None)
+    built.segments = built.segments[1:]
+    built.checkpoint_map["pruned-before"] = "1"
+    report = verify(built, saved=full.saved(1))
+    assert report.ok, report.problems
+    assert report.first_seq == 1 and report.heads[0] == full.heads[0].hex()

@@ -89,3 +89,13 @@ def test_pipeline_url_matches_on_path_boundaries(url: str, ok: bool) -> None:
 def test_build_id_from_ids_or_the_run_segment(build_id: str, ok: bool, url: str) -> None:
     p = Provenance("https://slsa.dev/provenance/v1", (), ("b-9",), (url,))
     assert p.has_build_id(build_id) is ok
+
+
+@pytest.mark.parametrize(("attested", "url", "ok"), [
+    ("https://ci.example.com/runs/77/", "https://ci.example.com/runs/77", True),
+    ("https://ci.example.com/runs/77X", "https://ci.example.com/runs/77", False),
+    ("https://ci.example.com/runs/77 ", "https://ci.example.com/runs/77", False),
+])
+def test_the_attested_url_is_compared_as_written(attested: str, url: str, ok: bool) -> None:
+    p = Provenance("https://slsa.dev/provenance/v1", (), (), (attested,))
+    assert p.has_pipeline_url(url) is ok
