@@ -41,6 +41,8 @@ BIG_SIGS_MANIFEST = json.dumps({
                for i in range(40)]}).encode()
 """40 signatures of 1 MiB each: every one under the blob limit, together far above it."""
 USER, PASSWORD, TOKEN = "robot", "s3cret", "tok-123"
+REFRESH = "refresh-456"
+"""The identity (refresh) token the token endpoint exchanges for TOKEN."""
 """Credentials the `auth-*` repositories accept."""
 
 
@@ -69,17 +71,34 @@ class HostileRegistry:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/token", self.token)
+        app.router.add_post("/token", self.token)
         app.router.add_get("/v2/{mode}/{rest:.*}", self.handle)
         return app
 
     async def token(self, request: web.Request) -> web.Response:
+        self.by_path[request.path] = self.by_path.get(request.path, 0) + 1
+        if request.method == "POST":
+            # OAuth2 refresh-token grant (a dockerconfigjson `identitytoken`).
+            form = await request.post()
+            if (form.get("grant_type") != "refresh_token" or form.get("refresh_token") != REFRESH
+                    or form.get("service") != "hostile"
+                    or form.get("scope") != "repository:auth-bearer/app:pull"):
+                return web.Response(status=400)
+            return web.json_response({"access_token": TOKEN, "expires_in": 300})
         expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         if request.headers.get("Authorization") != expected:
             return web.Response(status=401)
-        if request.query.get("service") != "hostile" or "pull" not in request.query.get(
-                "scope", ""):
+        scope = request.query.get("scope", "")
+        if request.query.get("realm-mode") == "no-service":
+            # The challenge named no service, so the client must send none.
+            if "service" in request.query or scope != "repository:auth-noservice/app:pull":
+                return web.Response(status=400)
+        elif request.query.get("realm-mode") == "scope":
+            # The registry asked for its own scope: the client must pass it on, not its guess.
+            if scope != "repository:auth-scope/app:pull repository:shared/base:pull":
+                return web.Response(status=400)
+        elif request.query.get("service") != "hostile" or "pull" not in scope:
             return web.Response(status=400)
-        self.by_path[request.path] = self.by_path.get(request.path, 0) + 1
         ttl = {} if self.token_ttl is None else {"expires_in": self.token_ttl}
         return web.json_response({"token": TOKEN, **ttl})
 
@@ -96,6 +115,18 @@ class HostileRegistry:
                     f'Bearer realm="{realm}",service="hostile",'
                     f'scope="repository:auth-bearer/app:pull"')})
             return self._manifest_or_404(is_image)
+        if mode in ("auth-noservice", "auth-scope", "auth-norealm", "auth-https"):
+            if request.headers.get("Authorization") == f"Bearer {TOKEN}":
+                return self._manifest_or_404(is_image)
+            realm = {
+                "auth-noservice": f'realm="http://{request.host}/token?realm-mode=no-service"',
+                "auth-scope": (f'realm="http://{request.host}/token?realm-mode=scope",'
+                               'scope="repository:auth-scope/app:pull '
+                               'repository:shared/base:pull"'),
+                "auth-norealm": 'service="hostile"',
+                "auth-https": 'realm="https://127.0.0.1:9/token",service="hostile"',
+            }[mode]
+            return web.Response(status=401, headers={"WWW-Authenticate": f"Bearer {realm}"})
         if mode == "auth-basic":
             expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
             if request.headers.get("Authorization") != expected:

@@ -23,7 +23,7 @@ from controller.registry import (
 from controller.registry.auth import StaticSecretSource, normalise_registry_host, parse_challenge
 from controller.registry.models import Descriptor
 from tests.fixtures.registry import DEMO_REPOSITORY, RegistryServer, serve_app
-from tests.registry.hostile import IMAGE_DIGEST, PASSWORD, USER, HostileRegistry
+from tests.registry.hostile import IMAGE_DIGEST, PASSWORD, REFRESH, USER, HostileRegistry
 from tests.signatures.helpers import push_random_image
 
 V1 = "sha256:b5b1e7f55d49730ba3119608964ba401309f389835dac7ab40657beafbb5ad07"
@@ -95,10 +95,11 @@ async def test_auth_challenges(auth_server: str, mode: str) -> None:
 async def test_bearer_realm_must_be_https_for_secure_registries() -> None:
     async with RegistryClient() as client:
         challenge = parse_challenge('Bearer realm="http://evil.example/token",service="x"')
-        with pytest.raises(RegistryAuthError, match="not https"):
+        with pytest.raises(RegistryAuthError, match="not https") as caught:
             await client._answer("registry.example.com", challenge, "repository:a:pull",
                                  Credential(username="u", password="p"),
                                  deadline=Deadline.after(1))
+    assert caught.value.registry == "registry.example.com"
 
 
 def test_parse_challenge() -> None:
@@ -234,3 +235,53 @@ async def test_resolve_takes_a_parsed_reference(
 ) -> None:
     ref = parse_reference(f"{registry.host}/{DEMO_REPOSITORY}:v1")
     assert await client.resolve_digest(ref) == V1
+
+
+@pytest.mark.parametrize("mode", ["auth-noservice", "auth-scope"])
+async def test_the_token_request_carries_what_the_challenge_named(
+    hostile_auth: tuple[str, HostileRegistry], mode: str,
+) -> None:
+    # No service in the challenge: none is sent. A scope in it: that one, not our guess.
+    host, server = hostile_auth
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,))) as client:
+        await _fetch(client, host, mode)
+    assert server.by_path["/token"] == 1
+
+
+async def test_an_identity_token_is_exchanged_by_refresh_grant(
+    hostile_auth: tuple[str, HostileRegistry],
+) -> None:
+    host, server = hostile_auth
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,))) as client:
+        assert "/token" not in server.by_path
+        manifest = await client.get_manifest(
+            host, "auth-bearer/app", IMAGE_DIGEST, deadline=Deadline.after(5),
+            credential=Credential(identity_token=REFRESH))
+        assert manifest.digest == IMAGE_DIGEST
+        assert server.by_path["/token"] == 1
+        with pytest.raises(RegistryAuthError, match="token endpoint answered 400"):
+            await client.get_manifest(
+                host, "auth-bearer/app", IMAGE_DIGEST, deadline=Deadline.after(5),
+                credential=Credential(identity_token="stale"))
+
+
+async def test_a_challenge_without_a_realm_is_refused(
+    hostile_auth: tuple[str, HostileRegistry],
+) -> None:
+    host, _ = hostile_auth
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,))) as client:
+        with pytest.raises(RegistryAuthError) as caught:
+            await _fetch(client, host, "auth-norealm")
+    assert caught.value.registry == host
+    assert caught.value.detail == "refusing token realm '' (not https)"
+
+
+async def test_an_https_realm_is_followed_for_a_secure_registry() -> None:
+    challenge = parse_challenge('Bearer realm="https://127.0.0.1:9/token",service="x"')
+    async with RegistryClient(RegistrySettings(request_timeout_seconds=1)) as client:
+        # Accepted, then unreachable: the realm check let it through.
+        with pytest.raises(RegistryUnavailable) as caught:
+            await client._answer("registry.example.com", challenge, "repository:a:pull",
+                                 Credential(username="u", password="p"),
+                                 deadline=Deadline.after(2))
+    assert caught.value.registry == "registry.example.com"
