@@ -136,6 +136,10 @@ def test_a_checkpoint_with_a_garbled_signature_is_rejected_not_raised() -> None:
     assert signer.verifier.verify(cp)
     for signature in ("!!!!", "AAAA", cp.signature[:-4] + "AAA="):
         assert not signer.verifier.verify(cp.model_copy(update={"signature": signature}))
+    # The same signature bytes in a non-canonical encoding (extra or inner padding) are not
+    # accepted either: base64 is decoded strictly.
+    for signature in (cp.signature + "==", cp.signature[:10] + "=" + cp.signature[10:]):
+        assert not signer.verifier.verify(cp.model_copy(update={"signature": signature}))
     # The right signature under another key id is not taken either.
     assert not signer.verifier.verify(cp.model_copy(update={"key_id": "sha256:" + "0" * 64}))
 
