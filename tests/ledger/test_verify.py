@@ -131,6 +131,11 @@ def test_a_clean_chain_verifies() -> None:
     # Two seals, one checkpoint entry, the checkpoint map's latest, the saved one.
     assert report.checkpoints_verified == 5
     assert [r.seq for r in report.records] == list(range(12))
+    assert [r.head for r in report.records] == [h.hex() for h in built.heads]
+    assert [r.segment for r in report.records] == [0] * 4 + [1] * 4 + [2] * 4
+    for stored in report.records:
+        seg, key = built.key(stored.seq)
+        assert stored.leaf == leaf_hash(seg.data[key].encode()).hex()
     assert summarise(report)["ok"] is True
 
 

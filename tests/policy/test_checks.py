@@ -211,3 +211,55 @@ def test_an_update_that_deploys_nothing_skips_the_actor_but_not_the_object() -> 
 ])
 def test_a_pin_is_exactly_sha256_and_64_hex(digest: str, expected: list[Reason]) -> None:
     assert reasons(deployment(containers=[f"registry.example.com/shop/app@{digest}"])) == expected
+
+
+@pytest.mark.parametrize("stamp", [
+    "2026-11-20t10:15:00z",  # RFC 3339 allows lower-case t and z
+    "2026-11-20T10:15:00z",
+    "2026-11-20t10:15:00Z",
+    "2026-11-25T12:05:00Z",  # exactly at the skew: not yet the future
+])
+def test_rfc3339_lower_case_and_the_skew_boundary(stamp: str) -> None:
+    assert reasons(deployment(ann=prov_annotations(build_timestamp=stamp))) == []
+
+
+def test_the_build_id_length_limit_is_inclusive() -> None:
+    assert reasons(deployment(ann=prov_annotations(build_id="b" * 256))) == []
+
+
+def violations(obj: dict[str, Any], **kw: Any) -> list[tuple[Reason, str, str, str]]:
+    decision = evaluate(parse_review(review(obj, **kw)), Config(), now=NOW)
+    return [(v.reason, v.subject, v.message, v.hint) for v in decision.violations]
+
+
+TS_HINT = "use RFC 3339 UTC, e.g. 2026-01-31T12:00:00Z (date -u +%Y-%m-%dT%H:%M:%SZ)"
+ANN = "annotation provenance.dev/"
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({"git_sha": "3F2A9C4"}, (Reason.INVALID_GIT_SHA, f"{ANN}git-sha",
+                              f"{ANN}git-sha is a short SHA: '3F2A9C4'",
+                              "use the full 40-character commit SHA (git rev-parse HEAD), never "
+                              "a branch, tag or short SHA")),
+    ({"git_sha": "m" * 100}, (Reason.INVALID_GIT_SHA, f"{ANN}git-sha",
+                              f"{ANN}git-sha is not a lower-case hex commit SHA: {'m' * 80!r}",
+                              "use the full 40-character commit SHA (git rev-parse HEAD), never "
+                              "a branch, tag or short SHA")),
+    ({"build_id": "b" * 257}, (Reason.INVALID_BUILD_ID, f"{ANN}build-id",
+                               f"{ANN}build-id is longer than 256 characters",
+                               "use the CI system's run id")),
+    ({"build_timestamp": "x" * 100}, (Reason.INVALID_TIMESTAMP, f"{ANN}build-timestamp",
+                                      f"{ANN}build-timestamp is not RFC 3339: {'x' * 64!r}",
+                                      TS_HINT)),
+    ({"build_timestamp": "2026-02-30T10:00:00Z"}, (
+        Reason.INVALID_TIMESTAMP, f"{ANN}build-timestamp",
+        f"{ANN}build-timestamp is not a valid date and time: '2026-02-30T10:00:00Z'", TS_HINT)),
+    ({"build_timestamp": "2026-11-25T12:05:01Z"}, (
+        Reason.FUTURE_TIMESTAMP, f"{ANN}build-timestamp",
+        f"{ANN}build-timestamp 2026-11-25T12:05:01Z is in the future",
+        "set it from the build's clock when the build ran")),
+])
+def test_each_violation_names_its_subject_and_fix(
+    overrides: dict[str, str], expected: tuple[Reason, str, str, str],
+) -> None:
+    assert violations(deployment(ann=prov_annotations(**overrides))) == [expected]

@@ -82,6 +82,7 @@ class HostileRegistry:
             form = await request.post()
             if (form.get("grant_type") != "refresh_token" or form.get("refresh_token") != REFRESH
                     or form.get("service") != "hostile"
+                    or form.get("client_id") != "provenance-controller"
                     or form.get("scope") != "repository:auth-bearer/app:pull"):
                 return web.Response(status=400)
             return web.json_response({"access_token": TOKEN, "expires_in": 300})
@@ -89,6 +90,10 @@ class HostileRegistry:
         if request.headers.get("Authorization") != expected:
             return web.Response(status=401)
         scope = request.query.get("scope", "")
+        if request.query.get("realm-mode") == "no-token":
+            return web.json_response({"token": "", "access_token": ""})
+        if request.query.get("realm-mode") == "list":
+            return web.json_response([TOKEN])
         if request.query.get("realm-mode") == "no-service":
             # The challenge named no service, so the client must send none.
             if "service" in request.query or scope != "repository:auth-noservice/app:pull":
@@ -115,7 +120,8 @@ class HostileRegistry:
                     f'Bearer realm="{realm}",service="hostile",'
                     f'scope="repository:auth-bearer/app:pull"')})
             return self._manifest_or_404(is_image)
-        if mode in ("auth-noservice", "auth-scope", "auth-norealm", "auth-https"):
+        if mode in ("auth-noservice", "auth-scope", "auth-norealm", "auth-https", "auth-notoken",
+                    "auth-list"):
             if request.headers.get("Authorization") == f"Bearer {TOKEN}":
                 return self._manifest_or_404(is_image)
             realm = {
@@ -124,6 +130,8 @@ class HostileRegistry:
                                'scope="repository:auth-scope/app:pull '
                                'repository:shared/base:pull"'),
                 "auth-norealm": 'service="hostile"',
+                "auth-notoken": f'realm="http://{request.host}/token?realm-mode=no-token"',
+                "auth-list": f'realm="http://{request.host}/token?realm-mode=list"',
                 "auth-https": 'realm="https://127.0.0.1:9/token",service="hostile"',
             }[mode]
             return web.Response(status=401, headers={"WWW-Authenticate": f"Bearer {realm}"})

@@ -285,3 +285,49 @@ async def test_an_https_realm_is_followed_for_a_secure_registry() -> None:
                                  Credential(username="u", password="p"),
                                  deadline=Deadline.after(2))
     assert caught.value.registry == "registry.example.com"
+
+
+@pytest.mark.parametrize(("mode", "detail"), [
+    ("auth-notoken", "token endpoint gave no token"),
+    ("auth-list", "token endpoint gave no token"),  # JSON, but not an object
+])
+async def test_a_token_response_without_a_token_is_refused(
+    hostile_auth: tuple[str, HostileRegistry], mode: str, detail: str,
+) -> None:
+    host, _ = hostile_auth
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,))) as client:
+        with pytest.raises(RegistryAuthError) as caught:
+            await _fetch(client, host, mode)
+    assert caught.value.registry == host and caught.value.detail == detail
+
+
+async def test_a_refused_token_request_names_the_registry(
+    hostile_auth: tuple[str, HostileRegistry],
+) -> None:
+    host, _ = hostile_auth
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,))) as client:
+        with pytest.raises(RegistryAuthError) as caught:
+            await client.get_manifest(host, "auth-bearer/app", IMAGE_DIGEST,
+                                      deadline=Deadline.after(5),
+                                      credential=Credential(username=USER, password="wrong"))
+    assert caught.value.registry == host
+    assert caught.value.detail == "token endpoint answered 401"
+
+
+async def test_tags_and_digests_are_read_with_the_credential(
+    hostile_auth: tuple[str, HostileRegistry],
+) -> None:
+    # Behind basic auth: with the credential the registry answers (404 for the tag list it does
+    # not serve, the manifest for the digest); without, it refuses.
+    host, _ = hostile_auth
+    good = Credential(username=USER, password=PASSWORD)
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,))) as client:
+        with pytest.raises(NotFoundError):
+            await client.list_tags(host, "auth-basic/app", deadline=Deadline.after(5),
+                                   credential=good)
+        with pytest.raises(RegistryAuthError):
+            await client.list_tags(host, "auth-basic/app", deadline=Deadline.after(5))
+        ref = f"{host}/auth-basic/app@{IMAGE_DIGEST}"
+        assert await client.resolve_digest(ref, credential=good) == IMAGE_DIGEST
+        with pytest.raises(RegistryAuthError):
+            await client.resolve_digest(ref)
