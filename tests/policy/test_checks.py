@@ -263,3 +263,60 @@ def test_each_violation_names_its_subject_and_fix(
     overrides: dict[str, str], expected: tuple[Reason, str, str, str],
 ) -> None:
     assert violations(deployment(ann=prov_annotations(**overrides))) == [expected]
+
+
+def full(obj: dict[str, Any], config: Config | None = None,
+         **kw: Any) -> list[tuple[Reason, str, str, str]]:
+    decision = evaluate(parse_review(review(obj, **kw)), config or Config(), now=NOW)
+    return [(v.reason, v.subject, v.message, v.hint) for v in decision.violations]
+
+
+def test_missing_and_too_long_annotations_in_full() -> None:
+    assert full(deployment(ann=prov_annotations(build_id=None))) == [(
+        Reason.MISSING_ANNOTATION, f"{ANN}build-id",
+        f"required {ANN}build-id is missing or empty",
+        "set provenance.dev/build-id (kubectl-provenance stamp writes it)")]
+    assert full(deployment(ann=prov_annotations(branch="b" * 2049))) == [(
+        Reason.VALUE_TOO_LONG, f"{ANN}branch", f"{ANN}branch is 2049 characters long",
+        "keep it under 2048 characters")]
+    assert full(deployment(ann=prov_annotations(branch="b" * 2048))) == []
+
+
+@pytest.mark.parametrize(("config", "hint"), [
+    (Config(), "set deployed-by to the authenticated user"),
+    (ALLOWLIST, "set deployed-by to the authenticated user or deploy through an allow-listed "
+                "CI account"),
+])
+def test_actor_mismatch_in_full(config: Config, hint: str) -> None:
+    assert full(deployment(ann=prov_annotations(deployed_by="m" * 200)), config) == [(
+        Reason.ACTOR_MISMATCH, f"{ANN}deployed-by",
+        f"{ANN}deployed-by says {'m' * 120!r} but the request was made by 'admin'", hint)]
+
+
+def test_environment_violations_in_full() -> None:
+    obj = deployment(namespace="prod",
+                     ann=prov_annotations(deployed_by="alice", environment="s" * 100))
+    assert full(obj, ENVIRONMENTS, username="alice") == [
+        (Reason.INVALID_ANNOTATION, f"{ANN}environment",
+         f"{ANN}environment is not a lower-case name: {'s' * 64!r}",
+         "use a name such as production or staging"),
+        (Reason.INVALID_ANNOTATION, f"{ANN}environment",
+         f"{ANN}environment says {'s' * 64!r} but namespace 'prod' belongs to environment "
+         "'production'", "set it to production"),
+        (Reason.ACTOR_NOT_AUTHORISED, "environment production",
+         "user 'alice' may not deploy to environment 'production'",
+         "deploy through the pipeline or an account listed for this environment"),
+    ]
+
+
+def test_image_violations_in_full() -> None:
+    long = "n" * 300
+    assert full(deployment(containers=[long])) == [(
+        Reason.INVALID_IMAGE, f"container c0 image {long[:200]!r}",
+        "container c0: the repository name is longer than 255",
+        "use registry/repository@sha256:<64 hex>")]
+    digest = "sha512:" + "a" * 128
+    assert full(deployment(containers=[f"nginx@{digest}"])) == [(
+        Reason.INVALID_DIGEST, f"container c0 image {'nginx@' + digest!r}",
+        f"container c0 has digest {digest[:80]!r}, which is not sha256 with 64 lower-case hex",
+        "use the sha256 digest the registry reports")]

@@ -99,3 +99,43 @@ def test_build_id_from_ids_or_the_run_segment(build_id: str, ok: bool, url: str)
 def test_the_attested_url_is_compared_as_written(attested: str, url: str, ok: bool) -> None:
     p = Provenance("https://slsa.dev/provenance/v1", (), (), (attested,))
     assert p.has_pipeline_url(url) is ok
+
+
+def test_v1_extraction_in_full() -> None:
+    commit, other = "c" * 40, "d" * 64
+    predicate = {
+        "buildDefinition": {"resolvedDependencies": [
+            {"uri": "git+https://x", "digest": {"gitCommit": commit.upper()}},
+            {"uri": "git+https://y", "digest": {"sha1": other}},
+            {"uri": "git+https://z", "digest": {"sha1": "e" * 39}},  # not a full SHA
+            "not an object",
+        ]},
+        "runDetails": {"builder": {"id": "https://ci.example.com/builder"},
+                       "metadata": {"invocationId": "https://ci.example.com/runs/5"}},
+    }
+    p = extract_provenance(SLSA_V1, predicate)
+    assert p == Provenance(SLSA_V1, (commit, other), ("https://ci.example.com/runs/5",),
+                           ("https://ci.example.com/runs/5",), "https://ci.example.com/builder")
+    plain = extract_provenance(SLSA_V1, {"runDetails": {"metadata": {"invocationId": "b-7"}}})
+    assert plain == Provenance(SLSA_V1, (), ("b-7",), (), "")
+    assert extract_provenance(SLSA_V1, {"runDetails": {"builder": {
+        "id": "x" * 2000}}}).builder_id == "x" * 1024
+
+
+def test_v02_extraction_in_full() -> None:
+    predicate = {
+        "builder": {"id": "https://gitlab.com/runner"},
+        "materials": [{"digest": {"gitCommit": "a" * 40}}, {"digest": {"sha1": "b" * 40}}],
+        "invocation": {"environment": {"CI_PIPELINE_URL": "http://gitlab.example/p/9"}},
+        "metadata": {"buildInvocationId": "https://gitlab.example/jobs/4"},
+    }
+    p = extract_provenance(SLSA_V02, predicate)
+    assert p.commits == ("a" * 40, "b" * 40)
+    assert p.invocation_urls == ("http://gitlab.example/p/9", "https://gitlab.example/jobs/4")
+    assert p.build_ids == ("https://gitlab.example/jobs/4",)
+    assert p.builder_id == "https://gitlab.com/runner"
+    assert p.predicate_type == SLSA_V02
+    assert extract_provenance(SLSA_V02, {"metadata": {"buildInvocationId": ""}}).build_ids == ()
+    assert extract_provenance(SLSA_V02, {"builder": {"id": "y" * 2000}}).builder_id == "y" * 1024
+    assert extract_provenance(SLSA_V02, {"invocation": {"environment": {
+        "CI_PIPELINE_URL": "ftp://x/1"}}}).invocation_urls == ()
