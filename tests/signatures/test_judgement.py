@@ -227,3 +227,45 @@ async def test_an_index_digest_is_recorded_as_an_index(made: list[ImageVerifier]
                               ("application/vnd.oci.image.manifest.v1+json", False)]:
         outcome = await judge(made, [sig("release")], media_type=media_type)
         assert outcome.evidence[0].index is index
+
+
+def full(outcome: VerificationOutcome) -> list[tuple[Reason, str, str, str]]:
+    return [(v.reason, v.subject, v.message, v.hint) for v in outcome.violations]
+
+
+async def test_attestation_violations_in_full(made: list[ImageVerifier]) -> None:
+    rule = {"prefix": NAME, "require": "attestation", "keys": ["release", "other"]}
+    missing = await judge(made, [sig("release")], rules=[rule])
+    assert full(missing) == [(
+        Reason.ATTESTATION_MISSING, "container c0",
+        f"container c0: image {IMAGE} has no SLSA provenance attestation",
+        f"attest it: cosign attest --type slsaprovenance1 --key <key> {NAME}@{DIGEST}")]
+    elsewhere = await judge(made, [sig("release"), att("release", digest=OTHER_DIGEST)],
+                            rules=[rule])
+    assert full(elsewhere) == [(
+        Reason.ATTESTATION_INVALID, "container c0",
+        f"container c0: image {IMAGE}: its provenance attestation is for another digest",
+        f"attest {DIGEST} with one of: other, release")]
+    # An attestation by no accepted key, for another digest, is still "not an accepted key".
+    foreign = await judge(made, [sig("release"), att(digest=OTHER_DIGEST)], rules=[rule])
+    assert full(foreign)[0][2].endswith("is not signed by an accepted key")
+    unnamed = await judge(made, [sig("release"), att("release", commit="")], rules=[rule],
+                          git_sha=None)
+    assert full(unnamed) == [(
+        Reason.ATTESTATION_COMMIT_MISMATCH, "container c0",
+        f"container c0: image {IMAGE} is attested as built from no commit, but the "
+        "Deployment names no git-sha",
+        "set the git-sha annotation to the commit the image was built from")]
+    two = await judge(made, [sig("release"), att("release"), att("release", commit="f" * 40)],
+                      rules=[rule], git_sha=None)
+    assert full(two)[0][2] == (
+        f"container c0: image {IMAGE} is attested as built from {COMMIT}, {'f' * 40}, but the "
+        "Deployment names no git-sha")
+
+
+async def test_without_a_git_sha_no_build_binding_is_judged(made: list[ImageVerifier]) -> None:
+    # The commit check failed, so there is no candidate attestation to bind a build to.
+    rule = {"prefix": NAME, "require": "attestation", "check_build_id": True}
+    outcome = await judge(made, [sig("release"), att("release")], rules=[rule],
+                          git_sha=None, build_id="nope")
+    assert [v.reason for v in outcome.violations] == [Reason.ATTESTATION_COMMIT_MISMATCH]
