@@ -110,12 +110,12 @@ def test_envelopes() -> None:
         "bundle", "attestation", frozenset({"k"}), True, True)
     assert att.provenance is not None and att.provenance.commits == ("a" * 40,)
     # An unverified attestation's predicate is never read.
-    unsigned = check_envelope(json.dumps(envelope(SLSA, predicate=predicate, signed=False)),
-                              [KEY], DIGEST, source="src")
+    raw = json.dumps(envelope(SLSA, predicate=predicate, signed=False)).encode()
+    unsigned = check_envelope(raw, [KEY], DIGEST, source="src")
     assert unsigned.kind == "attestation" and unsigned.keys == frozenset()
     assert unsigned.provenance is None
-    other = check_envelope(json.dumps(envelope("https://example.com/other")), [KEY], DIGEST,
-                           source="src")
+    raw = json.dumps(envelope("https://example.com/other")).encode()
+    other = check_envelope(raw, [KEY], DIGEST, source="src")
     assert other.kind == "other" and other.keys == frozenset({"k"})
     bad = check_envelope(b"{}", [KEY], DIGEST, source="src", format="bundle",
                          key_hint_trusted=True)
