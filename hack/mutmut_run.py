@@ -103,8 +103,8 @@ def report(minimum: float, seconds: int) -> int:
             status = status_by_exit_code[code]
             counts[status] = counts.get(status, 0) + 1
             total += 1
-            if status in ("killed", "timeout"):
-                continue
+            if status in ("killed", "timeout", "not checked"):
+                continue  # a run cut short leaves "not checked": counted below, not listed
             print(f"{status}: {name}")
             diff = get_diff_for_mutant(name, path=path)
             for line in diff.splitlines():
@@ -114,6 +114,9 @@ def report(minimum: float, seconds: int) -> int:
     score = 100.0 * killed / total if total else 0.0
     others = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())
                        if s not in ("killed", "timeout"))
+    checked = total - counts.get("not checked", 0)
+    if checked != total:
+        print(f"of the {checked} checked: {100.0 * killed / max(checked, 1):.1f}% killed")
     print(f"{total - killed} not killed ({others or 'none'}); {seconds} s")
     print(f"mutation score: {score:.1f}% ({killed} of {total} killed)")
     return 0 if score >= minimum and total else 1
