@@ -269,3 +269,60 @@ async def test_without_a_git_sha_no_build_binding_is_judged(made: list[ImageVeri
     outcome = await judge(made, [sig("release"), att("release")], rules=[rule],
                           git_sha=None, build_id="nope")
     assert [v.reason for v in outcome.violations] == [Reason.ATTESTATION_COMMIT_MISMATCH]
+
+
+async def test_signature_violations_in_full(made: list[ImageVerifier]) -> None:
+    rule = {"prefix": NAME, "keys": ["release"]}
+    two = {"prefix": NAME, "threshold": 2}
+    d1, d2, d3, d4 = ("sha256:" + c * 64 for c in "1234")
+    cases: list[tuple[list[Finding], dict[str, Any], tuple[Reason, str, str]]] = [
+        ([sig("release")], two, (
+            Reason.SIGNATURE_THRESHOLD,
+            f"container c0: image {IMAGE} is signed by 1 accepted key(s) (release), 2 required",
+            f"sign {DIGEST} with more of: other")),
+        ([], rule, (Reason.SIGNATURE_MISSING, f"container c0: image {IMAGE} has no signature",
+                    f"sign it: cosign sign --key <key> {NAME}@{DIGEST}")),
+        ([sig("release", digest=d) for d in (d4, d3, d2, d1)], rule, (
+            Reason.SIGNATURE_WRONG_DIGEST,
+            f"container c0: image {IMAGE} carries a signature for another digest "
+            f"({d1}, {d2}, {d3}), not for {DIGEST}",
+            "sign the digest the pod spec names; signatures cannot be copied between images")),
+        ([sig("other")], rule, (
+            Reason.SIGNATURE_UNTRUSTED,
+            f"container c0: image {IMAGE} is signed only by keys this rule does not accept "
+            "(accepted: release)", "sign it with an accepted key, or add the key to the rule")),
+        ([sig("release", problem=p) for p in ("c bad", "a bad", "b bad")], rule, (
+            Reason.SIGNATURE_INVALID,
+            f"container c0: image {IMAGE} has a signature that does not verify: a bad; b bad",
+            "re-sign the image; the stored signature or payload is corrupt or tampered")),
+        ([sig(hint=True)], rule, (
+            Reason.SIGNATURE_INVALID,
+            f"container c0: image {IMAGE} has a signature that does not verify",
+            "re-sign the image; the stored signature or payload is corrupt or tampered")),
+        ([sig(), sig()], rule, (
+            Reason.SIGNATURE_UNTRUSTED,
+            f"container c0: image {IMAGE} has 2 signature(s), none by a trusted key",
+            "sign it with one of: release")),
+    ]
+    for findings, rule_data, (reason, message, hint) in cases:
+        outcome = await judge(made, findings, rules=[rule_data])
+        assert full(outcome) == [(reason, "container c0", message, hint)], findings
+
+
+async def test_a_problem_artifact_of_another_kind_counts_as_a_bad_signature(
+    made: list[ImageVerifier],
+) -> None:
+    # A bundle that would not even parse is an invalid signature, not no signature at all;
+    # a well-formed artifact of another kind (an unknown predicate) is neither.
+    broken = Finding("bundle", "other", "blob", problem="malformed bundle: x")
+    assert reasons(await judge(made, [broken])) == [Reason.SIGNATURE_INVALID]
+    unknown = Finding("bundle", "other", "blob", keys=frozenset({"release"}), bound=True)
+    assert reasons(await judge(made, [unknown])) == [Reason.SIGNATURE_MISSING]
+
+
+def test_signers_are_verified_signature_keys_the_rule_allows() -> None:
+    verdict = ImageVerdict(NAME, DIGEST, findings=(
+        sig("release"), sig("other", digest=OTHER_DIGEST), att("other"),
+        sig("third", problem="bad")))
+    assert verdict.signers(frozenset({"release", "other", "third"})) == {"release"}
+    assert verdict.signers(frozenset({"other"})) == frozenset()
