@@ -16,6 +16,7 @@ from controller.registry import (
     NotFoundError,
     RegistryAuthError,
     RegistryClient,
+    RegistryLimitExceeded,
     RegistrySettings,
     RegistryUnavailable,
     parse_dockerconfigjson,
@@ -331,3 +332,21 @@ async def test_tags_and_digests_are_read_with_the_credential(
         assert await client.resolve_digest(ref, credential=good) == IMAGE_DIGEST
         with pytest.raises(RegistryAuthError):
             await client.resolve_digest(ref)
+
+
+async def test_the_blob_limit_is_inclusive_and_named(registry: RegistryServer) -> None:
+    data = b"x" * 2048
+    digest = registry.push_blob("limits/app", data)
+    descriptor = Descriptor.model_validate(
+        {"mediaType": "application/octet-stream", "digest": digest, "size": len(data)})
+    host = registry.host
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,),
+                                               max_blob_bytes=2048)) as client:
+        assert await client.get_blob(host, "limits/app", descriptor,
+                                     deadline=Deadline.after(5)) == data
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,),
+                                               max_blob_bytes=2047)) as client:
+        with pytest.raises(RegistryLimitExceeded) as caught:
+            await client.get_blob(host, "limits/app", descriptor, deadline=Deadline.after(5))
+    assert caught.value.registry == host
+    assert caught.value.detail == f"blob {digest} is 2048 bytes (limit 2047)"
