@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: help venv tools dev test lint typecheck unit e2e bench manifests manifests-check \
-        lock lock-upgrade lock-check sbom workflow-lint helm-lint image kind-e2e clean
+        lock lock-upgrade lock-check sbom workflow-lint helm-lint image kind-e2e clean mutation
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -73,6 +73,7 @@ workflow-lint: ## actionlint over .github/workflows
 
 # pytest exits 5 when it collected nothing: that is a broken test tree, never a pass.
 unit: venv ## tests that need no API server (the registry and cosign tests still run their real binaries)
+	@bash hack/tools.sh registry,cosign,crane,helm,referrers-registry
 	@$(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
@@ -80,6 +81,10 @@ test: venv tools lint typecheck manifests-check lock-check workflow-lint ## ever
 	@echo "==> pytest (unit and end-to-end)"
 	@$(VENV)/bin/pytest -ra $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+mutation: venv ## mutmut over the security-relevant modules, unit tests only; prints the score (not in make test)
+	@bash hack/tools.sh registry,cosign,referrers-registry
+	@bash hack/mutation.sh
 
 bench: venv ## every benchmark under bench/, each with its same-run baseline (prints figures; not a test)
 	@bash hack/tools.sh control-plane,registry,cosign

@@ -32,10 +32,12 @@ mkdir -p "${bin}" "${cache}"
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 
-# which=all|control-plane|registry|cosign|crane|helm|actionlint|sigstore (several may be given as one word)
+# which=all|control-plane|registry|cosign|crane|helm|actionlint|referrers-registry|sigstore
+# (several may be given as one word, comma-separated; `sigstore` only when named)
 want="${1:-all}"
-wants() { [[ "${want}" == all || "${want}" == *"$1"* ]]; }
-asked() { [[ "${want}" == *"$1"* ]]; }
+# Whole words only: "registry" must not match "referrers-registry".
+wants() { [[ "${want}" == all || ",${want}," == *",$1,"* ]]; }
+asked() { [[ ",${want}," == *",$1,"* ]]; }
 
 # --- Go toolchain ----------------------------------------------------------------------------
 if ! command -v go >/dev/null 2>&1; then
@@ -135,6 +137,23 @@ build_rekor_tiles() {
 }
 build_tsa() { go_install_into "$1" "github.com/sigstore/timestamp-authority/v2/cmd/timestamp-server@$2"; }
 
+# go-containerregistry's registry with the OCI 1.1 referrers API on (hack/referrers-registry).
+# Keyed by the module version and a hash of the source, so an edit to main.go rebuilds.
+REFERRERS_SRC="${root}/hack/referrers-registry/main.go"
+referrers_version() {
+  echo "${CRANE_VERSION}-$(sha256sum "${REFERRERS_SRC}" | cut -c1-12)"
+}
+build_referrers_registry() {
+  local out="$1" version="$2" mod
+  mod="$(mktemp -d)"
+  cp "${REFERRERS_SRC}" "${mod}/main.go"
+  (cd "${mod}" && go mod init tools.local/referrers-registry >/dev/null 2>&1 &&
+    go get "github.com/google/go-containerregistry@${version%-*}" >/dev/null 2>&1 &&
+    go mod tidy >/dev/null 2>&1 &&
+    CGO_ENABLED=0 go build -trimpath -o "${out}/referrers-registry" .)
+  rm -rf "${mod}"
+}
+
 if wants control-plane; then
   if [[ -n "${KUBEBUILDER_ASSETS:-}" && -x "${KUBEBUILDER_ASSETS}/kube-apiserver" && -x "${KUBEBUILDER_ASSETS}/etcd" ]]; then
     log "using etcd and kube-apiserver from KUBEBUILDER_ASSETS=${KUBEBUILDER_ASSETS}"
@@ -172,5 +191,7 @@ if asked sigstore; then
   install_cached rekor-tiles "${REKOR_TILES_VERSION}" build_rekor_tiles
   install_cached timestamp-authority "${TSA_VERSION}" build_tsa
 fi
+wants referrers-registry && install_cached referrers-registry "$(referrers_version)" \
+  build_referrers_registry
 
 log "tools ready in ${bin}: $(ls "${bin}" | tr '\n' ' ')"

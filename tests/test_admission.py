@@ -7,6 +7,7 @@ import time
 
 from controller.admission import Admission, Outcome
 from controller.config import Config, parse_config
+from controller.policy.provenance import Claims
 from controller.policy.violations import Reason, Violation
 from controller.review import WorkloadRequest, parse_review
 from tests.builders import deployment, review
@@ -49,6 +50,12 @@ async def test_exempt_requests_skip_the_stages() -> None:
 
 async def test_a_failing_stage_denies_even_in_audit_mode() -> None:
     admission = Admission(parse_config("mode: audit"), stages=(Recorder(fail=True),))
-    decision = (await admission.review(parse_review(review(deployment())))).decision
-    assert not decision.allowed
-    assert [v.reason for v in decision.violations] == [Reason.INTERNAL_ERROR]
+    request = parse_review(review(deployment()))
+    outcome = await admission.review(request)
+    decision = outcome.decision
+    assert not decision.allowed and decision.enforce
+    assert [(v.reason, v.subject) for v in decision.violations] == [
+        (Reason.INTERNAL_ERROR, request.uid)]
+    # Nothing the failed pipeline read is passed on: no claims, nothing deployed or recorded.
+    assert outcome.claims == Claims({}) and outcome.deploys is False
+    assert outcome.evidence == () and outcome.recorded_seq is None

@@ -51,6 +51,11 @@ def test_rejects_malformed(text: str) -> None:
     ("nginx@" + D.upper().replace("SHA256", "sha256"), None),  # upper-case hex is not a pin
     ("nginx@sha512:" + "a" * 128, None),  # only sha256 is accepted
     ("nginx@sha256:" + "a" * 63 + "A", None),
+    ("nginx@" + D + "0", None),  # 64 hex and more: a match must be whole, not a prefix
+    ("nginx@" + D + D[7:], None),
+    ("nginx@sha256:" + "a" * 63, None),
+    ("nginx@sha256x:" + "a" * 64, None),
+    ("nginx@xsha256:" + "a" * 64, None),
 ])
 def test_pinned_digest(text: str, pinned: str | None) -> None:
     assert parse_reference(text).pinned_digest == pinned

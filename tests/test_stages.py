@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -9,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from controller.admission import Admission
+from controller.admission import Admission, judge
 from controller.config import Config, parse_config
 from controller.dev.controlplane import LocalControlPlane
 from controller.errors import ConfigError
-from controller.kube import KubeApi
+from controller.kube import Credentials, KubeApi
 from controller.ledger import Ledger
 from controller.policy.violations import Reason
 from controller.review import parse_review
@@ -32,6 +33,7 @@ from tests.ledger.helpers import unique_config
 KEY = Path(__file__).parent / "data" / "cosign" / "cosign.pub"
 UNREACHABLE = "127.0.0.1:9"  # discard port: nothing listens, so every fetch fails at once
 IMAGE = f"{UNREACHABLE}/team/app@sha256:" + "a" * 64
+NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 
 
 def _signing_config() -> Config:
@@ -400,3 +402,69 @@ async def test_a_rollback_is_verified_under_todays_trust(
         await ledger.close()
         for verifier in verifiers:
             await verifier.close()
+
+
+def _environment_config() -> Config:
+    """Signatures required only in production; `prod` is production's namespace."""
+    return parse_config(f"""
+environments:
+  production: {{namespaces: [prod], users: [admin]}}
+signatures:
+  enabled: true
+  keys: [{{name: k, path: "{KEY}"}}]
+  default_require: none
+  rules: [{{prefix: "{UNREACHABLE}/", environments: [production]}}]
+  registry: {{insecure_registries: ["{UNREACHABLE}"]}}
+""")
+
+
+@pytest.mark.parametrize(("namespace", "annotated", "checked"), [
+    ("prod", "staging", True),  # the namespace's mapping wins over the annotation
+    ("prod", None, True),
+    ("dev", "production", True),  # an unmapped namespace: the annotation decides
+    ("dev", "staging", False),
+    ("dev", None, False),
+])
+async def test_the_namespace_decides_the_signature_rule(
+    namespace: str, annotated: str | None, checked: bool,
+) -> None:
+    config = _environment_config()
+    verifier = ImageVerifier(config.signatures)
+    try:
+        stage = SignatureStage(verifier, config)
+        obj = deployment(namespace=namespace, containers=[IMAGE],
+                         ann=prov_annotations(environment=annotated))
+        request = parse_review(review(obj))
+        outcome = await stage.run(request, judge(request, config, now=NOW),
+                                  deadline=time.monotonic() + 3)
+        # Under the production rule the unreachable registry denies; under none, nothing is read.
+        got = [v.reason for v in outcome.decision.violations if v.reason == Reason.REGISTRY_ERROR]
+        assert got == ([Reason.REGISTRY_ERROR] if checked else [])
+        (evidence,) = outcome.evidence
+        assert evidence.requirement == ("signature" if checked else "none")
+    finally:
+        await verifier.close()
+
+
+@pytest.mark.parametrize("mode", ["enforce", "audit"])
+async def test_a_failed_ledger_append_denies_even_in_audit_mode(mode: str) -> None:
+    # A real Ledger that cannot write (never started, and its API server does not exist).
+    config = parse_config(f"mode: {mode}")
+    ledger = Ledger(KubeApi(Credentials(server=f"https://{UNREACHABLE}")), unique_config())
+    admission = Admission(config, stages=(LedgerStage(ledger, config),), budget_seconds=2)
+    outcome = await admission.review(parse_review(review(deployment())))
+    assert not outcome.decision.allowed
+    assert [v.reason for v in outcome.decision.violations] == [Reason.LEDGER_UNAVAILABLE]
+    assert "could not be recorded" in outcome.decision.violations[0].message
+    assert outcome.recorded_seq is None
+
+
+async def test_nothing_is_appended_for_a_denial_or_a_dry_run() -> None:
+    # The unwritable ledger would turn any append into LedgerUnavailable: none is attempted.
+    config = Config()
+    ledger = Ledger(KubeApi(Credentials(server=f"https://{UNREACHABLE}")), unique_config())
+    admission = Admission(config, stages=(LedgerStage(ledger, config),), budget_seconds=2)
+    dry = await admission.review(parse_review(review(deployment(), dry_run=True)))
+    assert dry.decision.allowed and dry.decision.violations == ()
+    denied = await admission.review(parse_review(review(deployment(containers=["nginx"]))))
+    assert [v.reason for v in denied.decision.violations] == [Reason.IMAGE_NOT_PINNED]

@@ -94,11 +94,13 @@ class ChainData:
     checkpoint_map: dict[str, str] | None
 
 
+# pragma: no mutate start (I/O against the API server: tests/ledger/test_tamper.py drives it)
 async def load_chain(api: KubeApi, namespace: str, chain: str, *,
                      progress: Callable[[int], None] | None = None) -> ChainData:
     """Read every segment and the checkpoint ConfigMap."""
     segments = await list_segments(api, namespace, chain, progress=progress)
     return ChainData(segments, await read_checkpoint_map(api, namespace, chain))
+# pragma: no mutate end
 
 
 def parse_checkpoint(text: str) -> Checkpoint:
@@ -223,6 +225,11 @@ def verify_segments(
                                f"entry {key_seq} is out of order: the entry that follows "
                                f"{key_seq - 1} is stored at position {records[other][0]}",
                                seq=key_seq, segment=seg.number)
+                elif key_seq == 0:
+                    # Nothing precedes entry 0: a wrong link is an edit of entry 0 itself.
+                    report.add(TamperKind.EDITED_ENTRY,
+                               "entry 0 was changed after it was written (it does not start "
+                               "from the genesis head)", seq=0, segment=seg.number)
                 else:
                     report.add(TamperKind.EDITED_ENTRY,
                                f"entry {key_seq - 1} was changed after it was written (entry "

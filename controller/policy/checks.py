@@ -147,7 +147,9 @@ class AnnotationsCheck:
             yield from self._timestamp(value, subject, ctx)
         elif name == "pipeline-url":
             parts = urlsplit(value)
-            if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
+            # Any userinfo is refused, even an empty one (`https://:@host`): `username` and
+            # `password` are then empty strings, which a truthiness test would let through.
+            if parts.scheme != "https" or not parts.hostname or "@" in parts.netloc:
                 yield Violation(
                     Reason.INVALID_PIPELINE_URL,
                     f"{subject} is not an https URL without credentials: {value[:120]!r}",

@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -74,8 +74,12 @@ def sha256_digest(data: bytes) -> str:
 class RegistryClient:
     """The OCI distribution client. Long-lived; call `close()` on shutdown."""
 
-    def __init__(self, settings: RegistrySettings | None = None) -> None:
+    def __init__(self, settings: RegistrySettings | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """`clock` (seconds, monotonic) times token lifetimes and the referrers-API memory;
+        tests pass their own to expire them without waiting."""
         self.settings = settings or RegistrySettings()
+        self._clock = clock
         self._session: aiohttp.ClientSession | None = None
         # (registry, scope, credential identity) → (Authorization value, expiry on monotonic clock)
         self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
@@ -197,7 +201,7 @@ class RegistryClient:
         `max_signatures` raise `RegistryLimitExceeded`.
         """
         index: ImageIndex | None = None
-        if self._no_referrers_api.get(registry, 0.0) <= time.monotonic():
+        if self._no_referrers_api.get(registry, 0.0) <= self._clock():
             try:
                 resp = await self._get(
                     registry, repository, f"referrers/{digest}", deadline=deadline,
@@ -208,7 +212,7 @@ class RegistryClient:
             except NotFoundError:
                 # The spec forbids a 404 from a registry that has the API, so this one has not:
                 # skip the round trip for a while and go straight to the fallback tag.
-                self._no_referrers_api[registry] = time.monotonic() + _NO_REFERRERS_TTL
+                self._no_referrers_api[registry] = self._clock() + _NO_REFERRERS_TTL
         if index is None:
             tag = digest.replace(":", "-", 1)
             try:
@@ -331,7 +335,9 @@ class RegistryClient:
                 async with self._session_().request(
                     method, url, headers=headers, params=params, data=data,
                     allow_redirects=self.settings.max_redirects > 0,
-                    max_redirects=max(self.settings.max_redirects, 1),
+                    # aiohttp raises on the redirect that reaches its count, so a limit of N
+                    # there follows N-1: ask it for one more to follow exactly ours.
+                    max_redirects=self.settings.max_redirects + 1,
                 ) as resp:
                     cap = limit if resp.status == 200 else min(limit, _ERROR_BODY_LIMIT)
                     body = await _read_limited(registry, resp, cap, truncate=resp.status != 200)
@@ -396,7 +402,7 @@ class RegistryClient:
 
     def _cached_token(self, key: tuple[str, str, str]) -> str | None:
         hit = self._tokens.get(key)
-        if hit is None or hit[1] <= time.monotonic():
+        if hit is None or hit[1] <= self._clock():
             return None
         return hit[0]
 
@@ -407,7 +413,7 @@ class RegistryClient:
             self._tokens.clear()
         # Refresh 10 s early, so a token never expires between the check and the request.
         lifetime = max((ttl or _TOKEN_DEFAULT_TTL) - 10.0, 1.0)
-        self._tokens[key] = (value, time.monotonic() + lifetime)
+        self._tokens[key] = (value, self._clock() + lifetime)
 
 
 def _identity(credential: Credential | None) -> str:
@@ -492,8 +498,3 @@ def parse_image_manifest(registry: str, manifest: Manifest) -> ImageManifest:
     if manifest.is_index:
         raise RegistryProtocolError(registry, f"{manifest.digest} is an index, not a manifest")
     return _parse(registry, ImageManifest, manifest.raw, f"manifest {manifest.digest}")
-
-
-def parse_image_index(registry: str, manifest: Manifest) -> ImageIndex:
-    """Validate a fetched manifest as an image index (`RegistryProtocolError` otherwise)."""
-    return _parse(registry, ImageIndex, manifest.raw, f"index {manifest.digest}")

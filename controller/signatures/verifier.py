@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -139,7 +139,10 @@ class ImageVerifier:
         client: RegistryClient | None = None,
         secrets: SecretSource | None = None,
         keys: Sequence[PublicKey] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock` is the verdict cache's (seconds, monotonic): tests pass their own to expire
+        verdicts without waiting."""
         self.config = config
         self.client = client or RegistryClient(config.registry)
         self._secrets = secrets
@@ -169,6 +172,7 @@ class ImageVerifier:
             ttl=config.cache.ttl_seconds,
             denial_ttl=config.cache.denial_ttl_seconds,
             is_denial=self._is_denial,
+            clock=clock,
         )
 
     async def close(self) -> None:

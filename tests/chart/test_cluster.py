@@ -42,8 +42,6 @@ from tests.chart.helm import (
 )
 from tests.fixtures.cluster import kubectl
 
-pytestmark = pytest.mark.e2e
-
 RELEASE = "pc"
 FULLNAME = "pc-provenance-controller"
 SA = f"system:serviceaccount:{RELEASE_NAMESPACE}:{FULLNAME}"

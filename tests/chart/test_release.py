@@ -24,8 +24,6 @@ from controller.config import Config
 from controller.dev.controlplane import find_binary
 from tests.chart.helm import CHART, KUBE_VERSION, RELEASE_NAMESPACE, ROOT, find, helm, objects
 
-pytestmark = pytest.mark.e2e
-
 RELEASE = {
     "VERSION": "1.4.0",
     "IMAGE_REPOSITORY": "ghcr.io/provenance-dev/provenance-controller",

@@ -39,8 +39,6 @@ from tests.chart.helm import (
     template,
 )
 
-pytestmark = pytest.mark.e2e
-
 FULLNAME = "pc-provenance-controller"
 
 

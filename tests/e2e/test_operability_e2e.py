@@ -23,8 +23,6 @@ from controller.dev.controlplane import LocalControlPlane
 from tests.builders import deployment
 from tests.fixtures.cluster import kubectl
 
-pytestmark = pytest.mark.e2e
-
 CONFIG = ("mode: enforce\nexempt_namespaces: [kube-system]\n"
           # A checkpoint every second: the checkpoint task is then writing (and retrying) when
           # the API server goes away, the state in which SIGTERM used to be ignored.

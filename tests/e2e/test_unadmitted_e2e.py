@@ -23,8 +23,6 @@ from controller.dev.controlplane import LocalControlPlane
 from tests.builders import deployment
 from tests.fixtures.cluster import kubectl
 
-pytestmark = pytest.mark.e2e
-
 BEFORE = "before-install"
 """Created before the controller was installed."""
 

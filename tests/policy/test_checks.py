@@ -216,3 +216,184 @@ def test_the_control_character_class_is_exactly_unicode_category_cc() -> None:
     for code in range(sys.maxunicode + 1):
         char = chr(code)
         assert has_control_characters(char) == (unicodedata.category(char) == "Cc"), hex(code)
+
+
+# Every character of Unicode category Cc: C0, DEL and C1 (U+0085 is NEL, a line break to some
+# log readers; U+009B is CSI, a terminal escape).
+CONTROL = ["\x00", "\n", "\x1b", "\x1f", "\x7f", "\x80", "\x85", "\x9b", "\x9f"]
+
+
+@pytest.mark.parametrize("char", CONTROL)
+@pytest.mark.parametrize(("field", "reason"), [
+    ("build_id", Reason.INVALID_BUILD_ID),
+    ("deployed_by", Reason.INVALID_ANNOTATION),
+    ("branch", Reason.INVALID_ANNOTATION),
+])
+def test_control_characters_are_refused(field: str, reason: Reason, char: str) -> None:
+    value = f"admin{char}x"
+    obj = deployment(ann=prov_annotations(**{field: value}))
+    # The user is named as annotated, so that the control character is the only problem.
+    user = value if field == "deployed_by" else "admin"
+    assert reasons(obj, username=user) == [reason]
+
+
+@pytest.mark.parametrize("value", ["main", "feature/ü-umlaut", "release-1.2", "a\u00a0b"])
+def test_printable_branches_pass(value: str) -> None:
+    # U+00A0 is a space separator (Zs), not a control character: names may use it.
+    assert reasons(deployment(ann=prov_annotations(branch=value))) == []
+
+
+@pytest.mark.parametrize("url", [
+    "https://:token@ci.example.com/1",  # a password with no user
+    "https://:@ci.example.com/1",  # an empty user and password still say "credentials here"
+    "https://@ci.example.com/1",
+    "https://user@ci.example.com/1",
+    "https:///runs/1",  # no host
+    "HTTPS://ci.example.com/1x",  # urlsplit lower-cases the scheme; accepted below
+])
+def test_pipeline_url_credentials_and_host(url: str) -> None:
+    got = reasons(deployment(ann=prov_annotations(pipeline_url=url)))
+    assert got == ([] if url.startswith("HTTPS") else [Reason.INVALID_PIPELINE_URL])
+
+
+@pytest.mark.parametrize("rule", ["match-username", "ci-allowlist"])
+def test_ci_accounts_are_honoured_only_under_the_allowlist_rule(rule: str) -> None:
+    config = parse_config(f"""
+actor: {{rule: {rule}, ci_accounts: ["system:serviceaccount:ci:deployer"]}}
+""")
+    obj = deployment(ann=prov_annotations(deployed_by="alice"))
+    got = reasons(obj, config, username="system:serviceaccount:ci:deployer")
+    assert got == ([] if rule == "ci-allowlist" else [Reason.ACTOR_MISMATCH])
+
+
+def test_an_update_that_deploys_nothing_is_not_judged() -> None:
+    # Nothing runs that did not run before, and no claim changed: judging it would only stop
+    # an object that predates the gate from being labelled or scaled.
+    obj = deployment(ann=prov_annotations(deployed_by="bob", git_sha="short"))
+    request = parse_review(review(obj, operation="UPDATE", old=obj))
+    decision = evaluate(request, Config(), now=NOW, deploys=False)
+    assert decision.violations == () and decision.allowed
+    # The same object deploying (deploys=True) is judged in full.
+    judged = evaluate(request, Config(), now=NOW, deploys=True)
+    assert [v.reason for v in judged.violations] == [Reason.INVALID_GIT_SHA,
+                                                     Reason.ACTOR_MISMATCH]
+
+
+@pytest.mark.parametrize(("digest", "expected"), [
+    ("sha256:" + "a" * 64, []),
+    ("sha256:" + "a" * 65, [Reason.INVALID_DIGEST]),  # a suffix after the 64 hex
+    ("sha256:" + "a" * 128, [Reason.INVALID_DIGEST]),
+    ("sha256:" + "a" * 63, [Reason.INVALID_DIGEST]),
+    ("sha384:" + "a" * 96, [Reason.INVALID_DIGEST]),
+])
+def test_a_pin_is_exactly_sha256_and_64_hex(digest: str, expected: list[Reason]) -> None:
+    assert reasons(deployment(containers=[f"registry.example.com/shop/app@{digest}"])) == expected
+
+
+@pytest.mark.parametrize("stamp", [
+    "2026-11-20t10:15:00z",  # RFC 3339 allows lower-case t and z
+    "2026-11-20T10:15:00z",
+    "2026-11-20t10:15:00Z",
+    "2026-11-25T12:05:00Z",  # exactly at the skew: not yet the future
+])
+def test_rfc3339_lower_case_and_the_skew_boundary(stamp: str) -> None:
+    assert reasons(deployment(ann=prov_annotations(build_timestamp=stamp))) == []
+
+
+def test_the_build_id_length_limit_is_inclusive() -> None:
+    assert reasons(deployment(ann=prov_annotations(build_id="b" * 256))) == []
+
+
+def violations(obj: dict[str, Any], **kw: Any) -> list[tuple[Reason, str, str, str]]:
+    decision = evaluate(parse_review(review(obj, **kw)), Config(), now=NOW)
+    return [(v.reason, v.subject, v.message, v.hint) for v in decision.violations]
+
+
+TS_HINT = "use RFC 3339 UTC, e.g. 2026-01-31T12:00:00Z (date -u +%Y-%m-%dT%H:%M:%SZ)"
+ANN = "annotation provenance.dev/"
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({"git_sha": "3F2A9C4"}, (Reason.INVALID_GIT_SHA, f"{ANN}git-sha",
+                              f"{ANN}git-sha is a short SHA: '3F2A9C4'",
+                              "use the full 40-character commit SHA (git rev-parse HEAD), never "
+                              "a branch, tag or short SHA")),
+    ({"git_sha": "m" * 100}, (Reason.INVALID_GIT_SHA, f"{ANN}git-sha",
+                              f"{ANN}git-sha is not a lower-case hex commit SHA: {'m' * 80!r}",
+                              "use the full 40-character commit SHA (git rev-parse HEAD), never "
+                              "a branch, tag or short SHA")),
+    ({"build_id": "b" * 257}, (Reason.INVALID_BUILD_ID, f"{ANN}build-id",
+                               f"{ANN}build-id is longer than 256 characters",
+                               "use the CI system's run id")),
+    ({"build_timestamp": "x" * 100}, (Reason.INVALID_TIMESTAMP, f"{ANN}build-timestamp",
+                                      f"{ANN}build-timestamp is not RFC 3339: {'x' * 64!r}",
+                                      TS_HINT)),
+    ({"build_timestamp": "2026-02-30T10:00:00Z"}, (
+        Reason.INVALID_TIMESTAMP, f"{ANN}build-timestamp",
+        f"{ANN}build-timestamp is not a valid date and time: '2026-02-30T10:00:00Z'", TS_HINT)),
+    ({"build_timestamp": "2026-11-25T12:05:01Z"}, (
+        Reason.FUTURE_TIMESTAMP, f"{ANN}build-timestamp",
+        f"{ANN}build-timestamp 2026-11-25T12:05:01Z is in the future",
+        "set it from the build's clock when the build ran")),
+])
+def test_each_violation_names_its_subject_and_fix(
+    overrides: dict[str, str], expected: tuple[Reason, str, str, str],
+) -> None:
+    assert violations(deployment(ann=prov_annotations(**overrides))) == [expected]
+
+
+def full(obj: dict[str, Any], config: Config | None = None,
+         **kw: Any) -> list[tuple[Reason, str, str, str]]:
+    decision = evaluate(parse_review(review(obj, **kw)), config or Config(), now=NOW)
+    return [(v.reason, v.subject, v.message, v.hint) for v in decision.violations]
+
+
+def test_missing_and_too_long_annotations_in_full() -> None:
+    assert full(deployment(ann=prov_annotations(build_id=None))) == [(
+        Reason.MISSING_ANNOTATION, f"{ANN}build-id",
+        f"required {ANN}build-id is missing or empty",
+        "set provenance.dev/build-id (kubectl-provenance stamp writes it)")]
+    assert full(deployment(ann=prov_annotations(branch="b" * 2049))) == [(
+        Reason.VALUE_TOO_LONG, f"{ANN}branch", f"{ANN}branch is 2049 characters long",
+        "keep it under 2048 characters")]
+    assert full(deployment(ann=prov_annotations(branch="b" * 2048))) == []
+
+
+@pytest.mark.parametrize(("config", "hint"), [
+    (Config(), "set deployed-by to the authenticated user"),
+    (ALLOWLIST, "set deployed-by to the authenticated user or deploy through an allow-listed "
+                "CI account"),
+])
+def test_actor_mismatch_in_full(config: Config, hint: str) -> None:
+    assert full(deployment(ann=prov_annotations(deployed_by="m" * 200)), config) == [(
+        Reason.ACTOR_MISMATCH, f"{ANN}deployed-by",
+        f"{ANN}deployed-by says {'m' * 120!r} but the request was made by 'admin'", hint)]
+
+
+def test_environment_violations_in_full() -> None:
+    obj = deployment(namespace="prod",
+                     ann=prov_annotations(deployed_by="alice", environment="s" * 100))
+    assert full(obj, ENVIRONMENTS, username="alice") == [
+        (Reason.INVALID_ANNOTATION, f"{ANN}environment",
+         f"{ANN}environment is not a lower-case name: {'s' * 64!r}",
+         "use a name such as production or staging"),
+        (Reason.INVALID_ANNOTATION, f"{ANN}environment",
+         f"{ANN}environment says {'s' * 64!r} but namespace 'prod' belongs to environment "
+         "'production'", "set it to production"),
+        (Reason.ACTOR_NOT_AUTHORISED, "environment production",
+         "user 'alice' may not deploy to environment 'production'",
+         "deploy through the pipeline or an account listed for this environment"),
+    ]
+
+
+def test_image_violations_in_full() -> None:
+    long = "n" * 300
+    assert full(deployment(containers=[long])) == [(
+        Reason.INVALID_IMAGE, f"container c0 image {long[:200]!r}",
+        "container c0: the repository name is longer than 255",
+        "use registry/repository@sha256:<64 hex>")]
+    digest = "sha512:" + "a" * 128
+    assert full(deployment(containers=[f"nginx@{digest}"])) == [(
+        Reason.INVALID_DIGEST, f"container c0 image {'nginx@' + digest!r}",
+        f"container c0 has digest {digest[:80]!r}, which is not sha256 with 64 lower-case hex",
+        "use the sha256 digest the registry reports")]

@@ -209,3 +209,23 @@ def test_a_controller_update_that_deploys_nothing_is_not_judged() -> None:
     labelled = copy.deepcopy(pod)
     labelled["metadata"]["labels"] = {"debug": "true"}
     assert reasons(labelled, operation="UPDATE", old=pod, username="bob") == []
+
+
+def test_an_exempt_decision_keeps_the_mode() -> None:
+    config = parse_config("mode: audit\nexempt_namespaces: [tools]")
+    decision = evaluate(parse_review(review(deployment(namespace="tools"))), config, now=NOW)
+    assert decision.exempt_reason and decision.enforce is False
+    enforced = evaluate(parse_review(review(deployment(namespace="kube-system"))), Config(),
+                        now=NOW)
+    assert enforced.exempt_reason and enforced.enforce is True
+
+
+def test_a_changed_provenance_annotation_alone_is_a_deployment() -> None:
+    # Same template, new build-id: someone is deploying, so the actor is judged.
+    old = deployment(ann=prov_annotations(deployed_by="bob"))
+    new = deployment(ann=prov_annotations(deployed_by="bob", build_id="4183"))
+    decision = evaluate(parse_review(review(new, operation="UPDATE", old=old)), Config(),
+                        now=NOW)
+    assert [v.reason for v in decision.violations] == [Reason.ACTOR_MISMATCH]
+    same = evaluate(parse_review(review(old, operation="UPDATE", old=old)), Config(), now=NOW)
+    assert same.violations == ()

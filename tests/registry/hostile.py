@@ -41,6 +41,8 @@ BIG_SIGS_MANIFEST = json.dumps({
                for i in range(40)]}).encode()
 """40 signatures of 1 MiB each: every one under the blob limit, together far above it."""
 USER, PASSWORD, TOKEN = "robot", "s3cret", "tok-123"
+REFRESH = "refresh-456"
+"""The identity (refresh) token the token endpoint exchanges for TOKEN."""
 """Credentials the `auth-*` repositories accept."""
 
 
@@ -61,24 +63,53 @@ class HostileRegistry:
         self.streamed = 0
         """Bytes the server managed to write for the oversized responses."""
         self.stop = asyncio.Event()
+        self.token_ttl: int | None = 300
+        """`expires_in` of the tokens issued; None leaves it out (Docker's default: 60 s)."""
+        self.by_path: dict[str, int] = {}
+        """Requests per path, tokens included."""
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/token", self.token)
+        app.router.add_post("/token", self.token)
         app.router.add_get("/v2/{mode}/{rest:.*}", self.handle)
         return app
 
     async def token(self, request: web.Request) -> web.Response:
+        self.by_path[request.path] = self.by_path.get(request.path, 0) + 1
+        if request.method == "POST":
+            # OAuth2 refresh-token grant (a dockerconfigjson `identitytoken`).
+            form = await request.post()
+            if (form.get("grant_type") != "refresh_token" or form.get("refresh_token") != REFRESH
+                    or form.get("service") != "hostile"
+                    or form.get("client_id") != "provenance-controller"
+                    or form.get("scope") != "repository:auth-bearer/app:pull"):
+                return web.Response(status=400)
+            return web.json_response({"access_token": TOKEN, "expires_in": 300})
         expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         if request.headers.get("Authorization") != expected:
             return web.Response(status=401)
-        if request.query.get("service") != "hostile" or "pull" not in request.query.get(
-                "scope", ""):
+        scope = request.query.get("scope", "")
+        if request.query.get("realm-mode") == "no-token":
+            return web.json_response({"token": "", "access_token": ""})
+        if request.query.get("realm-mode") == "list":
+            return web.json_response([TOKEN])
+        if request.query.get("realm-mode") == "no-service":
+            # The challenge named no service, so the client must send none.
+            if "service" in request.query or scope != "repository:auth-noservice/app:pull":
+                return web.Response(status=400)
+        elif request.query.get("realm-mode") == "scope":
+            # The registry asked for its own scope: the client must pass it on, not its guess.
+            if scope != "repository:auth-scope/app:pull repository:shared/base:pull":
+                return web.Response(status=400)
+        elif request.query.get("service") != "hostile" or "pull" not in scope:
             return web.Response(status=400)
-        return web.json_response({"token": TOKEN, "expires_in": 300})
+        ttl = {} if self.token_ttl is None else {"expires_in": self.token_ttl}
+        return web.json_response({"token": TOKEN, **ttl})
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
+        self.by_path[request.path] = self.by_path.get(request.path, 0) + 1
         mode = request.match_info["mode"]
         rest = request.match_info["rest"]
         is_image = rest.endswith(f"manifests/{IMAGE_DIGEST}")
@@ -89,6 +120,21 @@ class HostileRegistry:
                     f'Bearer realm="{realm}",service="hostile",'
                     f'scope="repository:auth-bearer/app:pull"')})
             return self._manifest_or_404(is_image)
+        if mode in ("auth-noservice", "auth-scope", "auth-norealm", "auth-https", "auth-notoken",
+                    "auth-list"):
+            if request.headers.get("Authorization") == f"Bearer {TOKEN}":
+                return self._manifest_or_404(is_image)
+            realm = {
+                "auth-noservice": f'realm="http://{request.host}/token?realm-mode=no-service"',
+                "auth-scope": (f'realm="http://{request.host}/token?realm-mode=scope",'
+                               'scope="repository:auth-scope/app:pull '
+                               'repository:shared/base:pull"'),
+                "auth-norealm": 'service="hostile"',
+                "auth-notoken": f'realm="http://{request.host}/token?realm-mode=no-token"',
+                "auth-list": f'realm="http://{request.host}/token?realm-mode=list"',
+                "auth-https": 'realm="https://127.0.0.1:9/token",service="hostile"',
+            }[mode]
+            return web.Response(status=401, headers={"WWW-Authenticate": f"Bearer {realm}"})
         if mode == "auth-basic":
             expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
             if request.headers.get("Authorization") != expected:
@@ -97,6 +143,10 @@ class HostileRegistry:
             return self._manifest_or_404(is_image)
         if mode == "redirect":
             return web.Response(status=307, headers={"Location": str(request.url)})
+        if mode == "redirect-once":
+            # Blob stores answer this way: one redirect to where the bytes are.
+            target = str(request.url).replace("/redirect-once/", "/plain/", 1)
+            return web.Response(status=307, headers={"Location": target})
         if mode == "error":
             return web.Response(status=503, text="upstream exploded")
         if is_image:
@@ -127,6 +177,18 @@ class HostileRegistry:
             return web.Response(status=200, body=DEEP)
         if mode == "big-sigs" and rest.endswith(f"manifests/{TAG}.sig"):
             return web.Response(status=200, body=BIG_SIGS_MANIFEST, content_type=OCI_MANIFEST)
+        if mode == "tags-bad" and rest == "app/tags/list":
+            return web.json_response({"name": "tags-bad/app", "tags": ["v1", 2]})
+        if mode == "tags-none" and rest == "app/tags/list":
+            return web.json_response({"name": "tags-none/app", "tags": None})
+        if mode == "tags-list" and rest == "app/tags/list":
+            return web.json_response(["v1"])
+        if mode == "teapot":
+            return web.Response(status=418, text="short and stout")
+        if mode == "throttle":
+            return web.Response(status=429)
+        if mode == "forbidden":
+            return web.Response(status=403)
         if mode == "drip":
             return await self._drip(request)
         return web.Response(status=404)

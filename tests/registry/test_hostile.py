@@ -14,7 +14,10 @@ from aiohttp import web
 from controller.policy.violations import Reason
 from controller.registry import (
     Deadline,
+    NotFoundError,
+    RegistryAuthError,
     RegistryClient,
+    RegistryError,
     RegistryLimitExceeded,
     RegistryProtocolError,
     RegistrySettings,
@@ -69,7 +72,7 @@ CASES = [
     ("oversize-declared", "exceeds the limit"),
     ("many", "referrers (limit 50)"),
     ("many-layers", "more than 50 signature artifacts"),
-    ("redirect", "redirects"),
+    ("redirect", "more than 3 redirects"),
     ("drip", "no complete answer within"),
     ("error", "HTTP 503"),
     ("malformed", "not valid JSON"),
@@ -156,7 +159,7 @@ async def test_client_errors_are_typed(hostile: tuple[str, HostileRegistry]) -> 
         deadline = Deadline.after(5)
         with pytest.raises(RegistryLimitExceeded):
             await client.get_manifest(host, "oversize/app", "latest", deadline=deadline)
-        with pytest.raises(RegistryLimitExceeded, match="redirects"):
+        with pytest.raises(RegistryLimitExceeded, match="more than 3 redirects"):
             await client.get_manifest(host, "redirect/app", "latest", deadline=deadline)
         with pytest.raises(RegistryUnavailable, match="503"):
             await client.get_manifest(host, "error/app", "latest", deadline=deadline)
@@ -168,3 +171,76 @@ async def test_client_errors_are_typed(hostile: tuple[str, HostileRegistry]) -> 
         with pytest.raises(RegistryUnavailable):
             await client.get_manifest(host, "drip/app", "latest", deadline=Deadline.after(0.3))
         assert time.monotonic() - started < 0.6
+
+
+@pytest.mark.parametrize(("max_redirects", "path", "why"), [
+    (0, "redirect-once", "redirects are not allowed"),  # 0 follows none, not one
+    (1, "redirect-once", None),
+    (3, "redirect-once", None),
+    (1, "redirect", "more than 1 redirects"),
+    (3, "redirect", "more than 3 redirects"),
+])
+async def test_max_redirects_is_honoured_exactly(
+    hostile: tuple[str, HostileRegistry], max_redirects: int, path: str, why: str | None,
+) -> None:
+    host, _ = hostile
+    limits = settings(host).model_copy(update={"max_redirects": max_redirects})
+    async with RegistryClient(limits) as client:
+        deadline = Deadline.after(5)
+        if why is None:
+            manifest = await client.get_manifest(host, f"{path}/app", IMAGE_DIGEST,
+                                                 deadline=deadline)
+            assert manifest.digest == IMAGE_DIGEST
+        else:
+            with pytest.raises(RegistryLimitExceeded) as caught:
+                await client.get_manifest(host, f"{path}/app", IMAGE_DIGEST, deadline=deadline)
+            assert why in str(caught.value)
+
+
+@pytest.mark.parametrize(("path", "error", "detail"), [
+    ("error/app", RegistryUnavailable, "GET error/app/manifests/latest: HTTP 503 "
+                                       "(upstream exploded)"),
+    ("throttle/app", RegistryUnavailable, "GET throttle/app/manifests/latest: HTTP 429"),
+    ("forbidden/app", RegistryAuthError, "GET forbidden/app/manifests/latest: HTTP 403"),
+    ("teapot/app", RegistryProtocolError, "GET teapot/app/manifests/latest: HTTP 418 "
+                                          "(short and stout)"),
+    ("nothing/app", NotFoundError, "GET nothing/app/manifests/latest: HTTP 404"),
+])
+async def test_each_status_is_its_own_error_naming_the_registry(
+    hostile: tuple[str, HostileRegistry], path: str, error: type[RegistryError], detail: str,
+) -> None:
+    host, _ = hostile
+    async with RegistryClient(settings(host)) as client:
+        with pytest.raises(error) as caught:
+            await client.get_manifest(host, path, "latest", deadline=Deadline.after(5))
+    assert type(caught.value) is error
+    assert caught.value.registry == host
+    assert caught.value.detail == detail
+
+
+@pytest.mark.parametrize(("mode", "tags", "error"), [
+    ("tags-none", (), None),
+    ("tags-bad", None, "tag list is not a list of strings"),
+    ("tags-list", (), None),  # not an object: no tags, not a crash
+    ("malformed", None, "tag list is not valid JSON"),
+])
+async def test_tag_lists_are_validated(
+    hostile: tuple[str, HostileRegistry], mode: str, tags: tuple[str, ...] | None,
+    error: str | None,
+) -> None:
+    host, _ = hostile
+    async with RegistryClient(settings(host)) as client:
+        if error is None:
+            assert await client.list_tags(host, f"{mode}/app", deadline=Deadline.after(5)) == tags
+        else:
+            with pytest.raises(RegistryProtocolError, match=error) as caught:
+                await client.list_tags(host, f"{mode}/app", deadline=Deadline.after(5))
+            assert caught.value.registry == host
+
+
+async def test_a_reference_that_does_not_parse_is_a_protocol_error() -> None:
+    async with RegistryClient(RegistrySettings()) as client:
+        with pytest.raises(RegistryProtocolError) as caught:
+            await client.resolve_digest("Not A Reference")
+    assert caught.value.registry == "(unknown)"
+    assert caught.value.detail == "'Not A Reference' has upper-case letters in the repository name"

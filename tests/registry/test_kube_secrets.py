@@ -11,8 +11,6 @@ import pytest
 from controller.kube import KubeApi
 from controller.registry import CredentialsError, KubeSecretSource, parse_dockerconfigjson
 
-pytestmark = pytest.mark.e2e
-
 
 async def test_dockerconfigjson_secret_round_trip(kube_api: KubeApi) -> None:
     namespace = "pull-" + secrets.token_hex(4)

@@ -91,3 +91,15 @@ async def test_cancelled_first_caller_does_not_cancel_the_shared_work() -> None:
         await first
     assert await second == "allow"
     assert cache.get("k") == "allow"
+
+
+def test_every_clear_is_a_new_generation() -> None:
+    # Memoised answers compare generations: each clear must differ from every earlier one.
+    cache = make(Clock())
+    seen = [cache.generation]
+    for _ in range(3):
+        cache.put("k", "allow")
+        cache.clear()
+        assert cache.get("k") is None and len(cache) == 0
+        assert cache.generation not in seen
+        seen.append(cache.generation)

@@ -139,3 +139,21 @@ def test_the_readme_keyless_examples_load(heading: str) -> None:
         build_config_uri=None, build_config_digest=None, trigger="push",
         runner_environment="github-hosted")
     assert policy.mismatches(identity) == ()
+
+
+@pytest.mark.parametrize(("rules", "name", "chosen"), [
+    # Longest prefix wins whatever the order; on a tie, the first listed.
+    (["reg.io/pay/", "reg.io/"], "reg.io/pay/api", "reg.io/pay/"),
+    (["reg.io/", "reg.io/pay/"], "reg.io/pay/api", "reg.io/pay/"),
+    (["reg.io/pay", "reg.io/pay/"], "reg.io/pay/api", "reg.io/pay"),
+    (["reg.io/pay/", "reg.io/pay"], "reg.io/pay/api", "reg.io/pay/"),
+    # `*` is the least specific rule, below any prefix, however short.
+    (["*", "r/"], "r/app", "r/"),
+    (["r/", "*"], "r/app", "r/"),
+    (["*"], "reg.io/app", "*"),
+])
+def test_rule_specificity(rules: list[str], name: str, chosen: str) -> None:
+    cfg = config(rules=[{"prefix": p, "require": "signature", "threshold": i + 1}
+                        for i, p in enumerate(rules)])
+    rule = cfg.rule_for(name, namespace="default", environment=None)
+    assert rule.threshold == rules.index(chosen) + 1

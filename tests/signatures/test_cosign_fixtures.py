@@ -8,8 +8,6 @@ from controller.policy.violations import Reason
 from tests.fixtures.registry import DEMO_REPOSITORY, RegistryServer
 from tests.signatures.helpers import COMMIT, VerifierFactory, run
 
-pytestmark = pytest.mark.registry
-
 DIGESTS = {
     "v1": "sha256:b5b1e7f55d49730ba3119608964ba401309f389835dac7ab40657beafbb5ad07",
     "v2": "sha256:c16b6fdd5113f7c6f9e3074b1fb2721282cc4658a2b656f283c14e9c4399c78c",

@@ -22,8 +22,6 @@ from tests.signatures.helpers import (
     run,
 )
 
-pytestmark = pytest.mark.registry
-
 FORMATS = {"bundle": BUNDLE_FLAGS, "legacy": LEGACY_FLAGS}
 
 

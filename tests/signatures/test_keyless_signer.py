@@ -38,8 +38,6 @@ from tests.signatures.sigstore_instance import (
     push_referrer,
 )
 
-pytestmark = pytest.mark.registry
-
 REPO = "keyless/app"
 OTHER_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 SIGNER: dict[str, Any] = {"name": "gha-release", "issuer": GITHUB_ISSUER, "subject": SUBJECT,

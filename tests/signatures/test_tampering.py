@@ -18,8 +18,6 @@ from tests.fixtures.registry import RegistryServer, serve_app, sha256
 from tests.signatures.helpers import OTHER_PEM, TRUSTED_PEM, VerifierFactory, run
 from tests.signatures.test_cosign_fixtures import DIGESTS
 
-pytestmark = pytest.mark.registry
-
 V1_HEX = DIGESTS["v1"].split(":")[1]
 V3_HEX = DIGESTS["v3"].split(":")[1]
 V5_HEX = DIGESTS["v5"].split(":")[1]

@@ -20,9 +20,8 @@ from controller.signatures.verifier import ImageVerifier
 from tests.fixtures.registry import RegistryServer, serve_app
 from tests.registry.hostile import IMAGE_DIGEST, PASSWORD, USER, HostileRegistry
 from tests.signatures.helpers import VerifierFactory, make_config, run
+from tests.signatures.test_cache import Clock
 from tests.signatures.test_cosign_fixtures import DIGESTS
-
-pytestmark = pytest.mark.registry
 
 
 @pytest.fixture
@@ -169,7 +168,8 @@ async def test_a_memoised_answer_lives_no_longer_than_its_verdicts(
     verifier_factory: VerifierFactory,
 ) -> None:
     host, counts = counting_proxy
-    verifier = verifier_factory(host, cache={"denial_ttl_seconds": 0.3})
+    clock = Clock()
+    verifier = verifier_factory(host, clock=clock, cache={"denial_ttl_seconds": 0.3})
     signed, unsigned = f"{host}/demo/app@{DIGESTS['v1']}", f"{host}/demo/app@{DIGESTS['v5']}"
     first = await run(verifier, signed, unsigned)
     assert [v.reason for v in first.violations] == [Reason.SIGNATURE_MISSING]
@@ -178,7 +178,10 @@ async def test_a_memoised_answer_lives_no_longer_than_its_verdicts(
     assert await run(verifier, signed, unsigned) == first
     assert sum(counts.values()) == traffic
     # The denial's short TTL bounds the memoised answer: after it, the registry is asked again.
-    await asyncio.sleep(0.4)
+    clock.now += 0.2
+    assert await run(verifier, signed, unsigned) == first
+    assert sum(counts.values()) == traffic  # still within the denial TTL
+    clock.now += 0.2
     assert (await run(verifier, signed, unsigned)).violations == first.violations
     assert sum(counts.values()) > traffic
     # Clearing the verdicts (new trusted keys) drops memoised answers too.

@@ -16,7 +16,6 @@ from controller.cli import main
 from tests.fixtures.registry import RegistryServer
 from tests.stamp.test_command import FLAGS, run
 
-pytestmark = pytest.mark.registry
 CRANE = Path(__file__).resolve().parents[2] / "bin" / "crane"
 PREFIX = "stamp-pin"
 """This module's repositories in the session's shared registry."""

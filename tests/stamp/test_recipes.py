@@ -24,7 +24,6 @@ from tests.fixtures.registry import RegistryServer
 from tests.stamp import test_ci
 from tests.stamp.gitrepo import git, make_repo
 
-pytestmark = pytest.mark.registry
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "ci-recipes.md"
 CRANE = ROOT / "bin" / "crane"

@@ -19,8 +19,6 @@ from controller.tls import TlsError, ensure_certificates, rotation_reason, servi
 from controller.tls.issuer import Material
 from controller.tls.manager import WEBHOOK_CONFIGS
 
-pytestmark = pytest.mark.e2e
-
 SERVICE = "provenance-controller"
 
 
