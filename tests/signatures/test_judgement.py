@@ -186,7 +186,10 @@ async def test_an_attestation_by_a_key_outside_the_rule_does_not_count(
     ([sig("release"), att("release")], {"git_sha": None}, [Reason.ATTESTATION_COMMIT_MISMATCH]),
     ([sig("release"), att("release")], {"git_sha": COMMIT.upper()}, []),
     ([sig("release"), att("release", commit="f" * 40), att("release")], {}, []),
-    ([att("release")], {}, [Reason.SIGNATURE_MISSING]),  # the signature is required as well
+    # Under require: attestation, the attestation's signer counts toward the threshold: GitHub
+    # artifact attestations come with no separate signature (require: signature still asks
+    # for one; see test_an_attestation_alone_does_not_satisfy_require_signature).
+    ([att("release")], {}, []),
 ])
 async def test_attestation_rules(
     made: list[ImageVerifier], findings: list[Finding], kwargs: dict[str, Any],
@@ -254,13 +257,13 @@ async def test_attestation_violations_in_full(made: list[ImageVerifier]) -> None
     assert full(unnamed) == [(
         Reason.ATTESTATION_COMMIT_MISMATCH, "container c0",
         f"container c0: image {IMAGE} is attested as built from no commit, but the "
-        "Deployment names no git-sha",
+        "workload names no git-sha",
         "set the git-sha annotation to the commit the image was built from")]
     two = await judge(made, [sig("release"), att("release"), att("release", commit="f" * 40)],
                       rules=[rule], git_sha=None)
     assert full(two)[0][2] == (
         f"container c0: image {IMAGE} is attested as built from {COMMIT}, {'f' * 40}, but the "
-        "Deployment names no git-sha")
+        "workload names no git-sha")
 
 
 async def test_without_a_git_sha_no_build_binding_is_judged(made: list[ImageVerifier]) -> None:
@@ -278,7 +281,7 @@ async def test_signature_violations_in_full(made: list[ImageVerifier]) -> None:
     cases: list[tuple[list[Finding], dict[str, Any], tuple[Reason, str, str]]] = [
         ([sig("release")], two, (
             Reason.SIGNATURE_THRESHOLD,
-            f"container c0: image {IMAGE} is signed by 1 accepted key(s) (release), 2 required",
+            f"container c0: image {IMAGE} is signed by 1 accepted signer(s) (release), 2 required",
             f"sign {DIGEST} with more of: other")),
         ([], rule, (Reason.SIGNATURE_MISSING, f"container c0: image {IMAGE} has no signature",
                     f"sign it: cosign sign --key <key> {NAME}@{DIGEST}")),
