@@ -264,7 +264,9 @@ def _counters(ctl: DevController) -> dict[str, float]:
 async def _ledger_size(api: KubeApi) -> int:
     """Entries in the controller's ledger (default namespace and chain), once it verifies."""
     config = LedgerConfig()
-    report = verify_segments(await load_chain(api, config.namespace, config.chain),
+    report = verify_segments(await load_chain(
+        api, config.namespace, config.chain,
+        key_namespace=config.checkpoint_key_namespace),
                              chain=config.chain, max_entry_bytes=config.max_entry_bytes)
     if not report.ok:
         raise SystemExit(f"the ledger does not verify: {report.problems[:3]}")

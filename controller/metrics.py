@@ -122,6 +122,18 @@ ledger_tail_failures_total = Counter(
     "chain, disappeared or was recreated); the write was refused.",
     registry=REGISTRY,
 )
+ledger_anchor_failures_total = Counter(
+    "provenance_ledger_anchor_failures",
+    "Times the newest signed head could not be written beside the ledger key (cut detection "
+    "lags until a later write succeeds).",
+    registry=REGISTRY,
+)
+ledger_lanes_held = Gauge(
+    "provenance_ledger_lanes_held",
+    "Writer lanes of the ledger this process holds (1 while it may write, 0 while it has "
+    "none).",
+    registry=REGISTRY,
+)
 gate_intact = Gauge(
     "provenance_gate_intact",
     "1 while the controller's ValidatingWebhookConfiguration exists as expected, 0 while it is "
@@ -229,6 +241,16 @@ def record_ledger_conflict() -> None:
 def record_ledger_retry() -> None:
     """Count one retried ledger write attempt."""
     ledger_retries_total.inc()
+
+
+def record_ledger_anchor_failure() -> None:
+    """Count one failed write of the signed head beside the key."""
+    ledger_anchor_failures_total.inc()
+
+
+def set_ledger_lanes_held(count: int) -> None:
+    """How many writer lanes this process holds now."""
+    ledger_lanes_held.set(count)
 
 
 def record_ledger_tail_failure() -> None:

@@ -168,6 +168,26 @@ def parse_workload(kind: WorkloadKind, raw: Mapping[str, Any]) -> Workload:
 
 
 @dataclass(frozen=True)
+class ClientConnection:
+    """Who sent the review over TLS: the API server presents a client certificate when the
+    webhook is configured with a client CA, and the ledger records whether it did."""
+
+    authenticated: bool = False
+    """A client certificate was presented and verified against the configured client CA."""
+    subject: str | None = None
+    """Its subject common name, when there was one."""
+
+    @classmethod
+    def from_peercert(cls, peer: Mapping[str, Any] | None) -> ClientConnection:
+        """From `SSLSocket.getpeercert()`: a non-empty dict only for a verified certificate."""
+        if not peer:
+            return cls()
+        common = [value for rdn in peer.get("subject") or () for (key, value) in rdn
+                  if key == "commonName"]
+        return cls(authenticated=True, subject=str(common[0]) if common else None)
+
+
+@dataclass(frozen=True)
 class WorkloadRequest:
     """Everything the checks, the verifier and the ledger need from one admission request."""
 
@@ -183,6 +203,8 @@ class WorkloadRequest:
     """The object as it would be stored (the new object on UPDATE)."""
     old_object: Workload | None = None
     """The stored object before an UPDATE; None on CREATE."""
+    client: ClientConnection = ClientConnection()
+    """The TLS client that sent the review (the webhook server fills it in)."""
 
     @property
     def kind(self) -> WorkloadKind:

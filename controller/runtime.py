@@ -17,7 +17,6 @@ from controller.events import post_event
 from controller.kube import KubeApi
 from controller.ledger import (
     BreakGlass,
-    CheckpointSigner,
     Ledger,
     LedgerError,
     Reconciler,
@@ -83,25 +82,32 @@ class Runtime:
         stages.append(BreakGlassStage(config, on_break_glass=on_break_glass))
         ledger = reconciler = unadmitted = None
         if config.ledger.enabled:
-            # The key signs checkpoints; it lives outside the ledger namespace, so whoever can
-            # rewrite ledger ConfigMaps still cannot forge a checkpoint.
+            # The key signs every write; it lives outside the ledger namespace, so whoever can
+            # write ledger ConfigMaps still cannot forge a record the controller would extend.
+            # Without it nothing can be recorded, so nothing is admitted: fail closed, loudly.
             try:
-                signer: CheckpointSigner | None = await load_signer(
-                    api, config.ledger, create=True)
+                signer = await load_signer(api, config.ledger, create=True)
             except LedgerError as exc:
-                # The chart grants only `get` on the key Secret (its NOTES show how to create
-                # it). Without the key the ledger is still kept and chained; its checkpoints are
-                # just unsigned, so truncation is detectable only against saved checkpoints.
-                logger.warning("ledger checkpoints will be unsigned: %s", exc)
-                signer = None
-            ledger = Ledger(api, config.ledger, signer=signer)
+                raise LedgerError(f"the ledger key is unavailable, so no admission can be "
+                                  f"recorded: {exc}") from exc
+
+            def on_corrupt(reason: str) -> None:
+                task = asyncio.create_task(post_event(
+                    api, namespace="default", reason="LedgerCorrupt",
+                    involved={"apiVersion": "v1", "kind": "Namespace",
+                              "name": config.ledger.namespace},
+                    message=f"the ledger tail was refused, admissions are denied: {reason}"))
+                background.add(task)
+                task.add_done_callback(background.discard)
+
+            ledger = Ledger(api, config.ledger, signer=signer, on_corrupt=on_corrupt)
             await ledger.start()
             reconciler = Reconciler(ledger, annotation_prefix=config.annotations.prefix)
             if config.rollback.enabled:
                 # First: whether a restored template is a rollback decides the actor checks'
                 # verdict; its images are then verified like any other deploy's.
                 reader = LedgerReader(api, config.ledger,
-                                      verifier=signer.verifier if signer else None,
+                                      verifier=signer.verifier,
                                       ttl=config.rollback.ledger_cache_seconds)
                 stages.insert(0, RollbackStage(reader, config))
             unadmitted = UnadmittedDetector(reconciler,

@@ -475,7 +475,8 @@ async def scan(api: KubeApi, config: Config, *, namespace: str | None,
         return report, LedgerIndex.from_report(report)
 
     async def read_ledger() -> tuple[ChainData, VerifyReport, LedgerIndex]:
-        data = await load_chain(api, ledger_ns, chain_name, progress=segments)
+        data = await load_chain(api, ledger_ns, chain_name, progress=segments,
+                                key_namespace=config.ledger.checkpoint_key_namespace)
         return (data, *await asyncio.to_thread(index_of, data))
 
     ledger_read = asyncio.ensure_future(read_ledger())

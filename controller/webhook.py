@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -37,7 +38,7 @@ from controller.gate import GateGuard, GateSettings
 from controller.ledger import Reconciler
 from controller.ledger.unadmitted import UnadmittedDetector
 from controller.observability import admission_context, build_health_app
-from controller.review import WorkloadRequest, parse_envelope, parse_review
+from controller.review import ClientConnection, WorkloadRequest, parse_envelope, parse_review
 from controller.runtime import Runtime
 from controller.tls import SelfManagedTls
 from controller.workloads import JUDGED_SUBRESOURCES, KINDS, plain
@@ -209,6 +210,9 @@ def register(registry: kopf.OperatorRegistry, admission: Admission) -> None:
             request = request_from_handler(
                 resource=resource, subresource=subresource, userinfo=userinfo, dryrun=dryrun,
                 new=kwargs.get("new"), old=kwargs.get("old"), headers=headers)
+            # kopf hands the server's `sslpeer` through to the handler as documented.
+            request = dataclasses.replace(
+                request, client=ClientConnection.from_peercert(kwargs.get("sslpeer")))
         except ReviewError as exc:
             # A well-formed review whose object is not: deny, saying why.
             logger.warning("denied a request whose object could not be read: %s", exc)

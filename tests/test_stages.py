@@ -16,6 +16,7 @@ from controller.dev.controlplane import LocalControlPlane
 from controller.errors import ConfigError
 from controller.kube import Credentials, KubeApi
 from controller.ledger import Ledger
+from controller.ledger.chain import CheckpointSigner
 from controller.policy.violations import Reason
 from controller.review import parse_review
 from controller.signatures import ImageEvidence, ImageVerifier, SignatureConfig
@@ -28,7 +29,7 @@ from controller.stages import (
 )
 from tests.builders import deployment, prov_annotations, review, workload
 from tests.fixtures.registry import DEMO_REPOSITORY, RegistryServer
-from tests.ledger.helpers import unique_config
+from tests.ledger.helpers import new_ledger, unique_config
 
 KEY = Path(__file__).parent / "data" / "cosign" / "cosign.pub"
 UNREACHABLE = "127.0.0.1:9"  # discard port: nothing listens, so every fetch fails at once
@@ -100,8 +101,9 @@ def test_ledger_evidence_says_verified_only_when_the_rule_was_met() -> None:
 @pytest.fixture
 async def real_ledger(kube_api: KubeApi,
                       control_plane: LocalControlPlane) -> AsyncIterator[Ledger]:
-    ledger = Ledger(kube_api, unique_config(max_entry_bytes=16 * 1024,
-                                            segment_max_bytes=64 * 1024))
+    ledger = await new_ledger(kube_api, unique_config(max_entry_bytes=16 * 1024,
+                                                      segment_max_bytes=64 * 1024),
+                              periodic_checkpoints=True)
     await ledger.start()
     yield ledger
     await ledger.close()
@@ -124,7 +126,8 @@ RS_CONTROLLER = "system:serviceaccount:kube-system:replicaset-controller"
 async def _records(ledger: Ledger) -> list[dict[str, Any]]:
     from controller.ledger.verify import load_chain, verify_segments
 
-    data = await load_chain(ledger.api, ledger.config.namespace, ledger.config.chain)
+    data = await load_chain(ledger.api, ledger.config.namespace, ledger.config.chain,
+                            key_namespace=ledger.config.checkpoint_key_namespace)
     report = verify_segments(data, chain=ledger.config.chain,
                              max_entry_bytes=ledger.config.max_entry_bytes)
     return [r.record.entry.model_dump(mode="json") for r in report.records
@@ -135,7 +138,7 @@ async def _records(ledger: Ledger) -> list[dict[str, Any]]:
 async def test_derived_objects_are_recorded_only_when_asked(
         kube_api: KubeApi, record_derived: bool) -> None:
     config = Config(ledger=unique_config(record_derived=record_derived))
-    ledger = Ledger(kube_api, config.ledger)
+    ledger = await new_ledger(kube_api, config.ledger, periodic_checkpoints=True)
     await ledger.start()
     try:
         admission = Admission(config, stages=(LedgerStage(ledger, config),), budget_seconds=5)
@@ -188,7 +191,7 @@ def _emergency(**overrides: str | None) -> dict[str, Any]:
 
 async def test_break_glass_is_recorded_and_announced(kube_api: KubeApi) -> None:
     config = BREAK_GLASS.model_copy(update={"ledger": unique_config()})
-    ledger = Ledger(kube_api, config.ledger)
+    ledger = await new_ledger(kube_api, config.ledger, periodic_checkpoints=True)
     await ledger.start()
     told: list[tuple[str, tuple[str, ...]]] = []
     stage = BreakGlassStage(config, on_break_glass=lambda r, b: told.append((r.name, b.waived)))
@@ -259,7 +262,7 @@ async def test_rollout_undo_by_another_authorised_user_is_a_rollback(kube_api: K
     from controller.ledger.reader import LedgerReader
 
     config = ROLLBACK.model_copy(update={"ledger": unique_config()})
-    ledger = Ledger(kube_api, config.ledger)
+    ledger = await new_ledger(kube_api, config.ledger, periodic_checkpoints=True)
     await ledger.start()
     # A long-lived shared read, made before any of this object's entries: a rollback must
     # still be recognised (a read older than the request is not the last word).
@@ -318,7 +321,7 @@ async def test_no_rollback_from_a_ledger_that_does_not_verify(kube_api: KubeApi)
     from controller.ledger.reader import LedgerReader
 
     config = ROLLBACK.model_copy(update={"ledger": unique_config()})
-    ledger = Ledger(kube_api, config.ledger)
+    ledger = await new_ledger(kube_api, config.ledger, periodic_checkpoints=True)
     await ledger.start()
     reader = LedgerReader(kube_api, config.ledger, verifier=None, ttl=0)
     admission = Admission(config, stages=(RollbackStage(reader, config),
@@ -333,12 +336,17 @@ async def test_no_rollback_from_a_ledger_that_does_not_verify(kube_api: KubeApi)
                                                 name="web"))
     finally:
         await ledger.close()
-    # Someone rewrites the stored v1 entry in place (a different deployer, the same template).
+    # Someone rewrites the stored v1 entry (a different deployer, the same template).
     path = f"/api/v1/namespaces/{config.ledger.namespace}/configmaps/{config.ledger.chain}-00000000"
     segment = await kube_api.request("GET", path)
     key = sorted(k for k in segment["data"] if k.startswith("e-"))[0]
     segment["data"][key] = segment["data"][key].replace('"alice"', '"mallory"', 1)
-    await kube_api.request("PUT", path, body=segment)
+    # Segments are immutable: the rewriter must delete and recreate it.
+    await kube_api.request("DELETE", path)
+    await kube_api.request("POST", path.rsplit("/", 1)[0], body={
+        "apiVersion": "v1", "kind": "ConfigMap", "immutable": True, "data": segment["data"],
+        "metadata": {"name": segment["metadata"]["name"],
+                     "labels": segment["metadata"]["labels"]}})
     undo = await admission.review(parse_review(review(v1, operation="UPDATE", old=v2,
                                                       username="bob")))
     assert [v.reason for v in undo.decision.violations] == [Reason.ACTOR_MISMATCH]
@@ -349,7 +357,8 @@ async def test_no_rollback_from_a_ledger_that_does_not_verify(kube_api: KubeApi)
 async def _stored(ledger: Ledger) -> list[Any]:
     from controller.ledger.verify import load_chain, verify_segments
 
-    data = await load_chain(ledger.api, ledger.config.namespace, ledger.config.chain)
+    data = await load_chain(ledger.api, ledger.config.namespace, ledger.config.chain,
+                            key_namespace=ledger.config.checkpoint_key_namespace)
     return verify_segments(data, chain=ledger.config.chain,
                            max_entry_bytes=ledger.config.max_entry_bytes).records
 
@@ -376,7 +385,7 @@ async def test_a_rollback_is_verified_under_todays_trust(
             SignatureStage(verifiers[-1], cfg), LedgerStage(ledger, cfg)), budget_seconds=10)
 
     ledger_config = unique_config()
-    ledger = Ledger(kube_api, ledger_config)
+    ledger = await new_ledger(kube_api, ledger_config, periodic_checkpoints=True)
     await ledger.start()
     images = [f"{registry.host}/{DEMO_REPOSITORY}@{cosign_registry[t]}" for t in ("v1", "v2")]
     v1, v2 = (_version(image) for image in images)
@@ -450,7 +459,8 @@ async def test_the_namespace_decides_the_signature_rule(
 async def test_a_failed_ledger_append_denies_even_in_audit_mode(mode: str) -> None:
     # A real Ledger that cannot write (never started, and its API server does not exist).
     config = parse_config(f"mode: {mode}")
-    ledger = Ledger(KubeApi(Credentials(server=f"https://{UNREACHABLE}")), unique_config())
+    ledger = Ledger(KubeApi(Credentials(server=f"https://{UNREACHABLE}")), unique_config(),
+                    signer=CheckpointSigner.generate())
     admission = Admission(config, stages=(LedgerStage(ledger, config),), budget_seconds=2)
     outcome = await admission.review(parse_review(review(deployment())))
     assert not outcome.decision.allowed
@@ -462,7 +472,8 @@ async def test_a_failed_ledger_append_denies_even_in_audit_mode(mode: str) -> No
 async def test_nothing_is_appended_for_a_denial_or_a_dry_run() -> None:
     # The unwritable ledger would turn any append into LedgerUnavailable: none is attempted.
     config = Config()
-    ledger = Ledger(KubeApi(Credentials(server=f"https://{UNREACHABLE}")), unique_config())
+    ledger = Ledger(KubeApi(Credentials(server=f"https://{UNREACHABLE}")), unique_config(),
+                    signer=CheckpointSigner.generate())
     admission = Admission(config, stages=(LedgerStage(ledger, config),), budget_seconds=2)
     dry = await admission.review(parse_review(review(deployment(), dry_run=True)))
     assert dry.decision.allowed and dry.decision.violations == ()

@@ -29,6 +29,7 @@ from controller.ledger.query import (
     rollback_target,
     unadmitted,
 )
+from controller.ledger.recovery import recover
 from controller.ledger.retention import prune
 from controller.ledger.verify import (
     StoredRecord,
@@ -59,6 +60,8 @@ TAMPER_EXIT_CODES: dict[TamperKind, int] = {
     TamperKind.BAD_SIGNATURE: 18,
     TamperKind.MALFORMED: 19,
     TamperKind.DUPLICATE_ENTRY: 20,
+    TamperKind.UNSIGNED_SEGMENT: 21,
+    TamperKind.RELABELLED_SEGMENT: 22,
 }
 """One exit code per kind of tampering; never renumber."""
 
@@ -74,6 +77,9 @@ def add_subcommands(subparsers: Any) -> None:
     common.add_argument("--namespace", dest="ledger_namespace", default=defaults.namespace,
                         help="the ledger namespace (default: %(default)s)")
     common.add_argument("--chain", default=defaults.chain, help="chain name (default: %(default)s)")
+    common.add_argument("--key-namespace", default=defaults.checkpoint_key_namespace,
+                        help="the namespace of the ledger key and of the signed heads kept "
+                        "beside it (default: %(default)s)")
     common.add_argument("-o", "--output", dest="output", choices=("table", "json"),
                         default="table", help="output format")
     common.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -136,6 +142,21 @@ def add_subcommands(subparsers: Any) -> None:
                            help="prune without exporting (the records are lost)")
     prune_cmd.set_defaults(handler=_sync(_prune))
 
+    recover = commands.add_parser(
+        "recover", parents=[common],
+        help="restart the writers after a cut, on the record, with a reason",
+        description="The controller never continues a chain that was cut, or whose tail is not "
+        "signed by the ledger key: it denies every admission until an operator runs this. It "
+        "verifies the ledger, prints what was lost, and appends a signed `recovered` entry "
+        "naming you, your reason, and the head that was expected against the one found. "
+        "Needs read access to the ledger key Secret.")
+    recover.add_argument("--reason", required=True, help="why (recorded in the ledger)")
+    recover.add_argument("--key-secret", default=defaults.checkpoint_key_secret,
+                         help="the ledger key Secret (default: %(default)s)")
+    recover.add_argument("--dry-run", action="store_true",
+                         help="print what would be recorded and change nothing")
+    recover.set_defaults(handler=_sync(_recover))
+
 
 def _sync(func: Callable[[argparse.Namespace, KubeApi], Awaitable[int]]) -> Handler:
     """Run an async command with one client, turning API errors into clear exit codes."""
@@ -187,7 +208,8 @@ def _progress(args: argparse.Namespace) -> Callable[[int], None] | None:
 
 async def _load(args: argparse.Namespace, api: KubeApi,
                 verifier: CheckpointVerifier | None = None) -> VerifyReport:
-    data = await load_chain(api, args.ledger_namespace, args.chain, progress=_progress(args))
+    data = await load_chain(api, args.ledger_namespace, args.chain, progress=_progress(args),
+                            key_namespace=args.key_namespace)
     return verify_segments(data, chain=args.chain, verifier=verifier,
                            max_entry_bytes=LedgerConfig().max_entry_bytes)
 
@@ -200,8 +222,9 @@ async def _verify(args: argparse.Namespace, api: KubeApi) -> int:
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    data = await load_chain(api, args.ledger_namespace, args.chain, progress=_progress(args))
-    if not data.segments:
+    data = await load_chain(api, args.ledger_namespace, args.chain, progress=_progress(args),
+                            key_namespace=args.key_namespace)
+    if not data.segments and args.chain not in (data.anchors or {}):
         print(f"error: no ledger chain {args.chain!r} in namespace {args.ledger_namespace!r}",
               file=sys.stderr)
         return EXIT_NOT_FOUND
@@ -436,4 +459,27 @@ async def _prune(args: argparse.Namespace, api: KubeApi) -> int:
     else:
         print(f"pruned segments {list(result.deleted)} ({result.exported_records} records "
               f"exported); the chain now starts at segment {result.cut}")
+    return EXIT_OK
+
+
+async def _recover(args: argparse.Namespace, api: KubeApi) -> int:
+    if not args.reason.strip():
+        print("error: --reason must say why", file=sys.stderr)
+        return EXIT_USAGE
+    config = LedgerConfig(namespace=args.ledger_namespace, chain=args.chain,
+                          checkpoint_key_namespace=args.key_namespace,
+                          checkpoint_key_secret=args.key_secret)
+    result = await recover(api, config, reason=args.reason.strip(), dry_run=args.dry_run)
+    for problem in result.problems:
+        print(f"found: {problem}", file=sys.stderr)
+    if result.entry is None:
+        print("the ledger verifies and reaches its signed head: nothing to recover")
+        return EXIT_OK
+    e = result.entry
+    lost = (f"entries {e.found_size}..{e.expected_size - 1} are lost"
+            if e.expected_size is not None and e.expected_size > e.found_size else
+            "no entries are lost")
+    verb = "would record" if args.dry_run else "recorded"
+    print(f"{verb}: recovery by {e.operator} at size {e.found_size} ({lost}); "
+          f"reason: {e.reason}")
     return EXIT_OK

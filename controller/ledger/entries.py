@@ -15,6 +15,7 @@ from controller.ledger.models import (
     Actor,
     AdmissionEntry,
     BreakGlass,
+    ClientRecord,
     ContainerRecord,
     OutcomeEntry,
     OutcomeType,
@@ -102,6 +103,8 @@ def build_admission_entry(
         deploy_timestamp=utc_timestamp(now),
         actor=Actor(username=request.user.username, uid=request.user.uid,
                     groups=request.user.groups, annotated=annotation("deployed-by")),
+        client=ClientRecord(authenticated=request.client.authenticated,
+                            subject=request.client.subject),
         provenance=Provenance(
             commit_sha=annotation("git-sha"), branch=annotation("branch"),
             build_id=annotation("build-id"), build_timestamp=annotation("build-timestamp"),

@@ -53,6 +53,10 @@ class TamperKind(StrEnum):
     BAD_SIGNATURE = "BadCheckpointSignature"
     MALFORMED = "MalformedEntry"
     DUPLICATE_ENTRY = "DuplicateEntry"
+    UNSIGNED_SEGMENT = "UnsignedSegment"
+    """A segment without a valid signed head by the ledger key: forged, or written by hand."""
+    RELABELLED_SEGMENT = "RelabelledSegment"
+    """A segment whose labels were changed, which hides it from label selectors."""
 
 
 class TamperError(LedgerError):

@@ -42,6 +42,15 @@ Claim = Annotated[str, Field(max_length=65536)]
 everything the checks accept can be recorded."""
 
 
+class ClientRecord(_Model):
+    """How the review reached the webhook: over a TLS connection whose client certificate the
+    configured client CA verified (the API server), or not (anyone who can reach the port)."""
+
+    authenticated: bool
+    subject: Short | None = None
+    """The client certificate's subject common name."""
+
+
 class Provenance(_Model):
     """The build provenance the Deployment's annotations declared."""
 
@@ -139,6 +148,9 @@ class AdmissionEntry(_Model):
     deploy_timestamp: Timestamp
     """The controller's clock when the admission was decided."""
     actor: Actor
+    client: ClientRecord | None = Field(default=None, exclude_if=lambda v: v is None)
+    """How the review reached the webhook (`authenticated`: with a client certificate the
+    client CA verified). Omitted by entries written before it was recorded."""
     provenance: Provenance
     containers: tuple[ContainerRecord, ...] = Field(max_length=768)
     rollback: Rollback | None = Field(default=None, exclude_if=lambda v: v is None)
@@ -167,6 +179,8 @@ class OutcomeEntry(_Model):
     """The admission entry's sequence number."""
     ref_leaf: Annotated[str, Field(pattern=HEX64)]
     """The admission entry's leaf hash, so the reference cannot be re-pointed."""
+    ref_chain: Short | None = None
+    """The chain (writer lane) holding the admission entry; None: this entry's own chain."""
     namespace: Short
     name: Short
     observed_at: Timestamp
@@ -178,6 +192,8 @@ class OutcomeEntry(_Model):
 
     @property
     def idempotency_key(self) -> str:
+        if self.ref_chain:
+            return f"{self.type}:{self.ref_chain}:{self.ref_seq}"
         return f"{self.type}:{self.ref_seq}"
 
 
@@ -286,10 +302,64 @@ class UnadmittedEntry(_Model):
         return f"unadmitted:{self.object_uid}:{self.template_hash}:{self.annotations_hash}"
 
 
+class RecoveredEntry(_Model):
+    """An operator's explicit, reasoned restart of a writer after a cut (`ledger recover`).
+
+    The writer never continues after a cut on its own: this entry, signed like every other, says
+    who accepted the loss, why, and what was lost (the signed head the anchor named against what
+    was still stored).
+    """
+
+    type: Literal["recovered"] = "recovered"
+    reason: Annotated[str, Field(min_length=1, max_length=4096)]
+    operator: Short
+    """The Kubernetes user who ran the command (from a SelfSubjectReview)."""
+    found_size: int = Field(ge=0)
+    found_head: Annotated[str, Field(pattern=HEX64)]
+    expected_size: int | None = Field(default=None, ge=0)
+    """The size the signed head beside the key named, when there was one."""
+    expected_head: Annotated[str, Field(pattern=HEX64)] | None = None
+    problems: tuple[Long, ...] = Field(default=(), max_length=64)
+    """What `ledger verify` reported before the recovery."""
+    recovered_at: Timestamp
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"recovered:{self.found_size}:{self.found_head}:{self.recovered_at}"
+
+
+class KeyRotatedEntry(_Model):
+    """The ledger key changes: written (and signed) with the old key, naming the new one.
+
+    `cross_signature` is the new key's signature over the old key's id, so a verifier that pins
+    only the new key can still trust the segments the old key signed before the rotation.
+    """
+
+    type: Literal["key-rotated"] = "key-rotated"
+    old_key_id: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+    new_key_id: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+    new_public_key: Annotated[str, Field(max_length=1024)]
+    """PEM SubjectPublicKeyInfo of the new key."""
+    cross_signature: Annotated[str, Field(max_length=256, pattern=r"^[A-Za-z0-9+/=]+$")]
+    rotated_at: Timestamp
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"key-rotated:{self.new_key_id}"
+
+
 Entry = Annotated[
     AdmissionEntry | OutcomeEntry | CheckpointEntry | SealEntry | GateChangedEntry
-    | UnadmittedEntry,
+    | UnadmittedEntry | RecoveredEntry | KeyRotatedEntry,
     Field(discriminator="type")]
+
+
+class AnchorHead(_Model):
+    """The newest signed head of a chain, kept beside the key (`segments.anchor_map_name`)."""
+
+    segment: int = Field(ge=0)
+    segment_uid: Short
+    checkpoint: Checkpoint
 
 
 class Record(_Model):
@@ -324,6 +394,8 @@ class AppendReceipt(_Model):
     head: str
     """head_seq (hex)."""
     segment: int
+    chain: Short = ""
+    """The chain (writer lane) that holds it; empty in receipts made before lanes."""
     duplicate: bool = False
     """True when the idempotency key was already recorded and nothing new was written."""
 

@@ -52,7 +52,8 @@ class LedgerReader:
                     newer_than is None or self._cached[0] > newer_than):
                 return self._cached[1]
             began = self._clock()  # the read sees everything written before it began
-            data = await load_chain(self._api, self._config.namespace, self._config.chain)
+            data = await load_chain(self._api, self._config.namespace, self._config.chain,
+                                   key_namespace=self._config.checkpoint_key_namespace)
             report = verify_segments(data, chain=self._config.chain, verifier=self._verifier,
                                      max_entry_bytes=self._config.max_entry_bytes)
             if not report.ok:

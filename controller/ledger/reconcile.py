@@ -33,7 +33,7 @@ from controller.kube import KubeApi, KubeApiError
 from controller.ledger.chain import leaf_hash, parse_timestamp
 from controller.ledger.entries import annotations_hash, build_outcome_entry
 from controller.ledger.models import AdmissionEntry, OutcomeEntry, OutcomeType, Record
-from controller.ledger.segments import Segment, list_segments
+from controller.ledger.segments import Segment
 from controller.ledger.store import Ledger
 from controller.workloads import (
     WorkloadKind,
@@ -93,19 +93,15 @@ class Reconciler:
             return
         cfg = self.ledger.config
         if self._segment is None:
-            open_ = await list_segments(self.ledger.api, cfg.namespace, cfg.chain, state="open")
-            newest = open_[-1].number if open_ else 0
-            self._segment = max(0, newest - cfg.idempotency_segments + 1)
+            self._segment = max(0, self.ledger.tail_segment - cfg.idempotency_segments + 1)
         number = self._segment
         while True:
             seg = await self.ledger.get_segment(number)
             if seg is None:
                 break
             self._take_segment(seg)
-            self._segment = number
-            if not seg.sealed:
-                break
             number += 1
+            self._segment = number
         self._synced_at = time.monotonic()
 
     def _take_segment(self, seg: Segment) -> None:

@@ -51,7 +51,8 @@ async def prune(
     """Prune all but the newest `keep_segments` sealed segments (see the module docstring)."""
     if keep_segments < 1:
         raise LedgerError("keep at least one sealed segment")
-    data = await load_chain(api, config.namespace, config.chain)
+    data = await load_chain(api, config.namespace, config.chain,
+                            key_namespace=config.checkpoint_key_namespace)
     report = verify_segments(data, chain=config.chain, verifier=verifier,
                              max_entry_bytes=config.max_entry_bytes)
     if not report.ok:

@@ -1,13 +1,17 @@
 """The ConfigMap layout of a chain, and reading it back.
 
 A chain `C` in the ledger namespace is:
-- segments `C-00000000`, `C-00000001`, ...: each entry under its own data key `e-<seq, 12 digits>`,
-  whose value is the canonical JSON record. Entries are separate keys so that an append is a small
-  merge patch; the API server still rewrites the object, which is why segments stay small.
-  A full segment is sealed with `immutable: true` and the label state=sealed; every segment after
-  the first starts with a `seal` entry naming its predecessor's uid.
+- segments `C-00000000`, `C-00000001`, ...: one per write (a group commit), created whole and
+  `immutable: true` from the start, so an append never rewrites what is stored. Each entry sits
+  under its own data key `e-<seq, 12 digits>`, whose value is the canonical JSON record; every
+  segment after the first starts with a `seal` entry naming its predecessor's uid; the key
+  `head` holds the checkpoint the writer signed over the chain as that segment leaves it.
 - `C-checkpoints`: the newest signed checkpoint (`latest`), the public key (`public-key`) and,
   after pruning, the first kept segment (`pruned-before`).
+
+Beside the signing key, in the key namespace that writers of the ledger namespace cannot reach,
+`<ledger namespace>.<C>.head` holds the newest signed head (`anchor_map_name`): a cut of the
+newest segments, even together with the checkpoint ConfigMap, is then caught by a plain verify.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ LABEL_ROLE = "provenance.dev/ledger-role"
 LABEL_STATE = "provenance.dev/ledger-state"
 ANNOTATION_SEGMENT = "provenance.dev/ledger-segment"
 MERGE_PATCH = "application/merge-patch+json"
-LIST_PAGE = 20
-"""Segments per list page: up to ~5 MiB per response at 256 KiB a segment."""
+HEAD_KEY = "head"
+"""The data key of a segment's signed head (a `Checkpoint` as JSON)."""
+LIST_PAGE = 250
+"""ConfigMaps per list page: a segment is one group commit, a few KiB."""
 
 
 def segment_name(chain: str, number: int) -> str:
@@ -35,6 +41,11 @@ def segment_name(chain: str, number: int) -> str:
 
 def checkpoint_map_name(chain: str) -> str:
     return f"{chain}-checkpoints"
+
+
+def anchor_map_name(namespace: str, chain: str) -> str:
+    """The ConfigMap beside the signing key that holds the newest signed heads of a ledger."""
+    return f"{namespace}.{chain}.head"
 
 
 def configmaps_path(namespace: str, name: str | None = None) -> str:
@@ -88,6 +99,16 @@ class Segment:
     def size(self) -> int:
         return data_bytes(self.data)
 
+    @property
+    def signed_head(self) -> str | None:
+        """The stored signed head (unparsed, untrusted), if any."""
+        return self.data.get(HEAD_KEY)
+
+    def relabelled(self, chain: str) -> bool:
+        """Its labels are not those the writer gives every segment (state=sealed)."""
+        expected = segment_labels(chain, sealed=True)
+        return any(self.labels.get(k) != v for k, v in expected.items())
+
 
 def segment_labels(chain: str, *, sealed: bool) -> dict[str, str]:
     return {LABEL_CHAIN: chain, LABEL_ROLE: "segment", LABEL_STATE: "sealed" if sealed else "open"}
@@ -98,17 +119,17 @@ async def list_segments(
     namespace: str,
     chain: str,
     *,
-    state: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[Segment]:
-    """Every segment of `chain` (or only open/sealed ones), in number order, paged."""
-    selector = f"{LABEL_CHAIN}={chain},{LABEL_ROLE}=segment"
-    if state is not None:
-        selector += f",{LABEL_STATE}={state}"
+    """Every segment of `chain`, in number order, paged.
+
+    Segments are found by name, not by label: a label is as easy to remove as to read, and a
+    segment hidden from a label selector must be reported, never skipped.
+    """
     out: list[Segment] = []
     cont = ""
     while True:
-        params = {"labelSelector": selector, "limit": str(LIST_PAGE)}
+        params = {"limit": str(LIST_PAGE)}
         if cont:
             params["continue"] = cont
         body = await api.request("GET", configmaps_path(namespace), params=params, timeout=60)

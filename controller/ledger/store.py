@@ -19,7 +19,7 @@ import contextlib
 import logging
 import random
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,9 +28,11 @@ from pydantic import ValidationError
 
 from controller import metrics
 from controller.kube import KubeApi, KubeApiError
+from controller.ledger.anchor import read_anchor, write_anchor
 from controller.ledger.chain import (
     GENESIS,
     CheckpointSigner,
+    CheckpointVerifier,
     leaf_hash,
     next_head,
     record_bytes,
@@ -45,6 +47,7 @@ from controller.ledger.errors import (
     LedgerUnavailable,
 )
 from controller.ledger.models import (
+    AnchorHead,
     AppendReceipt,
     Checkpoint,
     CheckpointEntry,
@@ -55,7 +58,7 @@ from controller.ledger.models import (
 )
 from controller.ledger.segments import (
     ANNOTATION_SEGMENT,
-    LABEL_STATE,
+    HEAD_KEY,
     MERGE_PATCH,
     Segment,
     checkpoint_map_name,
@@ -67,10 +70,6 @@ from controller.ledger.segments import (
 
 log = logging.getLogger(__name__)
 
-CONTENTION_MEMORY = 1.0
-"""Seconds after a conflict during which this writer assumes other replicas are writing."""
-COURTESY_PAUSE = 0.008
-"""The pause after a write while contended: about one re-read of a segment on loopback."""
 UNAVAILABLE_PAUSE = (0.05, 0.5)
 """The first and the longest pause between attempts while the API server fails (unreachable,
 5xx, 429): a refused connection fails in microseconds, and retrying at the conflict pace would
@@ -109,21 +108,16 @@ class _Pending:
 
 @dataclass
 class _Tail:
-    """What this writer believes the newest segment looks like."""
+    """The newest segment of this writer's chain, as this writer verified it."""
 
-    segment: int
-    exists: bool
+    segment: int = -1
+    """Its number; -1 while the chain is empty."""
     uid: str = ""
-    rv: str = ""
-    sealed: bool = False
     next_seq: int = 0
     head: bytes = GENESIS
-    bytes_used: int = 0
     count: int = 0
-    prev_uid: str = ""
-    """When this segment does not exist yet: the uid of the sealed one before it."""
-    prev_count: int = 0
-    """... and how many entries that one holds."""
+    signed: Checkpoint | None = None
+    """Its signed head (None only for the empty chain)."""
 
 
 @dataclass
@@ -136,7 +130,7 @@ class _Built:
     data: dict[str, str] = field(default_factory=dict)
     receipts: list[AppendReceipt] = field(default_factory=list)
     full: bool = False
-    """Some of the batch did not fit: this write fills (and seals) the segment."""
+    """Some of the batch did not fit: the rest goes into the next segment."""
 
 
 @dataclass
@@ -158,44 +152,71 @@ class LedgerStats:
 
 
 class Ledger:
-    """A long-lived appender to one chain. Call `start()` before `append`, `close()` at the end."""
+    """A long-lived appender to one chain. Call `start()` before `append`, `close()` at the end.
+
+    Every write is signed with `signer`, the ledger key kept outside the ledger namespace; a
+    tail that is not signed by it is never extended.
+    """
 
     def __init__(
         self,
         api: KubeApi,
         config: LedgerConfig,
         *,
-        signer: CheckpointSigner | None = None,
+        signer: CheckpointSigner,
         periodic_checkpoints: bool = True,
+        chain: str | None = None,
+        trusted: tuple[CheckpointVerifier, ...] = (),
+        on_corrupt: Callable[[str], None] | None = None,
+        trust_stored_tail: bool = False,
     ) -> None:
         self.api = api
         self.config = config
         self.signer = signer
+        self.chain = chain or config.chain
+        """The chain this writer appends to: the configured chain, or one writer lane of it."""
+        self._trusted = {v.key_id: v for v in (signer.verifier, *trusted)}
+        """Keys whose signed heads this writer extends: its own, and keys it rotated from."""
+        self.on_corrupt = on_corrupt
+        """Told (with the reason) each time a tail is refused; the runtime posts an Event."""
+        self._trust_stored_tail = trust_stored_tail
+        """Only for `ledger recover`: continue from the newest stored segment (still verified
+        and signed) even though the signed head beside the key says the chain was longer."""
         self.stats = LedgerStats()
         self._periodic = periodic_checkpoints
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._inflight: dict[str, asyncio.Future[AppendReceipt]] = {}
-        self._index: dict[str, AppendReceipt] = {}
+        self._index: OrderedDict[str, AppendReceipt] = OrderedDict()
         self._tail: _Tail | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
-        self._contended_at = -CONTENTION_MEMORY
         self._closed = False
         self._last_checkpoint_size = -1
+        self._anchor_next: AnchorHead | None = None
+        self._anchor_task: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load the chain's tail, then run the committer (and the periodic checkpoint task)."""
+        """Load and verify the chain's tail, then run the committer (and periodic checkpoints).
+
+        `LedgerCorrupt` when the tail is not one this writer may extend (unsigned, foreign key,
+        cut): nothing is written until an operator runs `ledger recover`.
+        """
         await self._ensure_namespace()
         try:
             await self._discover()
-        except LedgerCorrupt:
-            self._count_corrupt_tail()
+        except LedgerCorrupt as exc:
+            self._corrupt(exc)
+            raise
+        except KubeApiError as exc:
+            if exc.status in (401, 403):
+                raise LedgerUnavailable(
+                    f"the controller may not read the ledger: {exc.message}") from exc
             raise
         self._tasks.append(asyncio.create_task(self._run(), name="ledger-committer"))
-        if self._periodic and self.signer is not None:
+        if self._periodic:
             self._tasks.append(asyncio.create_task(self._checkpoints(), name="ledger-checkpoint"))
 
     async def close(self, *, grace: float = CLOSE_GRACE_SECONDS) -> None:
@@ -279,6 +300,16 @@ class Ledger:
         """The chain size this writer last saw."""
         return self._tail.next_seq if self._tail else 0
 
+    @property
+    def head(self) -> str:
+        """The chain head this writer last saw (hex)."""
+        return (self._tail.head if self._tail else GENESIS).hex()
+
+    @property
+    def tail_segment(self) -> int:
+        """The newest segment number this writer knows of (-1: none yet)."""
+        return self._tail.segment if self._tail else -1
+
     # -- the committer ---------------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -306,25 +337,14 @@ class Ledger:
                         item.future.set_exception(exc)
             except Exception as exc:
                 if isinstance(exc, LedgerCorrupt):
-                    self._count_corrupt_tail()
-                log.exception("ledger commit failed")
-                self._tail = None  # re-discover from the API server next time
-                error = exc if isinstance(exc, LedgerUnavailable) else LedgerUnavailable(
-                    f"the ledger could not be written: {exc}")
+                    self._corrupt(exc)
+                else:
+                    log.exception("ledger commit failed")
+                self._tail = None  # re-discover (and re-verify) from the API server next time
+                error = LedgerUnavailable(f"the ledger could not be written: {exc}")
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(error)
-
-    async def _courtesy(self) -> None:
-        """After a write, while other replicas are contending, pause about one round trip.
-
-        The writer that just won holds the fresh resourceVersion; without a pause it wins the
-        next round too, while the others re-read, and their admissions starve (p99 of seconds
-        with three replicas). The pause lets a re-read loser land its write; this writer's own
-        next batch grows meanwhile, so throughput does not suffer.
-        """
-        if time.monotonic() - self._contended_at < CONTENTION_MEMORY:
-            await asyncio.sleep(COURTESY_PAUSE)
 
     def _drain(self, batch: list[_Pending]) -> None:
         """Move queued entries into `batch`, up to the batch limit (group commit)."""
@@ -356,41 +376,28 @@ class Ledger:
                     await self._discover()
                 elif stale:
                     await self._refresh()
+                else:
+                    await self._check_tail()
                 stale = False
                 batch[:] = self._settle(batch)
                 if not batch:
                     return
                 tail = self._tail
                 assert tail is not None
-                if not tail.exists:
-                    del batch[:await self._create_segment(tail, batch)]
-                    continue
-                if tail.sealed:
-                    self._tail = _Tail(segment=tail.segment + 1, exists=False,
-                                       next_seq=tail.next_seq, head=tail.head,
-                                       prev_uid=tail.uid, prev_count=tail.count)
-                    continue
-                written = await self._write(tail, batch, timeout)
-                if written == 0:
-                    await self._seal(tail, timeout)
-                    continue
-                del batch[:written]
+                del batch[:await self._create_segment(tail, batch, timeout)]
                 attempt = 0
-                await self._courtesy()
             except KubeApiError as exc:
                 if exc.status in (401, 403):
                     raise LedgerUnavailable(
                         f"the controller may not write the ledger: {exc.message}") from exc
-                # 409 (someone else wrote), 422 (sealed meanwhile), 404, 5xx, 429, unreachable:
-                # re-read and try again within the deadline. The re-read itself spaces the
-                # attempts out; jitter is added only when conflicts repeat, and kept short,
-                # because a long sleep lets the other replicas win the next round too.
+                # 409 (the next segment exists: another writer of this lane, or a forgery that
+                # the re-read refuses), 5xx, 429, unreachable: re-read and try again within
+                # the deadline, pausing longer while the API server fails.
                 if self._closed:
                     raise LedgerClosed(f"the ledger is shutting down ({exc.reason})") from exc
                 if exc.status == 409:
                     self.stats.conflicts += 1
                     metrics.record_ledger_conflict()
-                    self._contended_at = time.monotonic()
                 attempt += 1
                 self.stats.retries += 1
                 metrics.record_ledger_retry()
@@ -417,9 +424,16 @@ class Ledger:
             return True
         return False
 
-    def _count_corrupt_tail(self) -> None:
+    def _corrupt(self, exc: LedgerCorrupt) -> None:
+        """A tail refused: log, metric and (through `on_corrupt`) a Kubernetes Event."""
         self.stats.corrupt_tails += 1
         metrics.record_ledger_tail_failure()
+        log.error("ledger chain %s/%s refused: %s", self.config.namespace, self.chain, exc)
+        if self.on_corrupt is not None:
+            try:
+                self.on_corrupt(str(exc))
+            except Exception:
+                log.exception("reporting the refused ledger tail failed")
 
     def _settle(self, batch: list[_Pending]) -> list[_Pending]:
         """Fail what is past its deadline, answer what is already recorded, keep the rest."""
@@ -441,7 +455,7 @@ class Ledger:
 
     def _build(self, batch: list[_Pending], *, seq: int, head: bytes, used: int,
                segment: int, first: bool) -> _Built:
-        """Records for as many of `batch` as fit in the segment, chained from `head`."""
+        """Records for as many of `batch` as fit in one segment, chained from `head`."""
         built = _Built(seq=seq, head=head, used=used)
         limit = self.config.segment_max_bytes
         for item in batch:
@@ -459,15 +473,23 @@ class Ledger:
             built.data[key] = raw.decode()
             built.used += len(key) + len(raw)
             built.receipts.append(AppendReceipt(seq=built.seq, leaf=leaf.hex(),
-                                                head=built.head.hex(), segment=segment))
+                                                head=built.head.hex(), segment=segment,
+                                                chain=self.chain))
             built.seq += 1
         return built
+
+    def _remember(self, key: str, receipt: AppendReceipt) -> None:
+        """Index an idempotency key, keeping only the newest `idempotency_entries`."""
+        self._index[key] = receipt
+        self._index.move_to_end(key)
+        while len(self._index) > self.config.idempotency_entries:
+            self._index.popitem(last=False)
 
     def _settled_by(self, batch: list[_Pending], built: _Built) -> None:
         """Hand out receipts for what a successful write stored."""
         for item, receipt in zip(batch, built.receipts, strict=False):
             if item.key is not None:
-                self._index[item.key] = receipt
+                self._remember(item.key, receipt)
             if not item.future.done():
                 item.future.set_result(receipt)
         self.stats.writes += 1
@@ -475,104 +497,49 @@ class Ledger:
         self.stats.batch_sizes.append(len(built.receipts))
         metrics.record_ledger_write(entries=len(built.receipts))
 
-    async def _write(self, tail: _Tail, batch: list[_Pending], timeout: float) -> int:
-        """Write as many of `batch` as fit; return how many (0: the segment is full)."""
-        built = self._build(batch, seq=tail.next_seq, head=tail.head, used=tail.bytes_used,
-                            segment=tail.segment, first=tail.count == 0)
-        if not built.data:
-            return 0
-        patch: dict[str, Any] = {"metadata": {"resourceVersion": tail.rv}, "data": built.data}
-        if built.full:
-            # The segment is full: seal it in the same write, rather than rewriting the whole
-            # object a second time just to set `immutable`.
-            patch["immutable"] = True
-            patch["metadata"]["labels"] = {LABEL_STATE: "sealed"}
-        path = configmaps_path(self.config.namespace, segment_name(self.config.chain, tail.segment))
-        obj = await self.api.request("PATCH", path, body=patch, content_type=MERGE_PATCH,
-                                     timeout=max(timeout, 0.05))
-        tail.rv = str(obj["metadata"]["resourceVersion"])
-        tail.next_seq, tail.head, tail.bytes_used = built.seq, built.head, built.used
-        tail.count += len(built.data)
-        if built.full:
-            tail.sealed = True
-            self.stats.seals += 1
-        self._settled_by(batch, built)
-        return len(built.receipts)
+    async def _create_segment(self, tail: _Tail, batch: list[_Pending], timeout: float) -> int:
+        """Create the segment after `tail` with as much of `batch` as fits; return how many.
 
-    async def _seal(self, tail: _Tail, timeout: float) -> None:
-        """Make the full segment immutable; the next write opens the next segment."""
-        patch = {"metadata": {"resourceVersion": tail.rv,
-                              "labels": {LABEL_STATE: "sealed"}},
-                 "immutable": True}
-        path = configmaps_path(self.config.namespace, segment_name(self.config.chain, tail.segment))
-        obj = await self.api.request("PATCH", path, body=patch, content_type=MERGE_PATCH,
-                                     timeout=max(timeout, 0.05))
-        tail.rv = str(obj["metadata"]["resourceVersion"])
-        tail.sealed = True
-        self.stats.seals += 1
-
-    async def _create_segment(self, tail: _Tail, batch: list[_Pending]) -> int:
-        """Create the tail segment with as much of `batch` as fits; return how many.
-
-        Every segment after the first starts with the seal entry of its predecessor, whose uid
-        and size this writer learnt when it saw it sealed. Creation by name makes a racing
-        writer fail cleanly (409 AlreadyExists); it then takes the winner's segment.
+        The segment is created whole and immutable, so an append costs the same however long
+        the chain is. It starts with the seal of its predecessor (its uid, its entry count and
+        its signed head) and ends with this writer's signature over the new head. Creation by
+        name is the concurrency control: if the name exists, someone else wrote that position
+        (409), and the re-read decides whether that is a writer of this lane or a forgery.
         """
+        number = tail.segment + 1
         data: dict[str, str] = {}
-        checkpoint: Checkpoint | None = None
         seq, head, used = tail.next_seq, tail.head, 0
-        if tail.segment > 0:
-            if not tail.prev_uid:
-                prev = await self.get_segment(tail.segment - 1)
-                if prev is None:
-                    # Opening a segment after a deleted one would graft a new chain onto a
-                    # cut one.
-                    raise LedgerCorrupt(
-                        f"ledger segment {segment_name(self.config.chain, tail.segment - 1)} "
-                        "disappeared; run `ledger verify`")
-                if not prev.sealed:
-                    await self._discover()  # our view is stale
-                    return 0
-                tail.prev_uid, tail.prev_count = prev.uid, len(prev.entries())
-            if self.signer is not None:
-                checkpoint = self.signer.sign(chain=self.config.chain, size=seq, head=head)
-            seal = SealEntry(segment=tail.segment - 1, segment_uid=tail.prev_uid,
-                             entries=tail.prev_count, checkpoint=checkpoint)
+        if number > 0:
+            seal = SealEntry(segment=tail.segment, segment_uid=tail.uid, entries=tail.count,
+                             checkpoint=tail.signed)
             raw = record_bytes(Record(seq=seq, prev=head.hex(), entry=seal))
             data[entry_key(seq)] = raw.decode()
             used = len(entry_key(seq)) + len(raw)
             head, seq = next_head(head, leaf_hash(raw)), seq + 1
-        built = self._build(batch, seq=seq, head=head, used=used, segment=tail.segment,
+        built = self._build(batch, seq=seq, head=head, used=used, segment=number,
                             first=not data)
         data.update(built.data)
+        signed = self.signer.sign(chain=self.chain, size=built.seq, head=built.head)
+        data[HEAD_KEY] = signed.model_dump_json()
         body = {
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {
-                "name": segment_name(self.config.chain, tail.segment),
+                "name": segment_name(self.chain, number),
                 "namespace": self.config.namespace,
-                "labels": segment_labels(self.config.chain, sealed=False),
-                "annotations": {ANNOTATION_SEGMENT: str(tail.segment)},
+                "labels": segment_labels(self.chain, sealed=True),
+                "annotations": {ANNOTATION_SEGMENT: str(number)},
             },
+            "immutable": True,
             "data": data,
         }
-        try:
-            obj = await self.api.request("POST", configmaps_path(self.config.namespace),
-                                         body=body)
-        except KubeApiError as exc:
-            if exc.status != 409:
-                raise
-            # Another replica opened it first (AlreadyExists): take its version.
-            await self._refresh()
-            return 0
-        seg = Segment.from_object(obj, chain=self.config.chain)
-        assert seg is not None
-        self._tail = _Tail(segment=seg.number, exists=True, uid=seg.uid,
-                           rv=seg.resource_version, next_seq=built.seq, head=built.head,
-                           bytes_used=seg.size, count=len(data))
-        if built.receipts:
-            self._settled_by(batch, built)
-        if checkpoint is not None:
-            self._background(self._publish_checkpoint(checkpoint))
+        obj = await self.api.request("POST", configmaps_path(self.config.namespace), body=body,
+                                     timeout=max(timeout, 0.05))
+        uid = str((obj.get("metadata") or {}).get("uid", ""))
+        self._tail = _Tail(segment=number, uid=uid, next_seq=built.seq, head=built.head,
+                           count=len(data) - 1, signed=signed)
+        self.stats.seals += 1
+        self._settled_by(batch, built)
+        self._publish_anchor(AnchorHead(segment=number, segment_uid=uid, checkpoint=signed))
         return len(built.receipts)
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
@@ -581,100 +548,169 @@ class Ledger:
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
 
-    # -- reading ---------------------------------------------------------------------------------
+    # -- the signed head beside the key ----------------------------------------------------------
 
-    async def get_segment(self, number: int) -> Segment | None:
+    def _publish_anchor(self, anchor: AnchorHead) -> None:
+        """Keep the newest signed head beside the key, off the commit path and coalesced: one
+        write in flight at a time, always of the newest head."""
+        self._anchor_next = anchor
+        if self._anchor_task is None or self._anchor_task.done():
+            self._anchor_task = asyncio.create_task(self._anchor_writer())
+            self._side_tasks.add(self._anchor_task)
+            self._anchor_task.add_done_callback(self._side_tasks.discard)
+
+    async def _anchor_writer(self) -> None:
+        while self._anchor_next is not None:
+            anchor, self._anchor_next = self._anchor_next, None
+            try:
+                await write_anchor(self.api, self.config, self.chain, anchor,
+                                   public_pem=self.signer.verifier.public_pem().decode())
+            except (KubeApiError, LedgerError) as exc:
+                # The chain itself is durable; only the cut detection lags until the next write.
+                log.warning("cannot keep the ledger's signed head beside the key: %s", exc)
+                metrics.record_ledger_anchor_failure()
+
+    # -- reading and verifying the tail ----------------------------------------------------------
+
+    async def get_segment(self, number: int, chain: str | None = None) -> Segment | None:
         """Segment `number` as stored now, or None when it does not exist."""
-        path = configmaps_path(self.config.namespace, segment_name(self.config.chain, number))
+        chain = chain or self.chain
+        path = configmaps_path(self.config.namespace, segment_name(chain, number))
         try:
             obj = await self.api.request("GET", path)
         except KubeApiError as exc:
             if exc.status == 404:
                 return None
             raise
-        return Segment.from_object(obj, chain=self.config.chain)
+        return Segment.from_object(obj, chain=chain)
 
     async def _discover(self) -> None:
-        """Find the newest segment (cheaply, through the open-state label) and index it."""
-        ns, chain = self.config.namespace, self.config.chain
-        candidates = await list_segments(self.api, ns, chain, state="open")
-        if not candidates:
-            # No open segment: a new chain, or a writer died between sealing and opening.
-            candidates = await list_segments(self.api, ns, chain)
-        if not candidates:
-            self._tail = _Tail(segment=0, exists=False)
-            return
-        newest = candidates[-1]
+        """Find and verify the newest segment, from the signed head beside the key.
+
+        Without that head (a new ledger) the segments are listed. A chain the head names but
+        whose segment is gone, or that is shorter than the head, is a cut: refused.
+        """
         self._tail = None
+        anchor = None if self._trust_stored_tail else \
+            await read_anchor(self.api, self.config, self.chain)
+        if anchor is not None:
+            self._check_signature(anchor.checkpoint, "the signed head beside the key")
+            newest = await self.get_segment(anchor.segment)
+            if newest is None:
+                raise LedgerCorrupt(
+                    f"ledger segment {segment_name(self.chain, anchor.segment)}, which the "
+                    f"signed head beside the key names (size {anchor.checkpoint.size}), is gone: "
+                    "the chain was cut; run `ledger verify`, then `ledger recover --reason`")
+            if newest.uid != anchor.segment_uid:
+                raise LedgerCorrupt(f"ledger segment {newest.name} was deleted and recreated; "
+                                    "run `ledger verify`, then `ledger recover --reason`")
+        else:
+            segments = await list_segments(self.api, self.config.namespace, self.chain)
+            if not segments:
+                self._tail = _Tail()
+                return
+            newest = segments[-1]
         first = max(0, newest.number - self.config.idempotency_segments + 1)
-        for number in range(first, newest.number):
-            older = await self.get_segment(number)
-            if older is not None:
-                self._absorb(older)
-        self._absorb(newest)
+        older = await asyncio.gather(*(self.get_segment(n) for n in range(first, newest.number)))
+        for seg in older:
+            if seg is not None:
+                self._index_segment(seg)
+        self._tail = self._verified(newest, None)
+        if anchor is not None and self._tail.next_seq < anchor.checkpoint.size:
+            raise LedgerCorrupt(f"the chain holds {self._tail.next_seq} entries, the signed head "
+                                f"beside the key {anchor.checkpoint.size}: it was cut")
+        await self._refresh()
 
     async def _refresh(self) -> None:
-        """Re-read the tail segment after a conflict, taking in other writers' entries."""
+        """Take in what was written after the tail (another writer of this lane, or our own
+        write whose response was lost), verifying each segment before it becomes the tail."""
         tail = self._tail
         if tail is None:
             await self._discover()
             return
-        seg = await self.get_segment(tail.segment)
-        if seg is None:
-            if tail.exists:
-                # The segment we were appending to is gone: never continue silently.
-                self._tail = None
-                raise LedgerCorrupt(
-                    f"ledger segment {segment_name(self.config.chain, tail.segment)} "
-                    "disappeared; run `ledger verify`")
-            return
-        self._absorb(seg)
+        while True:
+            seg = await self.get_segment(tail.segment + 1)
+            if seg is None:
+                return
+            tail = self._verified(seg, tail)
+            self._tail = tail
 
-    def _absorb(self, seg: Segment) -> None:
-        """Take in a segment read from the API server: index its keys and move the tail."""
+    async def _check_tail(self) -> None:
+        """Before extending the tail, make sure it is still stored as verified: a segment
+        deleted (or deleted and recreated) under the writer is a cut, never built upon."""
         tail = self._tail
-        if tail is not None and tail.exists and tail.segment == seg.number \
-                and tail.uid != seg.uid:
-            # We never delete a segment we append to; someone else did and recreated it.
-            self._tail = None
-            raise LedgerCorrupt(f"ledger segment {seg.name} was deleted and recreated; "
-                                "run `ledger verify`")
-        same = tail is not None and tail.exists and tail.segment == seg.number
-        if tail is not None and seg.number < tail.segment:
+        assert tail is not None
+        if tail.segment < 0:
             return
+        seg = await self.get_segment(tail.segment)
+        if seg is None or seg.uid != tail.uid:
+            self._tail = None
+            what = "disappeared" if seg is None else "was deleted and recreated"
+            raise LedgerCorrupt(f"ledger segment {segment_name(self.chain, tail.segment)} "
+                                f"{what}; run `ledger verify`, then `ledger recover --reason`")
+
+    def _check_signature(self, checkpoint: Checkpoint, what: str) -> None:
+        verifier = self._trusted.get(checkpoint.key_id)
+        if verifier is None:
+            raise LedgerCorrupt(f"{what} is signed by key {checkpoint.key_id}, not by this "
+                                "ledger's key: refusing to extend it")
+        if checkpoint.chain != self.chain or not verifier.verify(checkpoint):
+            raise LedgerCorrupt(f"{what} has no valid signature by this ledger's key: "
+                                "refusing to extend it")
+
+    def _verified(self, seg: Segment, prev: _Tail | None) -> _Tail:
+        """Check one segment: links (from `prev` when known), seal, and its signed head."""
+        if not seg.sealed:
+            raise LedgerCorrupt(f"ledger segment {seg.name} is not immutable; no writer of "
+                                "this ledger made it")
         entries = seg.entries()
-        if same:
-            assert tail is not None
-            start_seq, head = tail.next_seq, tail.head
-        else:
-            start_seq = entries[0][0] if entries else (tail.next_seq if tail else 0)
-            if tail is not None and tail.next_seq == start_seq:
-                head = tail.head
-            elif entries:
-                head = bytes.fromhex(self._record(entries[0][2]).prev)
-            else:
-                head = GENESIS
-        seq, count, used = start_seq, 0, seg.size
-        for entry_seq, _key, raw in entries:
-            count += 1
-            if entry_seq < start_seq:
-                continue
-            if entry_seq != seq:
-                raise LedgerCorrupt(f"ledger segment {seg.name} skips from {seq} to {entry_seq}")
-            record = self._record(raw)
-            if record.seq != seq or record.prev != head.hex():
+        if not entries:
+            raise LedgerCorrupt(f"ledger segment {seg.name} holds no entries")
+        records = [(seq, raw, self._record(raw)) for seq, _key, raw in entries]
+        head = bytes.fromhex(records[0][2].prev) if prev is None else prev.head
+        seq = records[0][0] if prev is None else prev.next_seq
+        if prev is not None and seg.number > 0:
+            seal = records[0][2].entry
+            if not isinstance(seal, SealEntry) or seal.segment != prev.segment \
+                    or seal.segment_uid != prev.uid or seal.entries != prev.count:
+                raise LedgerCorrupt(f"ledger segment {seg.name} does not seal segment "
+                                    f"{prev.segment} as this writer knows it")
+        for entry_seq, raw, record in records:
+            if entry_seq != seq or record.seq != seq or record.prev != head.hex():
                 raise LedgerCorrupt(
-                    f"ledger segment {seg.name}: entry {seq} does not extend the chain")
+                    f"ledger segment {seg.name}: entry {entry_seq} does not extend the chain")
             leaf = leaf_hash(raw.encode())
             head = next_head(head, leaf)
             key = record.entry.idempotency_key
-            self._index[key] = AppendReceipt(seq=seq, leaf=leaf.hex(), head=head.hex(),
-                                             segment=seg.number)
+            self._remember(key, AppendReceipt(seq=seq, leaf=leaf.hex(), head=head.hex(),
+                                              segment=seg.number, chain=self.chain))
             seq += 1
-        self._tail = _Tail(segment=seg.number, exists=True, uid=seg.uid,
-                           rv=seg.resource_version, sealed=seg.sealed, next_seq=seq, head=head,
-                           bytes_used=used, count=count)
-        self._prune_index(seg.number)
+        text = seg.signed_head
+        if text is None:
+            raise LedgerCorrupt(f"ledger segment {seg.name} carries no signed head: no writer "
+                                "of this ledger made it; refusing to extend it")
+        try:
+            signed = Checkpoint.model_validate_json(text)
+        except ValidationError as exc:
+            raise LedgerCorrupt(f"ledger segment {seg.name}: its signed head does not parse "
+                                f"({exc.error_count()} problems)") from exc
+        self._check_signature(signed, f"ledger segment {seg.name}")
+        if signed.size != seq or signed.head != head.hex():
+            raise LedgerCorrupt(f"ledger segment {seg.name}: its signed head does not match "
+                                "its entries")
+        return _Tail(segment=seg.number, uid=seg.uid, next_seq=seq, head=head,
+                     count=len(records), signed=signed)
+
+    def _index_segment(self, seg: Segment) -> None:
+        """Index the idempotency keys of an older segment (best effort: the tail is verified)."""
+        for seq, _key, raw in seg.entries():
+            try:
+                record = Record.model_validate_json(raw)
+            except ValidationError:
+                continue
+            self._remember(record.entry.idempotency_key, AppendReceipt(
+                seq=seq, leaf=leaf_hash(raw.encode()).hex(), head=GENESIS.hex(),
+                segment=seg.number, chain=self.chain))
 
     def _record(self, raw: str) -> Record:
         try:
@@ -682,28 +718,22 @@ class Ledger:
         except ValidationError as exc:
             raise LedgerCorrupt(f"a stored ledger entry does not parse: {exc}") from exc
 
-    def _prune_index(self, newest: int) -> None:
-        oldest = newest - self.config.idempotency_segments + 1
-        if any(r.segment < oldest for r in self._index.values()):
-            self._index = {k: r for k, r in self._index.items() if r.segment >= oldest}
-
     # -- checkpoints -----------------------------------------------------------------------------
 
-    async def checkpoint(self, *, deadline: float | None = None) -> Checkpoint | None:
-        """Sign the current chain into the log and the checkpoint ConfigMap; None without a key."""
+    async def checkpoint(self, *, deadline: float | None = None,
+                         force_publish: bool = False) -> Checkpoint | None:
+        """Sign the current chain into the log and the checkpoint ConfigMap."""
         signer = self.signer
-        if signer is None:
-            return None
         made: list[Checkpoint] = []
 
         def build(seq: int, prev: bytes) -> Entry:
-            cp = signer.sign(chain=self.config.chain, size=seq, head=prev)
+            cp = signer.sign(chain=self.chain, size=seq, head=prev)
             made.append(cp)
             return CheckpointEntry(checkpoint=cp)
 
         await self.append_factory(build, deadline=deadline or time.monotonic() + 10)
         self._last_checkpoint_size = made[-1].size
-        await self._publish_checkpoint(made[-1])
+        await self._publish_checkpoint(made[-1], force=force_publish)
         return made[-1]
 
     async def _checkpoints(self) -> None:
@@ -716,10 +746,9 @@ class Ledger:
             except (LedgerError, KubeApiError):
                 log.warning("periodic ledger checkpoint failed", exc_info=True)
 
-    async def _publish_checkpoint(self, checkpoint: Checkpoint) -> None:
+    async def _publish_checkpoint(self, checkpoint: Checkpoint, *, force: bool = False) -> None:
         """Best effort: keep the newest checkpoint in `<chain>-checkpoints` for export."""
-        assert self.signer is not None
-        ns, name = self.config.namespace, checkpoint_map_name(self.config.chain)
+        ns, name = self.config.namespace, checkpoint_map_name(self.chain)
         value = checkpoint.model_dump_json()
         try:
             obj: dict[str, Any] = await self.api.request("GET", configmaps_path(ns, name))
@@ -729,7 +758,7 @@ class Ledger:
                 return
             body = {"apiVersion": "v1", "kind": "ConfigMap",
                     "metadata": {"name": name, "namespace": ns,
-                                 "labels": {"provenance.dev/ledger-chain": self.config.chain,
+                                 "labels": {"provenance.dev/ledger-chain": self.chain,
                                             "provenance.dev/ledger-role": "checkpoints"}},
                     "data": {"latest": value,
                              "public-key": self.signer.verifier.public_pem().decode()}}
@@ -737,7 +766,7 @@ class Ledger:
                 await self.api.request("POST", configmaps_path(ns), body=body)
             return
         current = (obj.get("data") or {}).get("latest")
-        if current:
+        if current and not force:
             try:
                 if Checkpoint.model_validate_json(current).size >= checkpoint.size:
                     return

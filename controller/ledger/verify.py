@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from controller.kube import KubeApi
+from controller.kube import KubeApi, KubeApiError
+from controller.ledger.anchor import PUBLIC_KEY, parse_anchor, read_anchors
 from controller.ledger.chain import (
     GENESIS,
     CheckpointVerifier,
@@ -31,7 +32,8 @@ from controller.ledger.chain import (
     next_head,
     record_bytes,
 )
-from controller.ledger.errors import LedgerError, TamperError, TamperKind
+from controller.ledger.config import LedgerConfig
+from controller.ledger.errors import LedgerCorrupt, LedgerError, TamperError, TamperKind
 from controller.ledger.models import Checkpoint, CheckpointEntry, Record, SealEntry
 from controller.ledger.segments import Segment, list_segments, read_checkpoint_map
 
@@ -92,14 +94,29 @@ class ChainData:
 
     segments: list[Segment]
     checkpoint_map: dict[str, str] | None
+    anchors: dict[str, str] | None = None
+    """The signed heads beside the key (`controller.ledger.anchor`), when they could be read."""
+    anchor_error: str | None = None
+    """Why they could not be read (then cuts of the newest segments go undetected)."""
 
 
 # pragma: no mutate start (I/O against the API server: tests/ledger/test_tamper.py drives it)
 async def load_chain(api: KubeApi, namespace: str, chain: str, *,
-                     progress: Callable[[int], None] | None = None) -> ChainData:
-    """Read every segment and the checkpoint ConfigMap."""
+                     progress: Callable[[int], None] | None = None,
+                     key_namespace: str | None = None,
+                     ledger_chain: str | None = None) -> ChainData:
+    """Read every segment, the checkpoint ConfigMap and (from `key_namespace`) the signed
+    heads beside the key. `ledger_chain` is the configured chain when `chain` is a lane."""
     segments = await list_segments(api, namespace, chain, progress=progress)
-    return ChainData(segments, await read_checkpoint_map(api, namespace, chain))
+    data = ChainData(segments, await read_checkpoint_map(api, namespace, chain))
+    if key_namespace is not None:
+        config = LedgerConfig(namespace=namespace, chain=ledger_chain or chain,
+                              checkpoint_key_namespace=key_namespace)
+        try:
+            data.anchors = await read_anchors(api, config) or {}
+        except KubeApiError as exc:
+            data.anchor_error = f"{exc.status} {exc.message}"
+    return data
 # pragma: no mutate end
 
 
@@ -136,6 +153,20 @@ def verify_segments(
             report.add(TamperKind.DELETED_SEGMENT,
                        f"pruned-before={pruned_before} names a segment that does not exist",
                        segment=pruned_before)
+    anchors = data.anchors or {}
+    if verifier is None and anchors.get(PUBLIC_KEY):
+        # Beside the key, out of reach of the ledger namespace's writers: a better first use
+        # than the copy in the checkpoint ConfigMap.
+        try:
+            verifier = CheckpointVerifier.from_pem(anchors[PUBLIC_KEY].encode())
+        except LedgerError as exc:
+            report.add(TamperKind.BAD_SIGNATURE, f"the public key beside the ledger key: {exc}")
+        report.notes.append("signatures checked against the public key beside the ledger key; "
+                            "pass --public-key to pin it")
+    if data.anchor_error is not None:
+        report.notes.append("the signed heads beside the ledger key could not be read "
+                            f"({data.anchor_error}): a cut of the newest segments would go "
+                            "unnoticed")
     if verifier is None and cmap.get("public-key"):
         # Trust-on-first-use of the in-cluster key; `--public-key` pins it from outside.
         try:
@@ -145,18 +176,22 @@ def verify_segments(
         report.notes.append("checkpoint signatures checked against the in-cluster public key; "
                             "pass --public-key to pin it")
 
-    # 1. Segments: contiguous numbers, all but the newest sealed.
+    # 1. Segments: contiguous numbers, every one immutable and labelled as written.
     expected = pruned_before
-    for index, seg in enumerate(segments):
+    for seg in segments:
         if seg.number > expected:
             missing = ", ".join(str(n) for n in range(expected, seg.number))
             report.add(TamperKind.DELETED_SEGMENT, f"segment(s) {missing} are missing",
                        segment=expected)
         expected = seg.number + 1
-        if index < len(segments) - 1 and not seg.sealed:
+        if not seg.sealed:
             report.add(TamperKind.UNSEALED_SEGMENT,
-                       f"segment {seg.number} is followed by another but is not immutable",
-                       segment=seg.number)
+                       f"segment {seg.number} is not immutable (the writer creates every "
+                       "segment immutable)", segment=seg.number)
+        if seg.relabelled(chain):
+            report.add(TamperKind.RELABELLED_SEGMENT,
+                       f"segment {seg.number}'s labels were changed ({_labels(seg)}), which hides "
+                       "it from label selectors", segment=seg.number)
 
     head, seq = GENESIS, 0
     anchored = pruned_before == 0
@@ -241,6 +276,7 @@ def verify_segments(
             report.heads[key_seq] = head.hex()
             report.records.append(StoredRecord(record, leaf.hex(), head.hex(), seg.number))
             seq = key_seq + 1
+        _check_signed_head(seg, seq, head, report, verifier, chain=chain)
     report.size, report.head = seq, head.hex()
 
     # 4. Checkpoints in the log, in the checkpoint ConfigMap, and the saved one.
@@ -258,7 +294,64 @@ def verify_segments(
             report.add(TamperKind.MALFORMED, f"the checkpoint ConfigMap: {exc}")
     if saved is not None:
         _check_checkpoint(saved, report, verifier, where="the saved checkpoint", chain=chain)
+    if chain in anchors:
+        _check_anchor(anchors[chain], report, verifier, segments, chain=chain)
     return report
+
+
+def _labels(seg: Segment) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(seg.labels.items())) or "none"
+
+
+def _check_signed_head(seg: Segment, size: int, head: bytes, report: VerifyReport,
+                       verifier: CheckpointVerifier | None, *, chain: str) -> None:
+    """A segment ends with the writer's signature over the chain as it leaves it."""
+    text = seg.signed_head
+    if text is None:
+        report.add(TamperKind.UNSIGNED_SEGMENT,
+                   f"segment {seg.number} carries no signed head: the ledger key did not write "
+                   "it", segment=seg.number)
+        return
+    try:
+        signed = parse_checkpoint(text)
+    except LedgerError as exc:
+        report.add(TamperKind.UNSIGNED_SEGMENT, f"segment {seg.number}'s signed head: {exc}",
+                   segment=seg.number)
+        return
+    if verifier is None:
+        report.add(TamperKind.BAD_SIGNATURE, f"segment {seg.number}'s signed head cannot be "
+                   "checked: no public key (pass --public-key)", segment=seg.number)
+        return
+    if signed.chain != chain or not verifier.verify(signed):
+        report.add(TamperKind.UNSIGNED_SEGMENT,
+                   f"segment {seg.number} is not signed by the ledger key {verifier.key_id}",
+                   segment=seg.number)
+        return
+    if signed.size != size or signed.head != head.hex():
+        report.add(TamperKind.EDITED_ENTRY,
+                   f"segment {seg.number}'s signed head (size {signed.size}) does not match its "
+                   f"entries (size {size})", segment=seg.number)
+
+
+def _check_anchor(text: str, report: VerifyReport, verifier: CheckpointVerifier | None,
+                  segments: list[Segment], *, chain: str) -> None:
+    """The newest signed head beside the key: the chain must reach it (else it was cut)."""
+    try:
+        anchor = parse_anchor(text, chain=chain)
+    except LedgerCorrupt as exc:
+        report.add(TamperKind.MALFORMED, str(exc))
+        return
+    where = "the signed head beside the ledger key"
+    _check_checkpoint(anchor.checkpoint, report, verifier, where=where, chain=chain)
+    named = next((s for s in segments if s.number == anchor.segment), None)
+    if named is None:
+        if not any(p.kind is TamperKind.TRUNCATED for p in report.problems):
+            report.add(TamperKind.TRUNCATED, f"segment {anchor.segment}, which {where} names, "
+                       "is gone", segment=anchor.segment)
+    elif named.uid != anchor.segment_uid:
+        report.add(TamperKind.RECREATED_SEGMENT,
+                   f"segment {anchor.segment} was deleted and recreated (uid {named.uid}, "
+                   f"signed as {anchor.segment_uid})", segment=anchor.segment)
 
 
 def _parse(raw: str, key_seq: int, seg: Segment, report: VerifyReport,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import urllib.error
@@ -13,6 +14,9 @@ import yaml
 
 from controller.dev.controller import DevController
 from controller.dev.controlplane import LocalControlPlane
+from controller.kube import KubeApi
+from controller.ledger.models import AdmissionEntry
+from controller.ledger.verify import load_chain, verify_segments
 from tests.builders import IMAGE, deployment, prov_annotations, review
 from tests.fixtures.cluster import kubectl
 from tests.fixtures.controller import AUDIT_NAMESPACE, EXEMPT_NAMESPACE
@@ -215,8 +219,26 @@ def test_only_the_api_server_may_send_reviews(
                                  method="POST", headers={"Content-Type": "application/json"})
     with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
         urllib.request.urlopen(req, context=anonymous, timeout=5)
-    # The API server itself presents its webhook client certificate and gets through.
-    assert apply(control_plane, deployment(_name()))[0] == 0
+    # The API server itself presents its webhook client certificate and gets through, and the
+    # ledger records that its review came over an authenticated connection.
+    name = _name()
+    assert apply(control_plane, deployment(name))[0] == 0
+    entries = asyncio.run(_admission_entries(control_plane, name))
+    assert entries and all(e.client is not None and e.client.authenticated for e in entries)
+    assert all(e.client is not None and e.client.subject for e in entries)
+
+
+async def _admission_entries(control_plane: LocalControlPlane, name: str) -> list[AdmissionEntry]:
+    api = KubeApi.from_kubeconfig(str(control_plane.kubeconfig))
+    try:
+        data = await load_chain(api, "provenance-ledger", "audit",
+                                key_namespace="provenance-system")
+    finally:
+        await api.close()
+    report = verify_segments(data, chain="audit")
+    assert report.ok, report.problems
+    return [r.record.entry for r in report.records
+            if isinstance(r.record.entry, AdmissionEntry) and r.record.entry.name == name]
 
 
 def test_a_denial_is_logged_once_with_its_reasons_not_as_an_error(

@@ -81,7 +81,7 @@ def live(cp: LocalControlPlane) -> dict[str, Any] | None:
 
 
 async def gate_entries(api: KubeApi) -> list[GateChangedEntry]:
-    data = await load_chain(api, "provenance-ledger", "audit")
+    data = await load_chain(api, "provenance-ledger", "audit", key_namespace="provenance-system")
     report = verify_segments(data, chain="audit")
     assert report.ok, report.problems
     return [r.record.entry for r in report.records

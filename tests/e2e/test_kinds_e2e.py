@@ -59,7 +59,9 @@ def ledger_cli(cp: LocalControlPlane, *args: str) -> subprocess.CompletedProcess
 async def ledger_admissions(api: KubeApi) -> list[AdmissionView]:
     """Every admission entry of the session's ledger, after checking the chain verifies."""
     config = LedgerConfig()
-    data = await load_chain(api, config.namespace, config.chain)
+    data = await load_chain(
+        api, config.namespace, config.chain,
+        key_namespace=config.checkpoint_key_namespace)
     report = verify_segments(data, chain=config.chain, max_entry_bytes=config.max_entry_bytes)
     assert report.ok, report.problems[:3]
     return admissions(report.records)

@@ -9,7 +9,9 @@ from controller.config import Config
 from controller.kube import KubeApi, KubeApiError
 from controller.ledger.config import LedgerConfig
 from controller.ledger.entries import build_admission_entry
+from controller.ledger.keys import load_signer
 from controller.ledger.models import AdmissionEntry
+from controller.ledger.store import Ledger
 from controller.review import WorkloadRequest, parse_review
 
 DIGEST = "sha256:" + "ab" * 32
@@ -99,8 +101,19 @@ def run_cli(kubeconfig: str, config: LedgerConfig, command: str,
     parser = argparse.ArgumentParser(prog="kubectl-provenance")
     add_subcommands(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["ledger", command, "--kubeconfig", kubeconfig,
-                              "--namespace", config.namespace, "--chain", config.chain, *argv])
+                              "--namespace", config.namespace, "--chain", config.chain,
+                              "--key-namespace", config.checkpoint_key_namespace, *argv])
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = args.handler(args)
     return code, out.getvalue(), err.getvalue()
+
+
+async def new_ledger(api: KubeApi, config: LedgerConfig, *, periodic_checkpoints: bool = False,
+                     **kwargs: Any) -> Ledger:
+    """A writer with the ledger's key (created in its key namespace on first use); not started.
+
+    Every writer of one ledger shares the key, as the controller's replicas do."""
+    await ensure_namespace(api, config.checkpoint_key_namespace)
+    signer = await load_signer(api, config, create=True)
+    return Ledger(api, config, signer=signer, periodic_checkpoints=periodic_checkpoints, **kwargs)

@@ -19,7 +19,7 @@ from controller.ledger.models import AdmissionEntry, AppendReceipt
 from controller.ledger.store import Ledger
 from controller.ledger.verify import VerifyReport, load_chain, verify_segments
 from tests.fixtures.cluster import repo_root
-from tests.ledger.helpers import admission_entry
+from tests.ledger.helpers import admission_entry, new_ledger
 
 
 class FlakyKubeApi(KubeApi):
@@ -47,7 +47,9 @@ class FlakyKubeApi(KubeApi):
 
 
 async def chain_report(api: KubeApi, config: LedgerConfig) -> VerifyReport:
-    data = await load_chain(api, config.namespace, config.chain)
+    data = await load_chain(
+        api, config.namespace, config.chain,
+        key_namespace=config.checkpoint_key_namespace)
     return verify_segments(data, chain=config.chain, max_entry_bytes=config.max_entry_bytes)
 
 
@@ -63,7 +65,7 @@ async def test_three_writers_500_admissions_with_injected_conflicts(
     config = unique_config(segment_max_bytes=32 * 1024)
     apis = [FlakyKubeApi(KubeApi.from_kubeconfig(str(control_plane.kubeconfig))._creds,
                          before=0.15, after=0.1, seed=i) for i in range(3)]
-    writers = [Ledger(api, config, periodic_checkpoints=False) for api in apis]
+    writers = [await new_ledger(api, config) for api in apis]
     for writer in writers:
         await writer.start()
     rng = random.Random(7)
@@ -143,7 +145,7 @@ async def test_writers_killed_mid_append_leave_no_gap_and_no_duplicate(
     oks_a += [line.split()[1] for line in a.stdout.read().splitlines() if line.startswith("ok")]
     oks_b += [line.split()[1] for line in b.stdout.read().splitlines() if line.startswith("ok")]
     # A new writer continues the chain where the dead ones left it.
-    survivor = Ledger(kube_api, config, periodic_checkpoints=False)
+    survivor = await new_ledger(kube_api, config)
     await survivor.start()
     try:
         for i in range(20):

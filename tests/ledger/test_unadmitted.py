@@ -22,7 +22,8 @@ def stored(obj: dict[str, Any], uid: str) -> dict[str, Any]:
 
 
 async def recorded(ledger: Ledger) -> list[UnadmittedEntry]:
-    data = await load_chain(ledger.api, ledger.config.namespace, ledger.config.chain)
+    data = await load_chain(ledger.api, ledger.config.namespace, ledger.config.chain,
+                            key_namespace=ledger.config.checkpoint_key_namespace)
     report = verify_segments(data, chain=ledger.config.chain)
     assert report.ok, report.problems
     return [r.record.entry for r in report.records

@@ -17,6 +17,7 @@ import pytest
 from controller.ledger.chain import CheckpointSigner, leaf_hash, next_head, record_bytes
 from controller.ledger.errors import LedgerError, TamperKind
 from controller.ledger.models import (
+    AnchorHead,
     Checkpoint,
     CheckpointEntry,
     Entry,
@@ -25,7 +26,7 @@ from controller.ledger.models import (
     SealEntry,
     entry_key,
 )
-from controller.ledger.segments import Segment, segment_name
+from controller.ledger.segments import HEAD_KEY, Segment, segment_labels, segment_name
 from controller.ledger.verify import (
     MAX_PROBLEMS,
     ChainData,
@@ -79,8 +80,9 @@ class Built:
 
 
 def build(sizes: tuple[int, ...] = (4, 4, 4), *, checkpoint_at: int | None = 6) -> Built:
-    """Segments holding `sizes` entries each (the seal counted), sealed but the last, with a
-    checkpoint entry after `checkpoint_at` entries and the latest one in the checkpoint map."""
+    """Segments holding `sizes` entries each (the seal counted), immutable, labelled and signed
+    as the writer makes them, with a checkpoint entry after `checkpoint_at` entries and the
+    latest one in the checkpoint map."""
     head, seq = bytes(32), 0
     heads: list[bytes] = []
     segments: list[Segment] = []
@@ -104,9 +106,12 @@ def build(sizes: tuple[int, ...] = (4, 4, 4), *, checkpoint_at: int | None = 6) 
             head = next_head(head, leaf_hash(raw))
             heads.append(head)
             seq += 1
+        data[HEAD_KEY] = SIGNER.sign(chain=CHAIN, size=seq, head=head,
+                                     time=TIME).model_dump_json()
         segments.append(Segment(number=number, name=segment_name(CHAIN, number),
                                 uid=f"uid-{number}", resource_version=str(number + 1),
-                                sealed=number < len(sizes) - 1, data=data))
+                                sealed=True, data=data,
+                                labels=segment_labels(CHAIN, sealed=True)))
     latest = SIGNER.sign(chain=CHAIN, size=seq, head=head, time=TIME)
     cmap = {"public-key": SIGNER.verifier.public_pem().decode(),
             "latest": latest.model_dump_json()}
@@ -337,10 +342,12 @@ TAMPERING = [
          'segment 0 was deleted and recreated (uid uid-recreated, sealed as uid-0)'),
     ]),
     (unseal_older, [
-        (K.UNSEALED_SEGMENT, None, 1, 'segment 1 is followed by another but is not immutable'),
+        (K.UNSEALED_SEGMENT, None, 1,
+         'segment 1 is not immutable (the writer creates every segment immutable)'),
     ]),
     (unseal_first, [
-        (K.UNSEALED_SEGMENT, None, 0, 'segment 0 is followed by another but is not immutable'),
+        (K.UNSEALED_SEGMENT, None, 0,
+         'segment 0 is not immutable (the writer creates every segment immutable)'),
     ]),
     (malformed, [
         (K.MALFORMED, 9, 2, 'entry 9 does not parse (1 problems)'),
@@ -353,6 +360,9 @@ TAMPERING = [
          'entry 9 was changed after it was written (entry 10 no longer links to it)'),
     ]),
     (forged_checkpoint_entry, [
+        # The newest entry was replaced: the segment's signed head no longer matches.
+        (K.EDITED_ENTRY, None, 2,
+         "segment 2's signed head (size 12) does not match its entries (size 12)"),
         (K.BAD_SIGNATURE, 11, None,
          'checkpoint in entry 11 (size 11) has no valid signature by key <key>'),
         (K.CHECKPOINT_MISMATCH, 12, None,
@@ -360,12 +370,18 @@ TAMPERING = [
          'chain has <head>…: history before it was rewritten'),
     ]),
     (wrong_chain_checkpoint, [
+        # The newest entry was replaced: the segment's signed head no longer matches.
+        (K.EDITED_ENTRY, None, 2,
+         "segment 2's signed head (size 12) does not match its entries (size 12)"),
         (K.CHECKPOINT_MISMATCH, None, None, "checkpoint in entry 11 is for chain 'other'"),
         (K.CHECKPOINT_MISMATCH, 12, None,
          "the checkpoint ConfigMap's latest checkpoint names head <head>… at size 12, the "
          'chain has <head>…: history before it was rewritten'),
     ]),
     (lying_checkpoint_entry, [
+        # The newest entry was replaced: the segment's signed head no longer matches.
+        (K.EDITED_ENTRY, None, 2,
+         "segment 2's signed head (size 12) does not match its entries (size 12)"),
         (K.CHECKPOINT_MISMATCH, 11, None,
          'checkpoint in entry 11 names head <head>… at size 11, the chain has <head>…: '
          'history before it was rewritten'),
@@ -374,6 +390,9 @@ TAMPERING = [
          'chain has <head>…: history before it was rewritten'),
     ]),
     (future_checkpoint_entry, [
+        # The newest entry was replaced: the segment's signed head no longer matches.
+        (K.EDITED_ENTRY, None, 2,
+         "segment 2's signed head (size 12) does not match its entries (size 12)"),
         (K.TRUNCATED, 12, None,
          'checkpoint in entry 11 covers 13 entries but the chain holds only 12'),
         (K.CHECKPOINT_MISMATCH, 12, None,
@@ -413,6 +432,8 @@ TAMPERING = [
     ]),
     (empty_newest_segment, [
         (K.EDITED_ENTRY, None, 2, 'segment 2 does not start with the seal of segment 1'),
+        (K.UNSIGNED_SEGMENT, None, 2,
+         'segment 2 carries no signed head: the ledger key did not write it'),
         (K.TRUNCATED, 8, None,
          "the checkpoint ConfigMap's latest checkpoint covers 12 entries but the chain holds "
          'only 8'),
@@ -509,7 +530,6 @@ def test_unsealed_segment_is_named_by_number() -> None:
     report = verify(built)
     assert kinds(report) == [TamperKind.UNSEALED_SEGMENT]
     assert report.problems[0].segment == 1
-    # The newest segment is open by design.
     assert verify(build()).ok
 
 
@@ -521,24 +541,29 @@ def test_a_deleted_entry_is_also_caught_by_the_next_seal() -> None:
     assert any("sealed with 4" in p.message for p in report.problems)
 
 
-@pytest.mark.parametrize("cut", [1, 2, 5])
-def test_truncation_against_a_saved_checkpoint(cut: int) -> None:
+@pytest.mark.parametrize("cut", [1, 2])
+def test_truncation_against_a_saved_checkpoint_and_the_signed_head(cut: int) -> None:
     built = build()
     saved = built.saved()
-    for seq in reversed(range(12 - cut, 12)):
-        if not built.segments[-1].data:
-            # The cut emptied the newest segment: it goes, and the one before is the open one.
-            built.segments.pop()
-            built.segments[-1].sealed = False
-        del built.segments[-1].data[entry_key(seq)]
-    # The in-cluster latest checkpoint was rewritten to fit: only the saved one knows.
-    head = built.heads[11 - cut]
+    anchor = AnchorHead(segment=2, segment_uid="uid-2", checkpoint=Checkpoint.model_validate_json(
+        built.segment(2).data[HEAD_KEY]))
+    # Segments are immutable: a cut removes whole segments, the newest first.
+    del built.segments[-cut:]
+    # The in-cluster latest checkpoint was rewritten to fit: only the saved one knows...
+    kept = 12 - 4 * cut
     built.checkpoint_map["latest"] = SIGNER.sign(
-        chain=CHAIN, size=12 - cut, head=head, time=TIME).model_dump_json()
+        chain=CHAIN, size=kept, head=built.heads[kept - 1], time=TIME).model_dump_json()
     assert verify(built).ok  # a cut tail is a valid chain on its own
     report = verify(built, saved=saved)
     assert kinds(report) == [TamperKind.TRUNCATED]
-    assert f"covers 12 entries but the chain holds only {12 - cut}" in report.problems[0].message
+    assert "the saved checkpoint" in report.problems[0].message
+    # ... and the signed head kept beside the key, which a plain verify reads.
+    data = built.data()
+    data.anchors = {CHAIN: anchor.model_dump_json()}
+    report = verify_segments(data, chain=CHAIN, verifier=SIGNER.verifier)
+    assert kinds(report) == [TamperKind.TRUNCATED]
+    assert "the signed head beside the ledger key covers 12 entries" in \
+        report.problems[0].message
 
 
 def test_rewritten_history_against_a_saved_checkpoint() -> None:
@@ -565,13 +590,44 @@ def test_a_removed_public_key_does_not_pass_for_verified() -> None:
     del built.checkpoint_map["public-key"]
     report = verify(built, pinned=False)
     no_key = "cannot be checked: no public key in the checkpoint ConfigMap (pass --public-key)"
+    unsigned = "signed head cannot be checked: no public key (pass --public-key)"
     assert problems(report) == [
+        (K.BAD_SIGNATURE, None, 0, f"segment 0's {unsigned}"),
+        (K.BAD_SIGNATURE, None, 1, f"segment 1's {unsigned}"),
+        (K.BAD_SIGNATURE, None, 2, f"segment 2's {unsigned}"),
         (K.BAD_SIGNATURE, 4, None, f"checkpoint in entry 4 (size 4) {no_key}"),
         (K.BAD_SIGNATURE, 6, None, f"checkpoint in entry 6 (size 6) {no_key}"),
         (K.BAD_SIGNATURE, 8, None, f"checkpoint in entry 8 (size 8) {no_key}"),
         (K.BAD_SIGNATURE, 12, None,
          f"the checkpoint ConfigMap's latest checkpoint (size 12) {no_key}"),
     ]
+
+
+def test_a_segment_signed_by_another_key_is_unsigned() -> None:
+    built = build()
+    seg = built.segment(2)
+    seg.data[HEAD_KEY] = OTHER_SIGNER.sign(chain=CHAIN, size=12, head=built.heads[11],
+                                           time=TIME).model_dump_json()
+    assert kinds(verify(built)) == [TamperKind.UNSIGNED_SEGMENT]
+
+
+def test_a_relabelled_segment_is_named() -> None:
+    built = build()
+    built.segment(1).labels.pop("provenance.dev/ledger-role")
+    report = verify(built)
+    assert kinds(report) == [TamperKind.RELABELLED_SEGMENT]
+    assert report.problems[0].segment == 1
+
+
+def test_a_segment_recreated_under_the_signed_head_is_named() -> None:
+    built = build()
+    anchor = AnchorHead(segment=2, segment_uid="uid-2", checkpoint=Checkpoint.model_validate_json(
+        built.segment(2).data[HEAD_KEY]))
+    built.segment(2).uid = "uid-again"
+    data = built.data()
+    data.anchors = {CHAIN: anchor.model_dump_json()}
+    report = verify_segments(data, chain=CHAIN, verifier=SIGNER.verifier)
+    assert kinds(report) == [TamperKind.RECREATED_SEGMENT]
 
 
 def test_a_garbled_public_key_is_a_bad_signature() -> None:
@@ -583,7 +639,8 @@ def test_a_garbled_public_key_is_a_bad_signature() -> None:
 
 
 def _relink(built: Built) -> Built:
-    """Re-chain every record after an edit, as someone rewriting history would."""
+    """Re-chain and re-sign every record after an edit, as someone holding the key (a
+    cluster-admin) rewriting history would."""
     head = bytes(32)
     heads: list[bytes] = []
     for seg in built.segments:
@@ -597,6 +654,8 @@ def _relink(built: Built) -> Built:
             seg.data[key] = data.decode()
             head = next_head(head, leaf_hash(data))
             heads.append(head)
+        seg.data[HEAD_KEY] = SIGNER.sign(chain=CHAIN, size=len(heads), head=head,
+                                         time=TIME).model_dump_json()
     built.heads = heads
     built.checkpoint_map["latest"] = SIGNER.sign(
         chain=CHAIN, size=len(heads), head=head, time=TIME).model_dump_json()

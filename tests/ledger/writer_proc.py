@@ -11,8 +11,7 @@ import sys
 
 from controller.kube import KubeApi
 from controller.ledger.config import LedgerConfig
-from controller.ledger.store import Ledger
-from tests.ledger.helpers import admission_entry
+from tests.ledger.helpers import admission_entry, new_ledger
 
 CONCURRENCY = 8
 
@@ -20,7 +19,7 @@ CONCURRENCY = 8
 async def main(kubeconfig: str, config_json: str, prefix: str) -> None:
     config = LedgerConfig.model_validate_json(config_json)
     api = KubeApi.from_kubeconfig(kubeconfig)
-    ledger = Ledger(api, config, periodic_checkpoints=False)
+    ledger = await new_ledger(api, config)
     await ledger.start()
     counter = iter(range(10**9))
 
