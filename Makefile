@@ -88,7 +88,7 @@ mutation: venv ## mutmut over the security-relevant modules, unit tests only; pr
 
 bench: venv ## every benchmark under bench/, each with its same-run baseline (prints figures; not a test)
 	@bash hack/tools.sh control-plane,registry,cosign
-	@for b in admission signatures ledger kinds keyless status; do \
+	@for b in admission signatures ledger ledger_cost kinds keyless status; do \
 	  if [ -f bench/bench_$$b.py ]; then echo "==> bench/bench_$$b.py"; $(PY) bench/bench_$$b.py || exit 1; fi; \
 	done
 

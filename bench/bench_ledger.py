@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_ledger.py [--seconds 10] [--concurrency 1 16 64]
                                            [--rate 500] [--replicas 1] [--segment-kib 256]
-                                           [--no-fsync] [--kubeconfig FILE]
+                                           [--no-fsync] [--kubeconfig FILE] [--ha]
 
 For each concurrency level, that many simulated admissions append in a closed loop to a fresh
 chain (its own namespace, seal checkpoints signed): each appender starts its next admission when
@@ -10,9 +10,10 @@ the previous one returns, the harshest reading of "N concurrent". `--rate R` add
 Poisson arrivals at R admissions/s, which is how a webhook sees load (the peak number in flight
 is printed). Printed: appends/s, p50/p99 of the latency `Ledger.append` adds to an admission,
 API writes, entries per write (group commit), conflicts, segments, and the ledger's size per
-10,000 entries. `--replicas N` spreads the appenders over N writers (controller replicas) that
-contend through optimistic concurrency. Without --kubeconfig a LocalControlPlane is started
-(etcd with fsync unless --no-fsync).
+10,000 entries. `--replicas N` spreads the appenders over N writers (controller replicas), each
+on its own writer lane. `--ha` runs the replicas goal instead: 200 admissions/s over 1 replica,
+3 replicas on lanes, and 3 replicas sharing one chain. Without --kubeconfig a LocalControlPlane
+is started (etcd with fsync unless --no-fsync).
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ from controller.kube import KubeApi, KubeApiError
 from controller.ledger.config import LedgerConfig
 from controller.ledger.entries import build_admission_entry
 from controller.ledger.keys import load_signer
+from controller.ledger.lanes import lane_chain
 from controller.ledger.models import AdmissionEntry
-from controller.ledger.segments import list_segments
 from controller.ledger.store import Ledger
+from controller.ledger.verify import load_ledger
 from controller.review import parse_review
 
 DIGEST = "sha256:" + "ab" * 32
@@ -81,8 +83,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run_level(kubeconfig: str, concurrency: int, seconds: float,
-                    replicas: int, segment_kib: int, rate: float | None = None
-                    ) -> dict[str, float]:
+                    replicas: int, segment_kib: int, rate: float | None = None,
+                    shared: bool = False) -> dict[str, float]:
     suffix = uuid.uuid4().hex[:6]
     config = LedgerConfig(namespace=f"bench-{concurrency}-{suffix}",
                           checkpoint_key_namespace=f"bench-keys-{suffix}",
@@ -97,7 +99,11 @@ async def run_level(kubeconfig: str, concurrency: int, seconds: float,
         if exc.status != 409:
             raise
     signer = await load_signer(apis[0], config, create=True)
-    writers = [Ledger(api, config, signer=signer, periodic_checkpoints=False) for api in apis]
+    # Each replica its own writer lane, as the controller runs (`shared`: all on one chain,
+    # the design lanes replaced, for comparison).
+    writers = [Ledger(api, config, signer=signer, periodic_checkpoints=False,
+                      chain=config.chain if shared else lane_chain(config.chain, i))
+               for i, api in enumerate(apis)]
     for writer in writers:
         await writer.start()
     prebuilt = [entry(str(uuid.uuid4())) for _ in range(256)]
@@ -145,7 +151,8 @@ async def run_level(kubeconfig: str, concurrency: int, seconds: float,
     elapsed = time.monotonic() - began
     for writer in writers:
         await writer.close()
-    segments = await list_segments(apis[0], config.namespace, config.chain)
+    lanes = await load_ledger(apis[0], config.namespace, config.chain)
+    segments = [seg for data in lanes.values() for seg in data.segments]
     stored = sum(s.size for s in segments)
     count = sum(len(s.entries()) for s in segments)
     for api in apis:
@@ -165,12 +172,13 @@ async def run_level(kubeconfig: str, concurrency: int, seconds: float,
 
 
 async def bench(args: argparse.Namespace, kubeconfig: str) -> None:
+    if args.ha:
+        await ha(args, kubeconfig)
+        return
     print(f"ledger append benchmark: {args.seconds:.0f}s per level, {args.replicas} writer(s), "
           f"{args.segment_kib} KiB segments, etcd fsync {'off' if args.no_fsync else 'on'}",
           flush=True)
-    header = (f"{'conc':>5} {'appends':>8} {'appends/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
-              f"{'writes':>7} {'batch':>6} {'conflicts':>9} {'segs':>5} {'MiB/10k':>8}")
-    print(header)
+    print(HEADER)
     runs: list[tuple[str, int, float | None]] = [
         (f"{level}", level, None) for level in args.concurrency]
     runs += [(f"{rate:.0f}/s", 0, rate) for rate in args.rate]
@@ -179,10 +187,37 @@ async def bench(args: argparse.Namespace, kubeconfig: str) -> None:
                             rate)
         if rate is not None:
             label += f" (peak {r['concurrency']:.0f})"
-        print(f"{label:>5} {r['appends']:>8.0f} {r['per_second']:>10.0f} {r['p50_ms']:>8.1f} "
-              f"{r['p99_ms']:>8.1f} {r['writes']:>7.0f} {r['batch']:>6.1f} "
-              f"{r['conflicts']:>9.0f} {r['segments']:>5.0f} {r['mib_per_10k']:>8.2f}",
-              flush=True)
+        print(row(label, r), flush=True)
+
+
+HEADER = (f"{'run':>22} {'appends':>8} {'appends/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'writes':>7} {'batch':>6} {'conflicts':>9} {'segs':>5} {'MiB/10k':>8}")
+
+
+def row(label: str, r: dict[str, float]) -> str:
+    return (f"{label:>22} {r['appends']:>8.0f} {r['per_second']:>10.0f} {r['p50_ms']:>8.1f} "
+            f"{r['p99_ms']:>8.1f} {r['writes']:>7.0f} {r['batch']:>6.1f} "
+            f"{r['conflicts']:>9.0f} {r['segments']:>5.0f} {r['mib_per_10k']:>8.2f}")
+
+
+async def ha(args: argparse.Namespace, kubeconfig: str) -> None:
+    """The replicas goal: 200 admissions/s spread over 3 replicas, p99 <= 50 ms, against a
+    single-replica baseline and the shared-chain design, one run."""
+    rate = args.ha_rate
+    print(f"ledger HA benchmark: {rate:.0f} admissions/s (Poisson) for {args.seconds:.0f}s per "
+          f"row, real kube-apiserver, etcd fsync {'off' if args.no_fsync else 'on'}", flush=True)
+    print(HEADER)
+    results = {}
+    for label, replicas, shared in (("1 replica", 1, False), ("3 replicas, lanes", 3, False),
+                                    ("3 replicas, one chain", 3, True)):
+        r = await run_level(kubeconfig, 0, args.seconds, replicas, args.segment_kib, rate,
+                            shared=shared)
+        results[label] = r
+        print(row(label, r), flush=True)
+    lanes = results["3 replicas, lanes"]
+    print(f"goal: p99 <= 50 ms at {rate:.0f}/s over 3 replicas: {lanes['p99_ms']:.1f} ms "
+          f"({'met' if lanes['p99_ms'] <= 50 else 'missed'}); single replica "
+          f"{results['1 replica']['p99_ms']:.1f} ms")
 
 
 def main() -> int:
@@ -194,6 +229,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, nargs="*", default=[500.0],
                         help="also run open-loop at these arrival rates per second")
     parser.add_argument("--no-fsync", action="store_true")
+    parser.add_argument("--ha", action="store_true",
+                        help="the replicas goal: 1 replica, 3 on lanes, 3 on one chain")
+    parser.add_argument("--ha-rate", type=float, default=200.0)
     parser.add_argument("--kubeconfig", help="use this cluster instead of starting one")
     args = parser.parse_args()
     if args.kubeconfig:

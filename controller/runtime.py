@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import uuid
 from dataclasses import dataclass
 
 from controller import metrics
@@ -22,7 +24,9 @@ from controller.ledger import (
     Reconciler,
     load_signer,
 )
+from controller.ledger.lanes import LaneClaim
 from controller.ledger.reader import LedgerReader
+from controller.ledger.store import ensure_ledger_namespace
 from controller.ledger.unadmitted import UnadmittedDetector
 from controller.registry import KubeSecretSource
 from controller.review import WorkloadRequest
@@ -46,6 +50,9 @@ class Runtime:
     unadmitted: UnadmittedDetector | None = None
     scanner: asyncio.Task[None] | None = None
     """The periodic scan behind `provenance_unrecorded_workloads` (with the ledger on)."""
+    lane: LaneClaim | None = None
+    """The writer lane this replica holds, and the task that keeps renewing it."""
+    lane_keeper: asyncio.Task[None] | None = None
 
     @classmethod
     async def build(cls, config: Config, *, kubeconfig: str | None,
@@ -80,7 +87,7 @@ class Runtime:
             task.add_done_callback(background.discard)
 
         stages.append(BreakGlassStage(config, on_break_glass=on_break_glass))
-        ledger = reconciler = unadmitted = None
+        ledger = reconciler = unadmitted = lane = lane_keeper = None
         if config.ledger.enabled:
             # The key signs every write; it lives outside the ledger namespace, so whoever can
             # write ledger ConfigMaps still cannot forge a record the controller would extend.
@@ -100,8 +107,16 @@ class Runtime:
                 background.add(task)
                 task.add_done_callback(background.discard)
 
-            ledger = Ledger(api, config.ledger, signer=signer, on_corrupt=on_corrupt)
+            # Each replica writes its own chain (a lane), so replicas never contend.
+            lane = LaneClaim(api, config.ledger,
+                             identity=f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
+            await ensure_ledger_namespace(api, config.ledger)
+            await lane.acquire()
+            ledger = Ledger(api, config.ledger, signer=signer, on_corrupt=on_corrupt,
+                            chain=lane.chain)
             await ledger.start()
+            lane_keeper = asyncio.create_task(lane.keep(ledger.fence, ledger.switch),
+                                              name="ledger-lane")
             reconciler = Reconciler(ledger, annotation_prefix=config.annotations.prefix)
             if config.rollback.enabled:
                 # First: whether a restored template is a rollback decides the actor checks'
@@ -123,7 +138,7 @@ class Runtime:
             scanner = asyncio.create_task(publish_forever(api, config, interval=scan_interval))
         return cls(config=config, api=api, admission=admission, verifier=verifier,
                    ledger=ledger, reconciler=reconciler, unadmitted=unadmitted,
-                   scanner=scanner)
+                   scanner=scanner, lane=lane, lane_keeper=lane_keeper)
 
     async def close(self) -> None:
         """Stop the scan, flush the ledger and close connections."""
@@ -133,8 +148,16 @@ class Runtime:
                 await self.scanner
         if self.reconciler is not None:
             await self.reconciler.close()
+        if self.lane_keeper is not None:
+            self.lane_keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.lane_keeper
         if self.ledger is not None:
             await self.ledger.close()
+        if self.lane is not None:
+            # After the last write: a successor may take the lane at once.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.lane.release(), timeout=2)
         if self.verifier is not None:
             await self.verifier.close()
         await self.api.close()

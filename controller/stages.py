@@ -135,11 +135,12 @@ class RollbackStage:
             return outcome
         entry = source.entry
         record = Rollback(restored_from=source.seq, restored_leaf=source.stored.leaf,
+                          restored_chain=source.chain if "-lane" in source.chain else None,
                           original_deployer=entry.actor.username,
                           original_commit=entry.provenance.commit_sha)
         decision = outcome.decision
         kept = tuple(v for v in decision.violations if v.reason not in self._BLOCKING)
-        note = (f"provenance: rollback by {request.user.username} to ledger entry {source.seq} "
+        note = (f"provenance: rollback by {request.user.username} to ledger entry {source.ref} "
                 f"(commit {(entry.provenance.commit_sha or '-')[:12]}, first deployed by "
                 f"{entry.actor.username})")
         return dataclasses.replace(outcome, rollback=record, decision=Decision(

@@ -1,8 +1,8 @@
 """`kubectl-provenance status`: what is running right now, and the ledger record of each template.
 
 The first question of an incident is "what is running, from which commit, deployed by whom, and
-is any of it unrecorded?". This module answers it from two reads: the ledger, once (`load_chain`
-and `verify_segments`), and every workload of every gated kind (`controller.workloads.KINDS`),
+is any of it unrecorded?". This module answers it from two reads: the ledger, once (`load_ledger`
+and `verify_ledger`), and every workload of every gated kind (`controller.workloads.KINDS`),
 by paginated list calls. Everything between the reads and the output is a pure function over
 data (`workload_from`, `LedgerIndex`, `build_rows`, `render_table`), so tests drive it without a
 cluster; the controller runs the same `scan` for its `provenance_unrecorded_workloads` gauge.
@@ -70,7 +70,7 @@ from controller.ledger.models import (
     SealEntry,
 )
 from controller.ledger.query import AdmissionView, admissions, object_uid
-from controller.ledger.verify import ChainData, VerifyReport, load_chain, verify_segments
+from controller.ledger.verify import ChainData, VerifyReport, load_ledger, verify_ledger
 from controller.workloads import KINDS, WorkloadKind, pod_images, pod_spec_of, template_hash
 
 log = logging.getLogger("provenance.status")
@@ -469,15 +469,15 @@ async def scan(api: KubeApi, config: Config, *, namespace: str | None,
         if progress is not None:
             progress(f"status: listed {count} {plural}…")
 
-    def index_of(data: ChainData) -> tuple[VerifyReport, LedgerIndex]:
-        report = verify_segments(data, chain=chain_name,
-                                 max_entry_bytes=config.ledger.max_entry_bytes)
+    def index_of(lanes: dict[str, ChainData]) -> tuple[VerifyReport, LedgerIndex]:
+        report = verify_ledger(lanes, chain=chain_name,
+                               max_entry_bytes=config.ledger.max_entry_bytes)
         return report, LedgerIndex.from_report(report)
 
-    async def read_ledger() -> tuple[ChainData, VerifyReport, LedgerIndex]:
-        data = await load_chain(api, ledger_ns, chain_name, progress=segments,
-                                key_namespace=config.ledger.checkpoint_key_namespace)
-        return (data, *await asyncio.to_thread(index_of, data))
+    async def read_ledger() -> tuple[dict[str, ChainData], VerifyReport, LedgerIndex]:
+        lanes = await load_ledger(api, ledger_ns, chain_name, progress=segments,
+                                  key_namespace=config.ledger.checkpoint_key_namespace)
+        return (lanes, *await asyncio.to_thread(index_of, lanes))
 
     ledger_read = asyncio.ensure_future(read_ledger())
     try:
@@ -487,12 +487,12 @@ async def scan(api: KubeApi, config: Config, *, namespace: str | None,
     except BaseException:
         ledger_read.cancel()
         raise
-    data, report, index = await ledger_read
+    lanes, report, index = await ledger_read
     exempt = set(config.exempt_namespaces)
     workloads = [w for batch in lists for w in batch
                  if not (exclude_exempt and w.namespace in exempt)]
     rows = build_rows(workloads, index, exempt=config.exempt_namespaces, all_kinds=all_kinds)
-    return Scan(rows, report, bool(data.segments))
+    return Scan(rows, report, any(d.segments for d in lanes.values()))
 
 
 async def publish_unrecorded(api: KubeApi, config: Config) -> Scan:

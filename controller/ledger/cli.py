@@ -21,6 +21,7 @@ from controller.kube import KubeApi, KubeApiError
 from controller.ledger.chain import CheckpointVerifier, canonical_json
 from controller.ledger.config import LedgerConfig
 from controller.ledger.errors import LedgerError, TamperKind
+from controller.ledger.models import Checkpoint
 from controller.ledger.query import (
     AdmissionView,
     UnadmittedView,
@@ -34,10 +35,10 @@ from controller.ledger.retention import prune
 from controller.ledger.verify import (
     StoredRecord,
     VerifyReport,
-    load_chain,
+    load_ledger,
     parse_checkpoint,
     summarise,
-    verify_segments,
+    verify_ledger,
 )
 from controller.revisions import restore_patch, revisions
 from controller.workloads import WorkloadKind, parse_target, target_names, template_hash
@@ -120,8 +121,9 @@ def add_subcommands(subparsers: Any) -> None:
                           help="deploy/NAME, sts/NAME or ds/NAME")
     rollback.add_argument("-n", dest="deploy_namespace", default="default",
                           help="the workload's namespace (default: %(default)s)")
-    rollback.add_argument("--to-seq", type=int, metavar="N",
-                          help="roll back to ledger entry N instead of the rollback target")
+    rollback.add_argument("--to-seq", metavar="N",
+                          help="roll back to ledger entry N (as `ledger history` names it: N, "
+                          "or LANE:N for a writer lane) instead of the rollback target")
     rollback.add_argument("--dry-run", action="store_true",
                           help="print the plan and change nothing")
     rollback.set_defaults(handler=_sync(_rollback))
@@ -208,32 +210,42 @@ def _progress(args: argparse.Namespace) -> Callable[[int], None] | None:
 
 async def _load(args: argparse.Namespace, api: KubeApi,
                 verifier: CheckpointVerifier | None = None) -> VerifyReport:
-    data = await load_chain(api, args.ledger_namespace, args.chain, progress=_progress(args),
-                            key_namespace=args.key_namespace)
-    return verify_segments(data, chain=args.chain, verifier=verifier,
-                           max_entry_bytes=LedgerConfig().max_entry_bytes)
+    lanes = await load_ledger(api, args.ledger_namespace, args.chain, progress=_progress(args),
+                              key_namespace=args.key_namespace)
+    return verify_ledger(lanes, chain=args.chain, verifier=verifier,
+                         max_entry_bytes=LedgerConfig().max_entry_bytes)
+
+
+def _read_saved(path: Path) -> list[Checkpoint]:
+    """One saved checkpoint, or a JSON list of them (one per writer lane)."""
+    text = path.read_text().strip()
+    if text.startswith("["):
+        return [parse_checkpoint(json.dumps(item)) for item in json.loads(text)]
+    return [parse_checkpoint(text)]
 
 
 async def _verify(args: argparse.Namespace, api: KubeApi) -> int:
     try:
         verifier = (CheckpointVerifier.from_pem(args.public_key.read_bytes())
                     if args.public_key else None)
-        saved = parse_checkpoint(args.checkpoint.read_text()) if args.checkpoint else None
-    except OSError as exc:
+        saved = _read_saved(args.checkpoint) if args.checkpoint else []
+    except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    data = await load_chain(api, args.ledger_namespace, args.chain, progress=_progress(args),
-                            key_namespace=args.key_namespace)
-    if not data.segments and args.chain not in (data.anchors or {}):
+    lanes = await load_ledger(api, args.ledger_namespace, args.chain, progress=_progress(args),
+                              key_namespace=args.key_namespace)
+    if not any(d.segments for d in lanes.values()) and not any(
+            lane in (d.anchors or {}) for lane, d in lanes.items()):
         print(f"error: no ledger chain {args.chain!r} in namespace {args.ledger_namespace!r}",
               file=sys.stderr)
         return EXIT_NOT_FOUND
-    report = verify_segments(data, chain=args.chain, verifier=verifier, saved=saved,
-                             max_entry_bytes=LedgerConfig().max_entry_bytes)
+    report = verify_ledger(lanes, chain=args.chain, verifier=verifier, saved=saved,
+                           max_entry_bytes=LedgerConfig().max_entry_bytes)
     if args.output == "json":
         print(json.dumps(summarise(report), indent=2))
     elif report.ok:
-        print(f"ok: {report.size} entries in {report.segments} segments, head "
+        lanes_text = f" in {len(lanes)} writer lanes" if len(lanes) > 1 else ""
+        print(f"ok: {report.size} entries in {report.segments} segments{lanes_text}, head "
               f"{report.head[:16]}…, {report.checkpoints_verified} checkpoints verified")
     for note in report.notes if args.output == "table" and not args.quiet else []:
         print(f"note: {note}", file=sys.stderr)
@@ -242,13 +254,18 @@ async def _verify(args: argparse.Namespace, api: KubeApi) -> int:
             print(f"TAMPERED [{problem.kind}] {problem.message}", file=sys.stderr)
         return TAMPER_EXIT_CODES[report.problems[0].kind]
     if args.save_checkpoint:
-        latest = (data.checkpoint_map or {}).get("latest")
-        if not latest:
-            print("error: the chain has no checkpoint to save yet", file=sys.stderr)
+        # The newest signed head of each lane, just verified: a later verify with
+        # --checkpoint FILE proves the chain was neither cut nor rewritten since.
+        heads = [d.segments[-1].signed_head for d in lanes.values() if d.segments]
+        if not heads or any(h is None for h in heads):
+            print("error: the chain has no signed head to save yet", file=sys.stderr)
             return EXIT_NOT_FOUND
-        args.save_checkpoint.write_text(latest + "\n")
-        print(f"saved checkpoint (size {parse_checkpoint(latest).size}) to "
-              f"{args.save_checkpoint}", file=sys.stderr)
+        saved_heads = [json.loads(h) for h in heads if h is not None]
+        args.save_checkpoint.write_text(
+            json.dumps(saved_heads[0] if len(saved_heads) == 1 else saved_heads) + "\n")
+        print(f"saved the signed head of {len(saved_heads)} chain(s) (size "
+              f"{sum(h['size'] for h in saved_heads)}) to {args.save_checkpoint}",
+              file=sys.stderr)
     return EXIT_OK
 
 
@@ -268,7 +285,7 @@ async def _history(args: argparse.Namespace, api: KubeApi) -> int:
         *admissions(report.records, kind=kind.kind, namespace=args.deploy_namespace, name=name),
         # Runs of the workload that no admission covers (the gate was off, or not installed).
         *unadmitted(report.records, kind=kind.kind, namespace=args.deploy_namespace, name=name)]
-    views.sort(key=lambda v: v.seq)
+    views.sort(key=lambda v: (_time(v), v.stored.chain, v.seq))
     if args.output == "json":
         print(json.dumps([v.as_dict() for v in views], indent=2))
     else:
@@ -280,18 +297,26 @@ async def _history(args: argparse.Namespace, api: KubeApi) -> int:
     return EXIT_OK
 
 
+def _time(view: AdmissionView | UnadmittedView) -> str:
+    if isinstance(view, UnadmittedView):
+        return view.entry.observed_at
+    return view.entry.deploy_timestamp
+
+
 def _print_table(out: TextIO, views: list[AdmissionView | UnadmittedView]) -> None:
     rows = [("SEQ", "TIME", "OP", "USER", "COMMIT", "BUILD", "TEMPLATE", "STATUS")]
     for v in views:
         if isinstance(v, UnadmittedView):
             u = v.entry
-            rows.append((str(v.seq), u.observed_at[:19] + "Z", "-", "-", "-", "-",
+            rows.append((v.ref, u.observed_at[:19] + "Z", "-", "-", "-", "-",
                          u.template_hash.removeprefix("sha256:")[:12], "unadmitted"))
             continue
         e = v.entry
-        op = f"ROLLBACK({e.rollback.restored_from})" if e.rollback else e.operation
+        restored = e.rollback and (f"{e.rollback.restored_chain}:{e.rollback.restored_from}"
+                                   if e.rollback.restored_chain else str(e.rollback.restored_from))
+        op = f"ROLLBACK({restored})" if e.rollback else e.operation
         status = v.status + (",break-glass" if e.break_glass else "")
-        rows.append((str(v.seq), e.deploy_timestamp[:19] + "Z", op, e.actor.username,
+        rows.append((v.ref, e.deploy_timestamp[:19] + "Z", op, e.actor.username,
                      (e.provenance.commit_sha or "-")[:12], e.provenance.build_id or "-",
                      e.template_hash.removeprefix("sha256:")[:12], status))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -335,7 +360,7 @@ async def _rollback_target(args: argparse.Namespace, api: KubeApi) -> int:
     if args.output == "json":
         print(json.dumps(target.as_dict(), indent=2))
         return EXIT_OK
-    print(f"rollback target for {args.target} in {args.deploy_namespace}: entry {target.seq}")
+    print(f"rollback target for {args.target} in {args.deploy_namespace}: entry {target.ref}")
     _describe(target)
     return EXIT_OK
 
@@ -375,7 +400,7 @@ async def _rollback(args: argparse.Namespace, api: KubeApi) -> int:
     views = admissions(report.records, kind=kind.kind, namespace=args.deploy_namespace,
                        name=name)
     if args.to_seq is not None:
-        target = next((v for v in views if v.seq == args.to_seq), None)
+        target = next((v for v in views if args.to_seq in (v.ref, str(v.seq))), None)
         if target is None or rollback_source(
                 [target], kind=kind.kind, namespace=args.deploy_namespace, name=name, uid=uid,
                 template_hash=target.entry.template_hash) is None:
@@ -389,9 +414,9 @@ async def _rollback(args: argparse.Namespace, api: KubeApi) -> int:
                   file=sys.stderr)
             return EXIT_NOT_FOUND
     if target.entry.template_hash == current:
-        print(f"{args.target} already runs the template of ledger entry {target.seq}")
+        print(f"{args.target} already runs the template of ledger entry {target.ref}")
         return EXIT_OK
-    print(f"rolling {args.target} in {args.deploy_namespace} back to ledger entry {target.seq}:")
+    print(f"rolling {args.target} in {args.deploy_namespace} back to ledger entry {target.ref}:")
     _describe(target)
     kept = await revisions(api, kind, args.deploy_namespace, body)
     revision = next((r for r in kept if r.template_hash == target.entry.template_hash), None)
@@ -421,7 +446,8 @@ async def _rollback(args: argparse.Namespace, api: KubeApi) -> int:
 
 def export_lines(records: list[StoredRecord]) -> list[str]:
     """One canonical JSON line per record, with its leaf and head, for audit systems."""
-    return [canonical_json({"head": r.head, "leaf": r.leaf, "segment": r.segment,
+    return [canonical_json({"chain": r.chain, "head": r.head, "leaf": r.leaf,
+                            "segment": r.segment,
                             "record": r.record.model_dump(mode="json")}).decode()
             for r in records]
 
@@ -452,13 +478,18 @@ async def _prune(args: argparse.Namespace, api: KubeApi) -> int:
             with args.export_file.open("a") as out:
                 out.writelines(line + "\n" for line in export_lines(records))
 
-    result = await prune(api, config, keep_segments=args.keep,
-                         export=export if args.export_file else None)
-    if result.cut is None:
-        print("nothing to prune")
-    else:
-        print(f"pruned segments {list(result.deleted)} ({result.exported_records} records "
-              f"exported); the chain now starts at segment {result.cut}")
+    config = config.model_copy(update={"checkpoint_key_namespace": args.key_namespace})
+    lanes = await load_ledger(api, args.ledger_namespace, args.chain,
+                              key_namespace=args.key_namespace)
+    for lane in lanes:
+        result = await prune(api, config, keep_segments=args.keep, chain=lane,
+                             export=export if args.export_file else None)
+        label = f"{lane}: " if len(lanes) > 1 else ""
+        if result.cut is None:
+            print(f"{label}nothing to prune")
+        else:
+            print(f"{label}pruned segments {list(result.deleted)} ({result.exported_records} "
+                  f"records exported); the chain now starts at segment {result.cut}")
     return EXIT_OK
 
 

@@ -46,6 +46,12 @@ class LedgerConfig(BaseModel):
     idempotency_entries: int = Field(default=4096, ge=64, le=1_000_000)
     """How many of the newest idempotency keys a writer keeps in memory; the index is bounded
     however long the process runs."""
+    lanes: int = Field(default=8, ge=1, le=64)
+    """Writer lanes: each replica writes its own chain (`controller.ledger.lanes`), claimed
+    through a Lease. Keep it above the replica count (surge included)."""
+    lane_lease_seconds: float = Field(default=15.0, ge=3.0, le=300.0)
+    """How long a lane's Lease lasts unrenewed: how soon a dead replica's lane can be taken
+    over, and how long a partitioned replica keeps writing before it stops."""
     checkpoint_key_secret: str = Field(default="provenance-ledger-checkpoint-key",
                                        pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
     """The Secret holding the Ed25519 checkpoint signing key (`private-key`, PKCS#8 PEM)."""

@@ -117,6 +117,8 @@ class Rollback(_Model):
     """The sequence number of the admission entry whose template was restored."""
     restored_leaf: Annotated[str, Field(pattern=HEX64)]
     """That entry's leaf hash, so the reference cannot be re-pointed."""
+    restored_chain: Short | None = Field(default=None, exclude_if=lambda v: v is None)
+    """The chain (writer lane) holding that entry, when it is not the first lane."""
     original_deployer: Claim
     """Who deployed the restored template first (the authenticated user of that entry)."""
     original_commit: Claim | None = None
@@ -328,29 +330,9 @@ class RecoveredEntry(_Model):
         return f"recovered:{self.found_size}:{self.found_head}:{self.recovered_at}"
 
 
-class KeyRotatedEntry(_Model):
-    """The ledger key changes: written (and signed) with the old key, naming the new one.
-
-    `cross_signature` is the new key's signature over the old key's id, so a verifier that pins
-    only the new key can still trust the segments the old key signed before the rotation.
-    """
-
-    type: Literal["key-rotated"] = "key-rotated"
-    old_key_id: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
-    new_key_id: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
-    new_public_key: Annotated[str, Field(max_length=1024)]
-    """PEM SubjectPublicKeyInfo of the new key."""
-    cross_signature: Annotated[str, Field(max_length=256, pattern=r"^[A-Za-z0-9+/=]+$")]
-    rotated_at: Timestamp
-
-    @property
-    def idempotency_key(self) -> str:
-        return f"key-rotated:{self.new_key_id}"
-
-
 Entry = Annotated[
     AdmissionEntry | OutcomeEntry | CheckpointEntry | SealEntry | GateChangedEntry
-    | UnadmittedEntry | RecoveredEntry | KeyRotatedEntry,
+    | UnadmittedEntry | RecoveredEntry,
     Field(discriminator="type")]
 
 

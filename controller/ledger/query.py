@@ -16,10 +16,22 @@ class AdmissionView:
     stored: StoredRecord
     entry: AdmissionEntry
     outcomes: list[tuple[int, OutcomeEntry]] = field(default_factory=list)
+    duplicates: list[StoredRecord] = field(default_factory=list)
+    """Further records of the same admission request in other writer lanes."""
 
     @property
     def seq(self) -> int:
         return self.stored.seq
+
+    @property
+    def chain(self) -> str:
+        """The chain (writer lane) holding the entry."""
+        return self.stored.chain
+
+    @property
+    def ref(self) -> str:
+        """`SEQ`, or `CHAIN:SEQ` for an entry in another writer lane than the first."""
+        return ref_of(self.stored)
 
     def _has(self, kind: str) -> bool:
         return any(o.type == kind for _s, o in self.outcomes)
@@ -41,7 +53,8 @@ class AdmissionView:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "seq": self.seq, "leaf": self.stored.leaf, "status": self.status,
+            "seq": self.seq, "chain": self.chain, "leaf": self.stored.leaf,
+            "status": self.status,
             "entry": self.entry.model_dump(mode="json"),
             "outcomes": [{"seq": s, "type": o.type, "observed_at": o.observed_at,
                           "detail": o.detail} for s, o in self.outcomes],
@@ -55,19 +68,40 @@ def admissions(records: Iterable[StoredRecord], *, kind: str | None = None,
     An outcome counts only when its `ref_leaf` is the admission's leaf hash: a reference cannot be
     re-pointed at another entry.
     """
-    views: dict[int, AdmissionView] = {}
+    views: dict[tuple[str, int], AdmissionView] = {}
+    by_uid: dict[str, AdmissionView] = {}
     for stored in records:
         entry = stored.record.entry
         if isinstance(entry, AdmissionEntry):
             if (kind is None or entry.kind == kind) and (
                     namespace is None or entry.namespace == namespace) and (
                     name is None or entry.name == name):
-                views[stored.seq] = AdmissionView(stored, entry)
+                # One admission request, recorded by two replicas (the API server re-sent it
+                # after the first one's answer was lost): one admission, seen once. Outcomes
+                # naming either record count for it.
+                first = by_uid.get(entry.admission_uid)
+                if first is not None and first.entry.template_hash == entry.template_hash:
+                    views[(stored.chain, stored.seq)] = first
+                    first.duplicates.append(stored)
+                    continue
+                view = AdmissionView(stored, entry)
+                views[(stored.chain, stored.seq)] = by_uid[entry.admission_uid] = view
         elif isinstance(entry, OutcomeEntry):
-            view = views.get(entry.ref_seq)
-            if view is not None and view.stored.leaf == entry.ref_leaf:
-                view.outcomes.append((stored.seq, entry))
-    return sorted(views.values(), key=lambda v: v.seq)
+            target = views.get((entry.ref_chain or stored.chain, entry.ref_seq))
+            if target is not None and entry.ref_leaf in {
+                    target.stored.leaf, *(d.leaf for d in target.duplicates)}:
+                target.outcomes.append((stored.seq, entry))
+    # Across writer lanes, sequence numbers say nothing about order: the admission time does.
+    unique = {id(v): v for v in views.values()}.values()
+    return sorted(unique, key=lambda v: (v.entry.deploy_timestamp, v.chain, v.seq))
+
+
+def ref_of(stored: StoredRecord) -> str:
+    """How people name an entry: its sequence number, prefixed by its chain when that is a
+    writer lane other than the first (`audit-lane1:12`)."""
+    if "-lane" in stored.chain:
+        return f"{stored.chain}:{stored.seq}"
+    return str(stored.seq)
 
 
 @dataclass
@@ -81,8 +115,13 @@ class UnadmittedView:
     def seq(self) -> int:
         return self.stored.seq
 
+    @property
+    def ref(self) -> str:
+        return ref_of(self.stored)
+
     def as_dict(self) -> dict[str, object]:
-        return {"seq": self.seq, "leaf": self.stored.leaf, "status": "unadmitted",
+        return {"seq": self.seq, "chain": self.stored.chain, "leaf": self.stored.leaf,
+                "status": "unadmitted",
                 "entry": self.entry.model_dump(mode="json"), "outcomes": []}
 
 

@@ -17,7 +17,7 @@ from controller.ledger.chain import CheckpointVerifier
 from controller.ledger.config import LedgerConfig
 from controller.ledger.errors import LedgerCorrupt
 from controller.ledger.query import AdmissionView, admissions
-from controller.ledger.verify import load_chain, verify_segments
+from controller.ledger.verify import load_ledger, verify_ledger
 
 
 class LedgerReader:
@@ -52,10 +52,10 @@ class LedgerReader:
                     newer_than is None or self._cached[0] > newer_than):
                 return self._cached[1]
             began = self._clock()  # the read sees everything written before it began
-            data = await load_chain(self._api, self._config.namespace, self._config.chain,
-                                   key_namespace=self._config.checkpoint_key_namespace)
-            report = verify_segments(data, chain=self._config.chain, verifier=self._verifier,
-                                     max_entry_bytes=self._config.max_entry_bytes)
+            lanes = await load_ledger(self._api, self._config.namespace, self._config.chain,
+                                      key_namespace=self._config.checkpoint_key_namespace)
+            report = verify_ledger(lanes, chain=self._config.chain, verifier=self._verifier,
+                                   max_entry_bytes=self._config.max_entry_bytes)
             if not report.ok:
                 self._cached = None
                 raise LedgerCorrupt(f"the ledger does not verify: {report.problems[0]}")

@@ -54,11 +54,36 @@ MISS_RESYNC_SECONDS = 0.1
 that Deployments never admitted by us (exempt namespaces) can cause to ten a second."""
 
 
-@dataclass
+MAX_WATCHES = 20_000
+"""Upper bound on admissions followed at once. Each is a few hundred bytes (`_Admitted`);
+resolved ones go at every sweep, and the oldest resolved ones first when the bound is hit."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Admitted:
+    """What the reconciler needs of an admission entry (not the whole entry: memory)."""
+
+    kind: str
+    namespace: str
+    name: str
+    template_hash: str
+    annotations_hash: str
+    object_uid: str
+    generation: int | None
+    deploy_timestamp: str
+
+    @classmethod
+    def of(cls, entry: AdmissionEntry) -> _Admitted:
+        return cls(entry.kind, entry.namespace, entry.name, entry.template_hash,
+                   entry.annotations_hash, entry.object_uid, entry.generation,
+                   entry.deploy_timestamp)
+
+
+@dataclass(slots=True)
 class _Watch:
     seq: int
     leaf: str
-    entry: AdmissionEntry
+    entry: _Admitted
     persisted: bool = False
     never: bool = False
     rollout: bool = False
@@ -76,6 +101,8 @@ class Reconciler:
         self._by_name: dict[tuple[str, str, str], list[int]] = {}
         """(kind, namespace, name) → admission sequence numbers, oldest first."""
         self._segment: int | None = None
+        self._chain = ledger.chain
+        """The writer lane whose admissions this reconciler follows (its writer's)."""
         self._next_seq = 0
         self._synced_at = 0.0
         self._deferred: OrderedDict[tuple[str, str, str], tuple[float, dict[str, Any]]] = \
@@ -92,6 +119,12 @@ class Reconciler:
         if not force and time.monotonic() - self._synced_at < self.sync_interval:
             return
         cfg = self.ledger.config
+        if self.ledger.chain != self._chain:
+            # The writer now holds another lane: follow that lane's admissions from its tail.
+            self._chain = self.ledger.chain
+            self._segment, self._next_seq = None, 0
+            self._watches.clear()
+            self._by_name.clear()
         if self._segment is None:
             self._segment = max(0, self.ledger.tail_segment - cfg.idempotency_segments + 1)
         number = self._segment
@@ -121,9 +154,18 @@ class Reconciler:
     def _take(self, record: Record, leaf: str) -> None:
         entry = record.entry
         if isinstance(entry, AdmissionEntry):
-            self._watches[record.seq] = _Watch(record.seq, leaf, entry)
-            self._by_name.setdefault((entry.kind, entry.namespace, entry.name), []).append(
-                record.seq)
+            key = (entry.kind, entry.namespace, entry.name)
+            names = self._by_name.setdefault(key, [])
+            # A newer admission of the same object supersedes older ones that are settled:
+            # only the newest can still be rolled out, and 3,000 UPDATEs of one Deployment
+            # must not mean 3,000 watches.
+            for seq in [s for s in names if self._settled(self._watches.get(s))]:
+                names.remove(seq)
+                self._watches.pop(seq, None)
+            self._watches[record.seq] = _Watch(record.seq, leaf, _Admitted.of(entry))
+            names.append(record.seq)
+            if len(self._watches) > MAX_WATCHES:
+                self._shed()
         elif isinstance(entry, OutcomeEntry):
             watch = self._watches.get(entry.ref_seq)
             if watch is None or watch.leaf != entry.ref_leaf:
@@ -204,6 +246,31 @@ class Reconciler:
                 await self._mark(newest, signal, body, now, detail)
                 appended.append(signal)
         return appended
+
+    @staticmethod
+    def _settled(watch: _Watch | None) -> bool:
+        return watch is None or watch.never or watch.persisted
+
+    def _forget(self, seq: int) -> None:
+        watch = self._watches.pop(seq, None)
+        if watch is None:
+            return
+        key = (watch.entry.kind, watch.entry.namespace, watch.entry.name)
+        names = self._by_name.get(key, [])
+        if seq in names:
+            names.remove(seq)
+        if not names:
+            self._by_name.pop(key, None)
+
+    def _shed(self) -> None:
+        """Over `MAX_WATCHES`: forget the oldest settled admissions (their rollout outcome, if
+        it ever comes, goes unrecorded), and only if none is settled, the oldest."""
+        excess = len(self._watches) - MAX_WATCHES
+        settled = [seq for seq, w in self._watches.items() if self._settled(w)][:excess]
+        for seq in settled or list(self._watches)[:excess]:
+            self._forget(seq)
+        log.warning("reconciler following more than %d admissions; forgot the oldest %s",
+                    MAX_WATCHES, "settled ones" if settled else "(unsettled)")
 
     async def _stored_after_all(self, watch: _Watch, now: datetime) -> bool:
         """Before an admission is called never-persisted, look at the object itself: an event
@@ -287,13 +354,7 @@ class Reconciler:
         for seq, watch in list(self._watches.items()):
             old = parse_timestamp(watch.entry.deploy_timestamp) + 10 * window <= now
             if (watch.never or (watch.persisted and watch.rollout)) or (old and watch.persisted):
-                del self._watches[seq]
-                key = (watch.entry.kind, watch.entry.namespace, watch.entry.name)
-                names = self._by_name.get(key, [])
-                if seq in names:
-                    names.remove(seq)
-                if not names:
-                    self._by_name.pop(key, None)
+                self._forget(seq)
         return marked
 
 

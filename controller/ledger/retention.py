@@ -47,13 +47,17 @@ async def prune(
     keep_segments: int,
     export: Callable[[list[StoredRecord]], None] | None,
     verifier: CheckpointVerifier | None = None,
+    chain: str | None = None,
 ) -> PruneResult:
-    """Prune all but the newest `keep_segments` sealed segments (see the module docstring)."""
+    """Prune all but the newest `keep_segments` segments of `chain` (a writer lane; default
+    the configured chain), as the module docstring says."""
     if keep_segments < 1:
         raise LedgerError("keep at least one sealed segment")
-    data = await load_chain(api, config.namespace, config.chain,
-                            key_namespace=config.checkpoint_key_namespace)
-    report = verify_segments(data, chain=config.chain, verifier=verifier,
+    chain = chain or config.chain
+    data = await load_chain(api, config.namespace, chain,
+                            key_namespace=config.checkpoint_key_namespace,
+                            ledger_chain=config.chain)
+    report = verify_segments(data, chain=chain, verifier=verifier,
                              max_entry_bytes=config.max_entry_bytes)
     if not report.ok:
         raise LedgerError(f"the chain does not verify ({report.problems[0]}); not pruning")
@@ -73,7 +77,7 @@ async def prune(
     records = [r for r in report.records if r.segment in doomed_numbers]
     if export is not None:
         export(records)
-    await _set_pruned_before(api, config, cut)
+    await _set_pruned_before(api, config, chain, cut)
     deleted = []
     for seg in doomed:
         try:
@@ -95,8 +99,8 @@ def _starts_with_checkpoint(seg: Segment | None) -> bool:
     return isinstance(record.entry, SealEntry) and record.entry.checkpoint is not None
 
 
-async def _set_pruned_before(api: KubeApi, config: LedgerConfig, cut: int) -> None:
-    path = configmaps_path(config.namespace, checkpoint_map_name(config.chain))
+async def _set_pruned_before(api: KubeApi, config: LedgerConfig, chain: str, cut: int) -> None:
+    path = configmaps_path(config.namespace, checkpoint_map_name(chain))
     try:
         await api.request("PATCH", path, body={"data": {"pruned-before": str(cut)}},
                           content_type=MERGE_PATCH)

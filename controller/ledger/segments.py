@@ -126,24 +126,28 @@ async def list_segments(
     Segments are found by name, not by label: a label is as easy to remove as to read, and a
     segment hidden from a label selector must be reported, never skipped.
     """
-    out: list[Segment] = []
+    out = [seg for item in await list_configmaps(api, namespace, progress=progress)
+           if (seg := Segment.from_object(item, chain=chain)) is not None]
+    out.sort(key=lambda s: s.number)
+    return out
+
+
+async def list_configmaps(api: KubeApi, namespace: str, *,
+                          progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    """Every ConfigMap in `namespace`, paged (the ledger namespace holds only the ledger)."""
+    items: list[dict[str, Any]] = []
     cont = ""
     while True:
         params = {"limit": str(LIST_PAGE)}
         if cont:
             params["continue"] = cont
         body = await api.request("GET", configmaps_path(namespace), params=params, timeout=60)
-        for item in body.get("items") or []:
-            seg = Segment.from_object(item, chain=chain)
-            if seg is not None:
-                out.append(seg)
+        items += [item for item in body.get("items") or [] if isinstance(item, dict)]
         if progress is not None:
-            progress(len(out))
+            progress(len(items))
         cont = (body.get("metadata") or {}).get("continue") or ""
         if not cont:
-            break
-    out.sort(key=lambda s: s.number)
-    return out
+            return items
 
 
 async def read_checkpoint_map(api: KubeApi, namespace: str, chain: str) -> dict[str, str] | None:

@@ -32,7 +32,6 @@ from controller.ledger.anchor import read_anchor, write_anchor
 from controller.ledger.chain import (
     GENESIS,
     CheckpointSigner,
-    CheckpointVerifier,
     leaf_hash,
     next_head,
     record_bytes,
@@ -77,6 +76,8 @@ spin a CPU until the entry's deadline."""
 CLOSE_GRACE_SECONDS = 2.0
 """How long `close()` lets a write already in flight finish before cancelling it. SIGTERM must
 stop the process within a few seconds even when the API server does not answer."""
+CORRUPT_EVENT_INTERVAL = 60.0
+"""Seconds between two reports (`on_corrupt`, an Event) of a refused tail."""
 BATCH_SIZE_WINDOW = 1024
 """How many recent batch sizes `LedgerStats` keeps; the histogram metric keeps the distribution
 of all of them in fixed memory."""
@@ -166,7 +167,6 @@ class Ledger:
         signer: CheckpointSigner,
         periodic_checkpoints: bool = True,
         chain: str | None = None,
-        trusted: tuple[CheckpointVerifier, ...] = (),
         on_corrupt: Callable[[str], None] | None = None,
         trust_stored_tail: bool = False,
     ) -> None:
@@ -175,8 +175,8 @@ class Ledger:
         self.signer = signer
         self.chain = chain or config.chain
         """The chain this writer appends to: the configured chain, or one writer lane of it."""
-        self._trusted = {v.key_id: v for v in (signer.verifier, *trusted)}
-        """Keys whose signed heads this writer extends: its own, and keys it rotated from."""
+        self._trusted = {signer.verifier.key_id: signer.verifier}
+        """Keys whose signed heads this writer extends: its own."""
         self.on_corrupt = on_corrupt
         """Told (with the reason) each time a tail is refused; the runtime posts an Event."""
         self._trust_stored_tail = trust_stored_tail
@@ -193,6 +193,9 @@ class Ledger:
         self._stopping = False
         self._closed = False
         self._last_checkpoint_size = -1
+        self._corrupt_reported_at = -CORRUPT_EVENT_INTERVAL
+        self._fenced: str | None = None
+        """Why this writer may not write now (its lane is not held), or None."""
         self._anchor_next: AnchorHead | None = None
         self._anchor_task: asyncio.Task[None] | None = None
 
@@ -256,6 +259,8 @@ class Ledger:
             raise LedgerClosed("the ledger is closed")
         if not self._tasks:
             raise LedgerError("Ledger.start() was not called")
+        if self._fenced is not None:
+            raise LedgerUnavailable(self._fenced)
         if deadline is None:
             deadline = time.monotonic() + self.config.append_deadline_seconds
         key = idempotency_key(entry)
@@ -309,6 +314,19 @@ class Ledger:
     def tail_segment(self) -> int:
         """The newest segment number this writer knows of (-1: none yet)."""
         return self._tail.segment if self._tail else -1
+
+    def fence(self, reason: str) -> None:
+        """Stop writing (the lane was lost): appends fail until `switch` names a lane again."""
+        self._fenced = reason
+        log.warning("ledger writer stopped: %s", reason)
+
+    def switch(self, chain: str) -> None:
+        """Write `chain` from now on (a lane claimed again); its tail is read and verified
+        before the next write."""
+        self.chain = chain
+        self._tail = None
+        self._fenced = None
+        log.info("ledger writer appends to chain %s", chain)
 
     # -- the committer ---------------------------------------------------------------------------
 
@@ -368,6 +386,8 @@ class Ledger:
             if not batch:
                 return
             timeout = max(i.deadline for i in batch) - now
+            if self._fenced is not None:
+                raise LedgerUnavailable(self._fenced)
             try:
                 # Re-read first, then drop what is already recorded: after a write whose
                 # response was lost, the re-read finds our own entries, and they must not be
@@ -429,6 +449,12 @@ class Ledger:
         self.stats.corrupt_tails += 1
         metrics.record_ledger_tail_failure()
         log.error("ledger chain %s/%s refused: %s", self.config.namespace, self.chain, exc)
+        # Every admission is refused while the tail is: one Event a minute says so, not one
+        # per admission.
+        now = time.monotonic()
+        if now - self._corrupt_reported_at < CORRUPT_EVENT_INTERVAL:
+            return
+        self._corrupt_reported_at = now
         if self.on_corrupt is not None:
             try:
                 self.on_corrupt(str(exc))
@@ -780,12 +806,16 @@ class Ledger:
                                    content_type=MERGE_PATCH)
 
     async def _ensure_namespace(self) -> None:
-        body = {"apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": self.config.namespace}}
-        try:
-            await self.api.request("POST", "/api/v1/namespaces", body=body)
-        except KubeApiError as exc:
-            # 409: it exists (the chart creates it); 403: we may not create namespaces, which
-            # is the production setup, and the first write will say so if it is really absent.
-            if exc.status not in (403, 409):
-                raise
+        await ensure_ledger_namespace(self.api, self.config)
+
+
+async def ensure_ledger_namespace(api: KubeApi, config: LedgerConfig) -> None:
+    """Create the ledger namespace if it is missing and we may (the chart creates it)."""
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": config.namespace}}
+    try:
+        await api.request("POST", "/api/v1/namespaces", body=body)
+    except KubeApiError as exc:
+        # 409: it exists (the chart creates it); 403: we may not create namespaces, which
+        # is the production setup, and the first write will say so if it is really absent.
+        if exc.status not in (403, 409):
+            raise

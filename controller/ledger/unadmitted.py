@@ -32,10 +32,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from controller import metrics
+from controller.ledger.anchor import read_anchors
 from controller.ledger.entries import annotations_hash
+from controller.ledger.lanes import lane_index
 from controller.ledger.models import AdmissionEntry, Record, UnadmittedEntry
 from controller.ledger.reconcile import Reconciler
-from controller.ledger.segments import list_segments
+from controller.ledger.segments import Segment
+from controller.ledger.verify import load_ledger
 from controller.workloads import controlled, kind_of, plain, template_hash
 
 log = logging.getLogger(__name__)
@@ -68,17 +71,42 @@ class UnadmittedDetector:
         self._admitted: set[bytes] = set()
         self._recorded: set[str] = set()
         self._suspects: dict[str, _Suspect] = {}
+        self._cursors: dict[str, int] = {}
+        """The next segment to read, per writer lane."""
         reconciler.listeners.append(self.take)
 
     async def load(self) -> None:
-        """Index every admission (and unadmitted record) in the chain."""
+        """Index every admission (and unadmitted record) in every writer lane."""
         cfg = self.ledger.config
-        for seg in await list_segments(self.ledger.api, cfg.namespace, cfg.chain):
-            for _seq, _key, raw in seg.entries():
-                try:
-                    self.take(Record.model_validate_json(raw))
-                except ValidationError:
-                    continue  # `ledger verify` reports it; the writer refuses such a tail
+        lanes = await load_ledger(self.ledger.api, cfg.namespace, cfg.chain)
+        for lane, data in lanes.items():
+            for seg in data.segments:
+                self._take_segment(seg)
+            self._cursors[lane] = data.segments[-1].number + 1 if data.segments else 0
+
+    def _take_segment(self, seg: Segment) -> None:
+        for _seq, _key, raw in seg.entries():
+            try:
+                self.take(Record.model_validate_json(raw))
+            except ValidationError:
+                continue  # `ledger verify` reports it; the writer refuses such a tail
+
+    async def _follow(self) -> None:
+        """Read what every other writer lane appended since the last look (this replica's own
+        lane reaches `take` through the reconciler). Lanes that appeared since are found
+        through the signed heads beside the key."""
+        cfg = self.ledger.config
+        anchors = await read_anchors(self.ledger.api, cfg) or {}
+        for lane in anchors:
+            if lane_index(cfg.chain, lane) is not None:
+                self._cursors.setdefault(lane, 0)
+        for lane, number in list(self._cursors.items()):
+            if lane == self.ledger.chain:
+                continue
+            while (seg := await self.ledger.get_segment(number, chain=lane)) is not None:
+                self._take_segment(seg)
+                number += 1
+            self._cursors[lane] = number
 
     def take(self, record: Record) -> None:
         """Take in one record of the chain."""
@@ -123,7 +151,13 @@ class UnadmittedDetector:
         """Re-read the ledger, then record the suspects still without an admission."""
         if not self._suspects:
             return []
+        if self.ledger.chain != self.ledger.config.chain:
+            # Only the holder of the first lane records them, so that each is recorded once
+            # however many replicas see it.
+            self._suspects.clear()
+            return []
         await self.reconciler.sync(force=True)
+        await self._follow()
         recorded: list[UnadmittedEntry] = []
         for key, suspect in list(self._suspects.items()):
             entry = suspect.entry

@@ -18,7 +18,7 @@ so the checks are plain functions over data that tests can drive without a clust
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
@@ -34,8 +34,14 @@ from controller.ledger.chain import (
 )
 from controller.ledger.config import LedgerConfig
 from controller.ledger.errors import LedgerCorrupt, LedgerError, TamperError, TamperKind
+from controller.ledger.lanes import lane_index
 from controller.ledger.models import Checkpoint, CheckpointEntry, Record, SealEntry
-from controller.ledger.segments import Segment, list_segments, read_checkpoint_map
+from controller.ledger.segments import (
+    Segment,
+    list_configmaps,
+    list_segments,
+    read_checkpoint_map,
+)
 
 MAX_PROBLEMS = 50
 """Stop listing after this many problems: one is enough to fail, the rest is context."""
@@ -49,6 +55,8 @@ class StoredRecord:
     leaf: str
     head: str
     segment: int
+    chain: str = ""
+    """The chain (writer lane) that holds it."""
 
     @property
     def seq(self) -> int:
@@ -107,17 +115,99 @@ async def load_chain(api: KubeApi, namespace: str, chain: str, *,
                      ledger_chain: str | None = None) -> ChainData:
     """Read every segment, the checkpoint ConfigMap and (from `key_namespace`) the signed
     heads beside the key. `ledger_chain` is the configured chain when `chain` is a lane."""
+    # The signed heads first: read after the segments, a head written meanwhile would name a
+    # segment the list has not seen, which would look like a cut.
+    anchors, anchor_error = await _anchors(api, namespace, ledger_chain or chain, key_namespace)
+    checkpoint_map = await read_checkpoint_map(api, namespace, chain)
     segments = await list_segments(api, namespace, chain, progress=progress)
-    data = ChainData(segments, await read_checkpoint_map(api, namespace, chain))
-    if key_namespace is not None:
-        config = LedgerConfig(namespace=namespace, chain=ledger_chain or chain,
-                              checkpoint_key_namespace=key_namespace)
-        try:
-            data.anchors = await read_anchors(api, config) or {}
-        except KubeApiError as exc:
-            data.anchor_error = f"{exc.status} {exc.message}"
+    data = ChainData(segments, checkpoint_map)
+    data.anchors, data.anchor_error = anchors, anchor_error
     return data
+
+
+async def _anchors(api: KubeApi, namespace: str, chain: str,
+                   key_namespace: str | None) -> tuple[dict[str, str] | None, str | None]:
+    if key_namespace is None:
+        return None, None
+    config = LedgerConfig(namespace=namespace, chain=chain,
+                          checkpoint_key_namespace=key_namespace)
+    try:
+        return await read_anchors(api, config) or {}, None
+    except KubeApiError as exc:
+        return None, f"{exc.status} {exc.message}"
 # pragma: no mutate end
+
+
+# pragma: no mutate start (I/O against the API server: tests/ledger/test_lanes.py drives it)
+async def load_ledger(api: KubeApi, namespace: str, chain: str, *,
+                      progress: Callable[[int], None] | None = None,
+                      key_namespace: str | None = None) -> dict[str, ChainData]:
+    """Every writer lane of the ledger (`controller.ledger.lanes`), each as its `ChainData`,
+    from one list of the ledger namespace: the lanes found among the ConfigMaps by name, and
+    those the signed heads beside the key name (a lane deleted whole is still looked for)."""
+    anchors, anchor_error = await _anchors(api, namespace, chain, key_namespace)
+    items = await list_configmaps(api, namespace, progress=progress)
+    lanes: dict[str, ChainData] = {chain: ChainData([], None)}
+    for item in items:
+        name = str((item.get("metadata") or {}).get("name", ""))
+        lane = _lane_of_segment(chain, name)
+        if lane is not None:
+            seg = Segment.from_object(item, chain=lane)
+            if seg is not None:
+                lanes.setdefault(lane, ChainData([], None)).segments.append(seg)
+            continue
+        owner = name.removesuffix("-checkpoints")
+        if owner != name and lane_index(chain, owner) is not None:
+            raw = item.get("data") or {}
+            lanes.setdefault(owner, ChainData([], None)).checkpoint_map = {
+                str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+    for lane in anchors or {}:
+        if lane_index(chain, lane) is not None:
+            lanes.setdefault(lane, ChainData([], None))
+    for data in lanes.values():
+        data.anchors, data.anchor_error = anchors, anchor_error
+    for data in lanes.values():
+        data.segments.sort(key=lambda s: s.number)
+    return dict(sorted(lanes.items(), key=lambda kv: lane_index(chain, kv[0]) or 0))
+# pragma: no mutate end
+
+
+def _lane_of_segment(chain: str, name: str) -> str | None:
+    lane, _sep, number = name.rpartition("-")
+    if len(number) != 8 or not number.isdigit():
+        return None
+    return lane if lane_index(chain, lane) is not None else None
+
+
+def verify_ledger(lanes: Mapping[str, ChainData], *, chain: str,
+                  verifier: CheckpointVerifier | None = None,
+                  saved: Iterable[Checkpoint] = (),
+                  max_entry_bytes: int = 64 * 1024) -> VerifyReport:
+    """Verify every lane; one report for the whole ledger (records of all lanes, each knowing
+    its chain). A single lane's report is returned as it is."""
+    by_chain = {cp.chain: cp for cp in saved}
+    reports = {lane: verify_segments(data, chain=lane, verifier=verifier,
+                                     saved=by_chain.pop(lane, None),
+                                     max_entry_bytes=max_entry_bytes)
+               for lane, data in lanes.items()}
+    if len(reports) == 1 and not by_chain:
+        return next(iter(reports.values()))
+    total = VerifyReport()
+    for lane, report in reports.items():
+        total.size += report.size
+        total.segments += report.segments
+        total.checkpoints_verified += report.checkpoints_verified
+        total.records.extend(report.records)
+        total.notes.extend(f"{lane}: {n}" for n in report.notes if n not in total.notes)
+        for problem in report.problems:
+            total.add(problem.kind, f"chain {lane}: {problem.message}", seq=problem.seq,
+                      segment=problem.segment)
+    for cp in by_chain.values():
+        total.add(TamperKind.TRUNCATED, f"the saved checkpoint names chain {cp.chain}, which "
+                  "is gone", seq=cp.size)
+    if chain in reports:
+        total.head, total.first_seq = reports[chain].head, reports[chain].first_seq
+    return total
 
 
 def parse_checkpoint(text: str) -> Checkpoint:
@@ -274,7 +364,8 @@ def verify_segments(
             # Continue from what is stored, so that one problem is reported once.
             head = next_head(bytes.fromhex(record.prev), leaf)
             report.heads[key_seq] = head.hex()
-            report.records.append(StoredRecord(record, leaf.hex(), head.hex(), seg.number))
+            report.records.append(StoredRecord(record, leaf.hex(), head.hex(), seg.number,
+                                               chain))
             seq = key_seq + 1
         _check_signed_head(seg, seq, head, report, verifier, chain=chain)
     report.size, report.head = seq, head.hex()

@@ -1,7 +1,8 @@
 """A ledger writer in its own process, for the crash test: appends until killed.
 
 Usage: python -m tests.ledger.writer_proc KUBECONFIG CONFIG_JSON PREFIX
-Prints `ok UID SEQ` after each append returns (that is, when the admission would be allowed).
+Claims a writer lane as a replica does, and prints `ok UID SEQ` after each append returns (that
+is, when the admission would be allowed).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import sys
 
 from controller.kube import KubeApi
 from controller.ledger.config import LedgerConfig
+from controller.ledger.lanes import LaneClaim
+from controller.ledger.store import ensure_ledger_namespace
 from tests.ledger.helpers import admission_entry, new_ledger
 
 CONCURRENCY = 8
@@ -19,8 +22,12 @@ CONCURRENCY = 8
 async def main(kubeconfig: str, config_json: str, prefix: str) -> None:
     config = LedgerConfig.model_validate_json(config_json)
     api = KubeApi.from_kubeconfig(kubeconfig)
-    ledger = await new_ledger(api, config)
+    await ensure_ledger_namespace(api, config)
+    claim = LaneClaim(api, config, identity=f"writer-{prefix}")
+    await claim.acquire()
+    ledger = await new_ledger(api, config, chain=claim.chain)
     await ledger.start()
+    keeper = asyncio.create_task(claim.keep(ledger.fence, ledger.switch))
     counter = iter(range(10**9))
 
     async def worker() -> None:
@@ -30,7 +37,7 @@ async def main(kubeconfig: str, config_json: str, prefix: str) -> None:
             sys.stdout.write(f"ok {uid} {receipt.seq}\n")
             sys.stdout.flush()
 
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    await asyncio.gather(keeper, *(worker() for _ in range(CONCURRENCY)))
 
 
 if __name__ == "__main__":
