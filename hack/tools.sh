@@ -24,6 +24,10 @@ ACTIONLINT_VERSION="${ACTIONLINT_VERSION:-v1.7.12}"
 FULCIO_VERSION="${FULCIO_VERSION:-v1.8.8}"
 REKOR_TILES_VERSION="${REKOR_TILES_VERSION:-v2.3.0}"  # v2.4 needs go 1.27
 TSA_VERSION="${TSA_VERSION:-v2.1.3}"  # v2.1.4 onwards need go 1.27
+# Fulcio embeds an SCT from a certificate transparency log in every certificate, and a verifier
+# that fails closed refuses a certificate without one: TesseraCT is a CT log on local (POSIX)
+# storage, with no Trillian and no database.
+TESSERACT_VERSION="${TESSERACT_VERSION:-v0.1.1}"
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${root}/bin"
@@ -136,6 +140,10 @@ build_rekor_tiles() {
   mv "$1/posix" "$1/rekor-server-posix"
 }
 build_tsa() { go_install_into "$1" "github.com/sigstore/timestamp-authority/v2/cmd/timestamp-server@$2"; }
+build_tesseract() {
+  go_install_into "$1" "github.com/transparency-dev/tesseract/cmd/tesseract/posix@$2"
+  mv "$1/posix" "$1/tesseract-posix"
+}
 
 # go-containerregistry's registry with the OCI 1.1 referrers API on (hack/referrers-registry).
 # Keyed by the module version and a hash of the source, so an edit to main.go rebuilds.
@@ -190,6 +198,7 @@ if asked sigstore; then
   install_cached fulcio "${FULCIO_VERSION}" build_fulcio
   install_cached rekor-tiles "${REKOR_TILES_VERSION}" build_rekor_tiles
   install_cached timestamp-authority "${TSA_VERSION}" build_tsa
+  install_cached tesseract "${TESSERACT_VERSION}" build_tesseract
 fi
 wants referrers-registry && install_cached referrers-registry "$(referrers_version)" \
   build_referrers_registry
