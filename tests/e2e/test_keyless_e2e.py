@@ -8,7 +8,6 @@ Every image is fresh (random layer), so no verdict is served from the controller
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +20,10 @@ from controller.dev.controller import DevController
 from controller.dev.controlplane import LocalControlPlane
 from tests.builders import deployment, prov_annotations
 from tests.fixtures.cluster import kubectl
-from tests.fixtures.registry import RegistryServer, sha256
+from tests.fixtures.registry import RegistryServer
 from tests.fixtures.sigstore import COMMIT, REPOSITORY, SUBJECT, LocalSigstore
 from tests.signatures import sigstore_instance
+from tests.signatures.helpers import push_random_image
 from tests.signatures.sigstore_instance import push_referrer
 
 NAMESPACE = "keyless-zone"
@@ -91,19 +91,8 @@ def keyless_controller(
 
 
 def _image(registry: RegistryServer, repository: str) -> str:
-    """Push a fresh single-layer image; its `host/repository@digest`."""
-    layer = os.urandom(64)
-    config = json.dumps({"architecture": "amd64", "os": "linux",
-                         "rootfs": {"type": "layers", "diff_ids": [sha256(layer)]}}).encode()
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": registry.push_blob(repository, config), "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": registry.push_blob(repository, layer), "size": len(layer)}],
-    }).encode()
-    digest = registry.push_manifest(repository, sha256(manifest), manifest)
-    return f"{registry.host}/{repository}@{digest}"
+    """A fresh, never-signed image; its `host/repository@digest`."""
+    return f"{registry.host}/{repository}@{push_random_image(registry, repository)}"
 
 
 def _sign(sigstore: LocalSigstore, image: str, token: str) -> None:
