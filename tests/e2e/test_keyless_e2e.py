@@ -27,7 +27,6 @@ from tests.signatures.helpers import push_random_image
 from tests.signatures.sigstore_instance import push_referrer
 
 NAMESPACE = "keyless-zone"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 BUNDLE_V03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
 SLSA_V1 = "https://slsa.dev/provenance/v1"
