@@ -123,9 +123,10 @@ def _attest(sigstore: LocalSigstore, image: str, token: str, tmp: Path, *,
     assert done.returncode == 0, done.stderr + sigstore.logs()
 
 
-def _apply(cp: LocalControlPlane, image: str, commit: str = COMMIT) -> tuple[int, str]:
+def _apply(cp: LocalControlPlane, image: str, commit: str = COMMIT,
+           branch: str = "main") -> tuple[int, str]:
     obj = deployment(f"k-{uuid.uuid4().hex[:8]}", NAMESPACE, containers=[image],
-                     ann=prov_annotations(git_sha=commit, branch="main"))
+                     ann=prov_annotations(git_sha=commit, branch=branch))
     result = kubectl(cp, "apply", "-f", "-", stdin=yaml.safe_dump(obj))
     return result.returncode, result.stdout + result.stderr
 
@@ -210,6 +211,19 @@ def test_a_certificate_for_another_commit_than_git_sha_is_denied(
     assert code != 0
     assert "[CertificateCommitMismatch]" in out
     assert OTHER_COMMIT in out
+
+
+def test_a_certificate_for_another_ref_than_the_branch_is_denied(
+    control_plane: LocalControlPlane, registry: RegistryServer, local_sigstore: LocalSigstore,
+    keyless_controller: DevController,
+) -> None:
+    # Fulcio writes the token's `ref` as SourceRepositoryRef (…1.14): refs/heads/main here.
+    image = _image(registry, "keyless/app")
+    _sign(local_sigstore, image, local_sigstore.token())
+    code, out = _apply(control_plane, image, COMMIT, branch="hotfix")
+    assert code != 0
+    assert "[CertificateRefMismatch]" in out
+    assert "refs/heads/main" in out
 
 
 def test_a_bundle_replayed_onto_another_digest_is_denied(
