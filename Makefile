@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml requirements.lock
 
 venv: $(STAMP) ## the Python virtualenv in .venv
 
-tools: ## build etcd, kube-apiserver, kubectl, cosign, crane, helm, actionlint into bin/ (cached), install docker-registry
+tools: ## build etcd, kube-apiserver, kubectl, cosign, crane, helm, actionlint and the local Sigstore (fulcio, tesseract, rekor-tiles, timestamp-authority) into bin/ (cached), install docker-registry
 	@bash hack/tools.sh all
 
 dev: venv ## a local control plane with the controller wired in; two sample Deployments; Ctrl-C stops

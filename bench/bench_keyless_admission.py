@@ -11,9 +11,15 @@ a Rekor v1 log): two cosign 3 bundles found through the referrers tag, one cosig
   are taken without it).
 A second cold figure uses `require: attestation` on GitHub-style SLSA attestations.
 
+Then the same against the real local Sigstore (tests/fixtures/sigstore.py: Fulcio with a CT log,
+Rekor v2, the TSA): three fresh images signed keyless by real cosign, verified cold by
+`ImageVerifier`, and, as the same-run baseline, by `cosign verify --certificate-identity …
+--certificate-oidc-issuer … --trusted-root …` run as a subprocess per image (cosign verifies the
+log entry and timestamp offline against the given root; it still fetches from the registry).
+
 Not a test: it prints figures.
 
-    .venv/bin/python bench/bench_keyless_admission.py [--cold 200] [--warm 5000]
+    .venv/bin/python bench/bench_keyless_admission.py [--cold 200] [--warm 5000] [--baseline 20]
 """
 
 from __future__ import annotations
@@ -36,7 +42,13 @@ sys.path.insert(0, str(ROOT))
 from controller.review import WorkloadRequest  # noqa: E402
 from controller.signatures.config import SignatureConfig  # noqa: E402
 from controller.signatures.verifier import ImageVerifier  # noqa: E402
-from tests.fixtures.registry import serve_app, start_registry, stop_registry  # noqa: E402
+from tests.fixtures import sigstore as local  # noqa: E402
+from tests.fixtures.registry import (  # noqa: E402
+    RegistryServer,
+    serve_app,
+    start_registry,
+    stop_registry,
+)
 from tests.signatures.helpers import deployment, push_random_image  # noqa: E402
 from tests.signatures.sigstore_instance import (  # noqa: E402
     COMMIT,
@@ -66,6 +78,8 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--cold", type=int, default=200)
     parser.add_argument("--warm", type=int, default=5000)
+    parser.add_argument("--baseline", type=int, default=20,
+                        help="3-image Deployments verified by cosign verify subprocesses")
     args = parser.parse_args()
 
     sigstore = LocalSigstore()
@@ -146,6 +160,8 @@ async def main() -> None:
                 warm = [await once(verifier, request) for _ in range(args.warm)]
                 await verifier.close()
                 await att_verifier.close()
+            real = await real_services(server, Path(tmp), cold=args.cold,
+                                       baseline=args.baseline)
         finally:
             await session.close()
             stop_registry(server)
@@ -159,6 +175,79 @@ async def main() -> None:
           f"attestation {att_requests / 3:.1f} (image manifest, .sig tag, referrers API, "
           f"referrers tag, then referrer manifests, then blobs: 3 dependent rounds)")
     print(f"cold p99 goal <= 60 ms: {'met' if percentile(cold, 99) <= 0.060 else 'NOT met'}")
+    real_cold, cosign_image, cosign_deployment = real
+    print()
+    print("3-image Deployment, keyless by real cosign 3.1.1 against local Fulcio + CT log, "
+          "Rekor v2, TSA (cosign 3 bundles, referrers tag)")
+    print(describe("cold", real_cold) + "  (ImageVerifier, verdict cache cleared)")
+    print(describe("cosign/img", cosign_image) + "  (cosign verify subprocess, one image)")
+    print(describe("cosign/dep", cosign_deployment)
+          + "  (the three cosign verify runs of a Deployment, one after another)")
+    print(f"cold p50 vs cosign verify per Deployment: "
+          f"{percentile(cosign_deployment, 50) / percentile(real_cold, 50):.0f}x faster")
+
+
+async def real_services(server: RegistryServer, tmp: Path, *, cold: int,
+                        baseline: int) -> tuple[list[float], list[float], list[float]]:
+    """Cold `ImageVerifier` and `cosign verify` on three images real cosign signed keyless."""
+    root = tmp / "sigstore"
+    root.mkdir()
+    sigstore = local.start_local_sigstore(root)
+    try:
+        repo = f"{REPO}-real"
+        images = [f"{server.host}/{repo}@{push_random_image(server, repo)}" for _ in range(3)]
+        for image in images:
+            done = sigstore.cosign("sign", "--yes", "--allow-insecure-registry", image,
+                                   token=sigstore.token())
+            if done.returncode != 0:
+                raise SystemExit(f"cosign sign failed: {done.stderr}")
+        verifier = ImageVerifier(SignatureConfig.model_validate({
+            "enabled": True,
+            "keyless": {
+                "trust_roots": [{"name": "local", "path": str(sigstore.trusted_root)}],
+                "signers": [{"name": "release", "issuer": sigstore.issuer,
+                             "subject": local.SUBJECT, "repository": local.REPOSITORY,
+                             "trust_root": "local"}]},
+            "rules": [{"prefix": "*", "require": "signature", "signers": ["release"]}],
+            "registry": {"insecure_registries": [server.host]}}))
+        request = deployment(*images)
+
+        async def once() -> float:
+            verifier.cache.clear()
+            started = time.perf_counter()
+            outcome = await verifier.verify(request, git_sha=local.COMMIT, build_id=None,
+                                            pipeline_url=None, environment=None,
+                                            branch="main", deadline=time.monotonic() + 5)
+            took = time.perf_counter() - started
+            if outcome.violations:
+                raise SystemExit(f"unexpected violations: {outcome.violations}")
+            return took
+
+        await once()  # trust root parsed, pool open
+        ours = [await once() for _ in range(cold)]
+        await verifier.close()
+
+        def cosign_verify(image: str) -> float:
+            started = time.perf_counter()
+            done = sigstore.cosign(
+                "verify", "--allow-insecure-registry", "--trusted-root",
+                str(sigstore.trusted_root), "--certificate-identity", local.SUBJECT,
+                "--certificate-oidc-issuer", sigstore.issuer, image)
+            took = time.perf_counter() - started
+            if done.returncode != 0:
+                raise SystemExit(f"cosign verify failed: {done.stderr}")
+            return took
+
+        cosign_verify(images[0])  # the binary in the page cache
+        per_image: list[float] = []
+        per_deployment: list[float] = []
+        for _ in range(baseline):
+            runs = [await asyncio.to_thread(cosign_verify, image) for image in images]
+            per_image += runs
+            per_deployment.append(sum(runs))
+        return ours, per_image, per_deployment
+    finally:
+        local.stop_local_sigstore(sigstore)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,16 @@ COSIGN_VERSION="${COSIGN_VERSION:-v3.1.1}"
 CRANE_VERSION="${CRANE_VERSION:-v0.20.7}"
 HELM_VERSION="${HELM_VERSION:-v3.21.4}"
 ACTIONLINT_VERSION="${ACTIONLINT_VERSION:-v1.7.12}"
-# A local Sigstore for keyless tests: Fulcio, Rekor v2 on local (POSIX) storage, and the RFC 3161
-# timestamp authority. Built only when asked for by name (`sigstore`), not by `all`, until the
-# end-to-end tests that run them exist: a cold build of the three costs minutes of CPU.
+# A local Sigstore for the keyless end-to-end tests (tests/fixtures/sigstore.py): Fulcio, a CT log,
+# Rekor v2 on local (POSIX) storage, and the RFC 3161 timestamp authority. Part of `all`: their
+# cold builds add minutes to a cold `make tools`, well inside CI's limit (README: the figures).
 FULCIO_VERSION="${FULCIO_VERSION:-v1.8.8}"
 REKOR_TILES_VERSION="${REKOR_TILES_VERSION:-v2.3.0}"  # v2.4 needs go 1.27
 TSA_VERSION="${TSA_VERSION:-v2.1.3}"  # v2.1.4 onwards need go 1.27
+# Fulcio embeds an SCT from a certificate transparency log in every certificate, and a verifier
+# that fails closed refuses a certificate without one: TesseraCT is a CT log on local (POSIX)
+# storage, with no Trillian and no database.
+TESSERACT_VERSION="${TESSERACT_VERSION:-v0.1.1}"
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${root}/bin"
@@ -33,11 +37,10 @@ mkdir -p "${bin}" "${cache}"
 log() { printf '[tools] %s\n' "$*" >&2; }
 
 # which=all|control-plane|registry|cosign|crane|helm|actionlint|referrers-registry|sigstore
-# (several may be given as one word, comma-separated; `sigstore` only when named)
+# (several may be given as one word, comma-separated)
 want="${1:-all}"
 # Whole words only: "registry" must not match "referrers-registry".
 wants() { [[ "${want}" == all || ",${want}," == *",$1,"* ]]; }
-asked() { [[ ",${want}," == *",$1,"* ]]; }
 
 # --- Go toolchain ----------------------------------------------------------------------------
 if ! command -v go >/dev/null 2>&1; then
@@ -136,6 +139,10 @@ build_rekor_tiles() {
   mv "$1/posix" "$1/rekor-server-posix"
 }
 build_tsa() { go_install_into "$1" "github.com/sigstore/timestamp-authority/v2/cmd/timestamp-server@$2"; }
+build_tesseract() {
+  go_install_into "$1" "github.com/transparency-dev/tesseract/cmd/tesseract/posix@$2"
+  mv "$1/posix" "$1/tesseract-posix"
+}
 
 # go-containerregistry's registry with the OCI 1.1 referrers API on (hack/referrers-registry).
 # Keyed by the module version and a hash of the source, so an edit to main.go rebuilds.
@@ -186,10 +193,11 @@ wants cosign && install_cached cosign "${COSIGN_VERSION}" build_cosign
 wants crane && install_cached crane "${CRANE_VERSION}" build_crane
 wants helm && install_cached helm "${HELM_VERSION}" build_helm
 wants actionlint && install_cached actionlint "${ACTIONLINT_VERSION}" build_actionlint
-if asked sigstore; then
+if wants sigstore; then
   install_cached fulcio "${FULCIO_VERSION}" build_fulcio
   install_cached rekor-tiles "${REKOR_TILES_VERSION}" build_rekor_tiles
   install_cached timestamp-authority "${TSA_VERSION}" build_tsa
+  install_cached tesseract "${TESSERACT_VERSION}" build_tesseract
 fi
 wants referrers-registry && install_cached referrers-registry "$(referrers_version)" \
   build_referrers_registry

@@ -2,7 +2,8 @@
 
 Markers say what a test needs, and are derived from what it uses rather than from where it
 sits: a test whose fixtures start the control plane is `e2e`, one that starts a registry
-process (docker-registry, bin/referrers-registry) is `registry`. A test marked `e2e` by hand
+process (docker-registry, bin/referrers-registry) is `registry`, one that starts the local
+Sigstore services (tests/fixtures/sigstore.py) is `sigstore`. A test marked `e2e` by hand
 that needs no control plane is a collection error, so `pytest -m "not e2e"` (make unit) runs
 every test that can run without a cluster.
 """
@@ -15,9 +16,11 @@ pytest_plugins = [
     "tests.fixtures.cluster",
     "tests.fixtures.controller",
     "tests.fixtures.registry",
+    "tests.fixtures.sigstore",
 ]
 
-NEEDS = {"e2e": ("control_plane",), "registry": ("registry", "referrers_registry")}
+NEEDS = {"e2e": ("control_plane",), "registry": ("registry", "referrers_registry"),
+         "sigstore": ("local_sigstore",)}
 """Marker → the session fixtures whose use is that need."""
 
 

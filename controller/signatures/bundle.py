@@ -134,6 +134,33 @@ def parse_digest(digest: str) -> Hashed:
     return Hashed(algorithm=HashAlgorithm.SHA2_256, digest=bytes.fromhex(match.group(1)))
 
 
+def with_proto3_defaults(bundle: bytes) -> bytes:
+    """The bundle with the log entry fields proto3 JSON leaves out when they are zero put back.
+
+    A log's first entry has index 0 and, in a tree of one, an empty inclusion path, and the
+    protobuf JSON mapping omits both (sigstore-go and cosign write it so, and read it back);
+    sigstore-models requires them. Only these absent defaults are filled in: a present value is
+    never changed, so nothing a signer wrote is reinterpreted.
+    """
+    try:
+        doc = json.loads(bundle)
+    except ValueError:
+        return bundle  # from_json reports it
+    material = doc.get("verificationMaterial") if isinstance(doc, dict) else None
+    entries = material.get("tlogEntries") if isinstance(material, dict) else None
+    if not isinstance(entries, list):
+        return bundle
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        entry.setdefault("logIndex", "0")
+        proof = entry.get("inclusionProof")
+        if isinstance(proof, dict):
+            proof.setdefault("logIndex", "0")
+            proof.setdefault("hashes", [])
+    return json.dumps(doc).encode()
+
+
 def verify_bundle(
     bundle: bytes,
     *,
@@ -149,7 +176,7 @@ def verify_bundle(
     if len(bundle) > MAX_BUNDLE_BYTES:
         raise VerificationError(f"bundle of {len(bundle)} bytes is larger than {MAX_BUNDLE_BYTES}")
     try:
-        inner = bundle_v1.Bundle.from_json(bundle)
+        inner = bundle_v1.Bundle.from_json(with_proto3_defaults(bundle))
     except ValueError as exc:
         raise VerificationError(f"malformed bundle: {_first_line(exc)}") from exc
     verifier = _verifier(trust_root)

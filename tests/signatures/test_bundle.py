@@ -34,6 +34,7 @@ from controller.signatures.bundle import (
     verify_bundle,
     verify_bundle_async,
     verify_legacy_signature,
+    with_proto3_defaults,
 )
 from controller.signatures.certificate import check_source
 from controller.signatures.errors import VerificationError
@@ -531,3 +532,18 @@ def test_a_cosign_2_sig_logged_elsewhere_or_not_at_all_is_refused() -> None:
     with pytest.raises(VerificationError, match="malformed Rekor bundle"):
         _verify_legacy(sigstore, payload, signature,
                        {**notes, "dev.sigstore.cosign/bundle": '{"Payload": {}}'})
+
+
+def test_proto3_defaults_fill_only_the_absent_zero_fields_of_a_first_log_entry() -> None:
+    # The first entry of a log, as cosign writes it: index 0 and an empty path are omitted.
+    first = {"logId": {"keyId": "AA=="}, "inclusionProof": {"rootHash": "AA==", "treeSize": "1"}}
+    later = {"logIndex": "7", "inclusionProof": {"logIndex": "7", "hashes": ["AA=="]}}
+    doc = {"verificationMaterial": {"tlogEntries": [first, later]}, "other": 1}
+    out = json.loads(with_proto3_defaults(json.dumps(doc).encode()))
+    entries = out["verificationMaterial"]["tlogEntries"]
+    assert entries[0]["logIndex"] == "0"
+    assert entries[0]["inclusionProof"] == {"rootHash": "AA==", "treeSize": "1",
+                                            "logIndex": "0", "hashes": []}
+    assert entries[1] == later  # present values are never rewritten
+    assert out["other"] == 1
+    assert with_proto3_defaults(b"not json") == b"not json"

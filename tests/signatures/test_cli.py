@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.sigstore import SUBJECT as LOCAL_SUBJECT
+from tests.fixtures.sigstore import LocalSigstore
+
 CASES = Path(__file__).parent.parent / "data" / "sigstore-conformance" / "bundle-verify"
 IDENTITY = ("https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/"
             ".github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main")
@@ -76,3 +79,31 @@ def test_the_signer_is_a_key_or_a_whole_identity(signer: tuple[str, ...]) -> Non
     done = kubectl_provenance("verify-bundle", "--bundle", "b.json", *signer, str(ARTIFACT))
     assert done.returncode == 2
     assert "give --key, or both" in done.stderr
+
+
+def test_a_bundle_cosign_made_against_the_local_sigstore_verifies(
+    local_sigstore: LocalSigstore, tmp_path: Path,
+) -> None:
+    """Real cosign, real Fulcio (SCT from a real CT log), Rekor v2 and TSA: the whole path a
+    keyless signature takes, checked by our verifier against the trusted root of those services.
+    """
+    artifact = tmp_path / "artifact.txt"
+    artifact.write_text("built by org/app\n")
+    bundle = tmp_path / "artifact.sigstore.json"
+    signed = local_sigstore.cosign("sign-blob", "--yes", "--bundle", str(bundle), str(artifact),
+                                   token=local_sigstore.token())
+    assert signed.returncode == 0, signed.stderr + local_sigstore.logs()
+
+    def verify(identity: str, issuer: str) -> subprocess.CompletedProcess[str]:
+        return kubectl_provenance(
+            "verify-bundle", "--bundle", str(bundle), "--certificate-identity", identity,
+            "--certificate-oidc-issuer", issuer,
+            "--trusted-root", str(local_sigstore.trusted_root), str(artifact))
+
+    done = verify(LOCAL_SUBJECT, local_sigstore.issuer)
+    assert done.returncode == 0, done.stderr
+    assert "hashedrekord/0.0.2" in done.stdout  # a Rekor v2 entry
+    assert "timestamp-authority" in done.stdout
+    wrong = verify(LOCAL_SUBJECT, local_sigstore.other_issuer)
+    assert wrong.returncode == 1
+    assert "issuer" in wrong.stderr
