@@ -29,6 +29,7 @@ from controller.dev.controller import DevController
 from controller.dev.controlplane import LocalControlPlane, free_port
 from controller.gate import GateGuard, GateSettings, load_expected
 from controller.kube import Credentials, KubeApi, load_credentials
+from controller.ledger.chain import CheckpointSigner
 from controller.tls import SelfManagedTls, ensure_certificates
 from tests.builders import deployment
 from tests.chart.helm import (
@@ -127,6 +128,10 @@ CAN = [
     ("update", f"secrets/{FULLNAME}-tls", RELEASE_NAMESPACE),
     ("get", "secrets/provenance-ledger-checkpoint-key", RELEASE_NAMESPACE),
     ("create", "configmaps", "provenance-ledger"),
+    ("get", "configmaps/provenance-ledger.audit.head", RELEASE_NAMESPACE),
+    ("patch", "configmaps/provenance-ledger.audit.head", RELEASE_NAMESPACE),
+    ("create", "leases.coordination.k8s.io", "provenance-ledger"),
+    ("update", "leases.coordination.k8s.io", "provenance-ledger"),
     ("update", "configmaps", "provenance-ledger"),
     ("list", "configmaps", "provenance-ledger"),
     ("patch", f"validatingwebhookconfigurations.admissionregistration.k8s.io/{FULLNAME}", ""),
@@ -147,6 +152,8 @@ CANNOT = [
     ("delete", "pods", "default"),
     ("create", "configmaps", "default"),
     ("create", "configmaps", RELEASE_NAMESPACE),
+    ("patch", "configmaps/some-other-configmap", RELEASE_NAMESPACE),
+    ("delete", "leases.coordination.k8s.io", "provenance-ledger"),
     ("delete", "configmaps", "provenance-ledger"),
     ("get", "secrets", "default"),
     ("list", "secrets", RELEASE_NAMESPACE),
@@ -278,7 +285,8 @@ def test_notes_warn_about_unsafe_settings(
     result = helm("install", "pc-audit", str(CHART), "--namespace", RELEASE_NAMESPACE,
                   "-f", str(audit), "--dry-run=server",
                   # The first release owns the ledger namespace; a second may not adopt it.
-                  "--set", "ledger.createNamespace=false", home=helm_home,
+                  "--set", "ledger.createNamespace=false", "--set", "ledger.createSignedHeads=false",
+                  home=helm_home,
                   kubeconfig=control_plane.kubeconfig)
     notes = result.stdout.split("NOTES:", 1)[1]
     assert "WARNING: replicaCount is 1" in notes
@@ -380,6 +388,14 @@ def test_the_controller_runs_with_only_the_charts_rbac(
     config["exempt_namespaces"] = ["kube-system"]
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(config))
+    # The operator creates the ledger key, as the chart's NOTES say (the chart lets the
+    # controller read it, never create it).
+    key = tmp_path / "checkpoint.pem"
+    key.write_bytes(CheckpointSigner.generate().private_pem())
+    kubectl(cp, "-n", RELEASE_NAMESPACE, "delete", "secret", "provenance-ledger-checkpoint-key",
+            "--ignore-not-found")
+    ok(kubectl(cp, "-n", RELEASE_NAMESPACE, "create", "secret", "generic",
+               "provenance-ledger-checkpoint-key", f"--from-file=private-key={key}"))
     ctl = DevController(cp, tmp_path, config_file=config_file, name="pc-as-sa",
                         only_namespaces=[RELEASE_NAMESPACE], system_namespace=RELEASE_NAMESPACE,
                         controller_kubeconfig=sa_kubeconfig)
@@ -401,12 +417,10 @@ def test_the_controller_runs_with_only_the_charts_rbac(
         assert [v["entry"]["operation"] for v in json.loads(history.stdout)] == ["CREATE"]
     finally:
         ctl.stop()
-    # The one expected refusal: the chart grants `get` on the checkpoint key, never `create`.
+    # Nothing the controller did was refused: the key, the lanes' Leases and the signed heads
+    # beside the key are all within the chart's grants.
     lines = ctl.log_path.read_text().splitlines()
-    unsigned = [line for line in lines if "checkpoints will be unsigned" in line]
-    assert len(unsigned) == 1
-    forbidden = [line for line in lines if "Forbidden" in line and line not in unsigned]
-    assert forbidden == []
+    assert [line for line in lines if "Forbidden" in line] == []
 
 
 def test_the_controller_serves_its_self_managed_certificate(

@@ -347,13 +347,23 @@ def test_rbac_is_least_privilege(rendered: tuple[Path | None, list[dict[str, Any
     ledger_ns = values["config"]["ledger"]["namespace"]
     ledger_role = find(docs, "Role", f"{FULLNAME}-ledger")
     assert ledger_role["metadata"]["namespace"] == ledger_ns
-    assert ledger_role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"],
-                                     "verbs": ["get", "list", "watch", "create", "update",
-                                               "patch"]}]
+    assert ledger_role["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"],
+         "verbs": ["get", "list", "watch", "create", "update", "patch"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "verbs": ["get", "create", "update"]}]
     key_role = find(docs, "Role", f"{FULLNAME}-checkpoint-key")
-    assert key_role["rules"] == [{"apiGroups": [""], "resources": ["secrets"],
-                                  "resourceNames": [values["config"]["ledger"][
-                                      "checkpoint_key_secret"]], "verbs": ["get"]}]
+    signed_heads = f"{ledger_ns}.{values['config']['ledger'].get('chain', 'audit')}.head"
+    assert key_role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"],
+         "resourceNames": [values["config"]["ledger"]["checkpoint_key_secret"]],
+         "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [signed_heads],
+         "verbs": ["get", "patch"]}]
+    heads = find(docs, "ConfigMap", signed_heads)
+    assert heads["metadata"]["namespace"] == key_role["metadata"]["namespace"]
+    assert heads["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert "data" not in heads
     pull = signatures.get("registry", {}).get("pull_secret")
     pull_roles = [d for d in docs if d["kind"] == "Role" and
                   d["metadata"]["name"] == f"{FULLNAME}-pull-secret"]

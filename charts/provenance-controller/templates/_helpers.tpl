@@ -75,6 +75,11 @@ rendering is stable.
 {{- .Values.config.ledger.checkpoint_key_namespace | default .Release.Namespace }}
 {{- end }}
 
+{{/* The ConfigMap beside the ledger key holding each lane's newest signed head. */}}
+{{- define "pc.signedHeads" -}}
+{{- printf "%s.%s.head" (include "pc.ledgerNamespace" .) (.Values.config.ledger.chain | default "audit") }}
+{{- end }}
+
 {{- define "pc.checkpointKeySecret" -}}
 {{- .Values.config.ledger.checkpoint_key_secret | default "provenance-ledger-checkpoint-key" }}
 {{- end }}
