@@ -51,7 +51,7 @@ from controller.dev.controller import DevController
 from controller.dev.controlplane import LocalControlPlane, find_binary
 from controller.kube import KubeApi
 from controller.ledger.config import LedgerConfig
-from controller.ledger.verify import load_chain, verify_segments
+from controller.ledger.verify import load_ledger, verify_ledger
 from tests.builders import deployment, prov_annotations, review
 
 DIGESTS = ["sha256:" + c * 64 for c in "abc"]
@@ -264,10 +264,9 @@ def _counters(ctl: DevController) -> dict[str, float]:
 async def _ledger_size(api: KubeApi) -> int:
     """Entries in the controller's ledger (default namespace and chain), once it verifies."""
     config = LedgerConfig()
-    report = verify_segments(await load_chain(
-        api, config.namespace, config.chain,
-        key_namespace=config.checkpoint_key_namespace),
-                             chain=config.chain, max_entry_bytes=config.max_entry_bytes)
+    report = verify_ledger(await load_ledger(
+        api, config.namespace, config.chain, key_namespace=config.checkpoint_key_namespace),
+        chain=config.chain, max_entry_bytes=config.max_entry_bytes)
     if not report.ok:
         raise SystemExit(f"the ledger does not verify: {report.problems[:3]}")
     return report.size

@@ -161,7 +161,8 @@ async def _time_parts(kubeconfig: Path) -> dict[str, float]:
         lists = await asyncio.gather(*(list_workloads(api, k, None, prefix="provenance.dev/")
                                        for k in KINDS))
         t1 = time.perf_counter()
-        data = await load_chain(api, config.ledger.namespace, config.ledger.chain)
+        data = await load_chain(api, config.ledger.namespace, config.ledger.chain,
+                                key_namespace=config.ledger.checkpoint_key_namespace)
         t2 = time.perf_counter()
         report = verify_segments(data, chain=config.ledger.chain)
         t3 = time.perf_counter()
@@ -182,7 +183,8 @@ async def _sequential(api: KubeApi, config: Config) -> None:
     the event loop (what `scan` did first), for comparison in the same run."""
     chain = config.ledger.chain
     data, *lists = await asyncio.gather(
-        load_chain(api, config.ledger.namespace, chain),
+        load_chain(api, config.ledger.namespace, chain,
+                   key_namespace=config.ledger.checkpoint_key_namespace),
         *(list_workloads(api, k, None, prefix=config.annotations.prefix) for k in KINDS))
     report = verify_segments(data, chain=chain)  # type: ignore[arg-type]
     build_rows([w for b in lists for w in b], LedgerIndex.from_report(report),  # type: ignore[attr-defined]

@@ -183,8 +183,13 @@ EXAMPLES: dict[str, str] = {
     "ledger rollback-target": "kubectl-provenance ledger rollback-target deploy/checkout -n shop",
     "ledger export": "kubectl-provenance ledger export --file ledger.jsonl",
     "ledger prune": "kubectl-provenance ledger prune --keep 8 --export-file archive.jsonl",
+    "ledger recover": "kubectl-provenance ledger recover --dry-run --reason \"INC-42: restored "
+                      "from backup\"\n"
+                      "  kubectl-provenance ledger recover --reason \"INC-42: restored from "
+                      "backup\"",
     "rollback": "kubectl-provenance rollback deploy/checkout -n shop --dry-run\n"
-                "  kubectl-provenance rollback sts/db -n shop --to-seq 412",
+                "  kubectl-provenance rollback sts/db -n shop --to-seq 412\n"
+                "  kubectl-provenance rollback deploy/web -n shop --to-seq audit-lane1:87",
     "status": "kubectl-provenance status -A\n"
               "  kubectl-provenance status -n shop -o json\n"
               "  kubectl-provenance status -A --exclude-exempt --fail-on-unrecorded --quiet",

@@ -500,17 +500,25 @@ async def _recover(args: argparse.Namespace, api: KubeApi) -> int:
     config = LedgerConfig(namespace=args.ledger_namespace, chain=args.chain,
                           checkpoint_key_namespace=args.key_namespace,
                           checkpoint_key_secret=args.key_secret)
-    result = await recover(api, config, reason=args.reason.strip(), dry_run=args.dry_run)
-    for problem in result.problems:
-        print(f"found: {problem}", file=sys.stderr)
-    if result.entry is None:
-        print("the ledger verifies and reaches its signed head: nothing to recover")
-        return EXIT_OK
-    e = result.entry
-    lost = (f"entries {e.found_size}..{e.expected_size - 1} are lost"
-            if e.expected_size is not None and e.expected_size > e.found_size else
-            "no entries are lost")
-    verb = "would record" if args.dry_run else "recorded"
-    print(f"{verb}: recovery by {e.operator} at size {e.found_size} ({lost}); "
-          f"reason: {e.reason}")
+    lanes = await load_ledger(api, args.ledger_namespace, args.chain,
+                              key_namespace=args.key_namespace)
+    recorded = 0
+    for lane in lanes:
+        result = await recover(api, config, reason=args.reason.strip(), chain=lane,
+                               dry_run=args.dry_run)
+        label = f"{lane}: " if len(lanes) > 1 else ""
+        for problem in result.problems:
+            print(f"{label}found: {problem}", file=sys.stderr)
+        if result.entry is None:
+            continue
+        recorded += 1
+        e = result.entry
+        lost = (f"entries {e.found_size}..{e.expected_size - 1} are lost"
+                if e.expected_size is not None and e.expected_size > e.found_size else
+                "no entries are lost")
+        verb = "would record" if args.dry_run else "recorded"
+        print(f"{label}{verb}: recovery by {e.operator} at size {e.found_size} ({lost}); "
+              f"reason: {e.reason}")
+    if not recorded:
+        print("the ledger verifies and reaches its signed heads: nothing to recover")
     return EXIT_OK

@@ -284,8 +284,10 @@ def test_notes_warn_about_unsafe_settings(
     [audit] = [p for p in CI_VALUES if p.stem == "audit-mode-values"]
     result = helm("install", "pc-audit", str(CHART), "--namespace", RELEASE_NAMESPACE,
                   "-f", str(audit), "--dry-run=server",
-                  # The first release owns the ledger namespace; a second may not adopt it.
-                  "--set", "ledger.createNamespace=false", "--set", "ledger.createSignedHeads=false",
+                  # The first release owns the ledger namespace and its signed heads; a second
+                  # may not adopt them.
+                  "--set", "ledger.createNamespace=false",
+                  "--set", "ledger.createSignedHeads=false",
                   home=helm_home,
                   kubeconfig=control_plane.kubeconfig)
     notes = result.stdout.split("NOTES:", 1)[1]

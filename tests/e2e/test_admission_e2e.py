@@ -16,7 +16,7 @@ from controller.dev.controller import DevController
 from controller.dev.controlplane import LocalControlPlane
 from controller.kube import KubeApi
 from controller.ledger.models import AdmissionEntry
-from controller.ledger.verify import load_chain, verify_segments
+from controller.ledger.verify import load_ledger, verify_ledger
 from tests.builders import IMAGE, deployment, prov_annotations, review
 from tests.fixtures.cluster import kubectl
 from tests.fixtures.controller import AUDIT_NAMESPACE, EXEMPT_NAMESPACE
@@ -231,11 +231,11 @@ def test_only_the_api_server_may_send_reviews(
 async def _admission_entries(control_plane: LocalControlPlane, name: str) -> list[AdmissionEntry]:
     api = KubeApi.from_kubeconfig(str(control_plane.kubeconfig))
     try:
-        data = await load_chain(api, "provenance-ledger", "audit",
-                                key_namespace="provenance-system")
+        lanes = await load_ledger(api, "provenance-ledger", "audit",
+                                  key_namespace="provenance-system")
     finally:
         await api.close()
-    report = verify_segments(data, chain="audit")
+    report = verify_ledger(lanes, chain="audit")
     assert report.ok, report.problems
     return [r.record.entry for r in report.records
             if isinstance(r.record.entry, AdmissionEntry) and r.record.entry.name == name]

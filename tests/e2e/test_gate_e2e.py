@@ -17,7 +17,7 @@ from controller.dev.controller import DevController, webhook_configuration
 from controller.dev.controlplane import LocalControlPlane, free_port
 from controller.kube import KubeApi
 from controller.ledger.models import GateChangedEntry
-from controller.ledger.verify import load_chain, verify_segments
+from controller.ledger.verify import load_ledger, verify_ledger
 from tests.fixtures.cluster import kubectl
 
 pytestmark = pytest.mark.e2e
@@ -81,8 +81,8 @@ def live(cp: LocalControlPlane) -> dict[str, Any] | None:
 
 
 async def gate_entries(api: KubeApi) -> list[GateChangedEntry]:
-    data = await load_chain(api, "provenance-ledger", "audit", key_namespace="provenance-system")
-    report = verify_segments(data, chain="audit")
+    lanes = await load_ledger(api, "provenance-ledger", "audit", key_namespace="provenance-system")
+    report = verify_ledger(lanes, chain="audit")
     assert report.ok, report.problems
     return [r.record.entry for r in report.records
             if isinstance(r.record.entry, GateChangedEntry)

@@ -27,7 +27,7 @@ from controller.dev.controlplane import LocalControlPlane, find_binary
 from controller.kube import KubeApi, KubeApiError
 from controller.ledger.config import LedgerConfig
 from controller.ledger.query import AdmissionView, admissions
-from controller.ledger.verify import load_chain, verify_segments
+from controller.ledger.verify import load_ledger, verify_ledger
 from controller.workloads import KINDS, kind_named
 from tests.builders import DIGEST, WORKLOAD_KINDS, workload
 from tests.fixtures.cluster import kubectl
@@ -59,10 +59,9 @@ def ledger_cli(cp: LocalControlPlane, *args: str) -> subprocess.CompletedProcess
 async def ledger_admissions(api: KubeApi) -> list[AdmissionView]:
     """Every admission entry of the session's ledger, after checking the chain verifies."""
     config = LedgerConfig()
-    data = await load_chain(
-        api, config.namespace, config.chain,
-        key_namespace=config.checkpoint_key_namespace)
-    report = verify_segments(data, chain=config.chain, max_entry_bytes=config.max_entry_bytes)
+    lanes = await load_ledger(api, config.namespace, config.chain,
+                              key_namespace=config.checkpoint_key_namespace)
+    report = verify_ledger(lanes, chain=config.chain, max_entry_bytes=config.max_entry_bytes)
     assert report.ok, report.problems[:3]
     return admissions(report.records)
 
