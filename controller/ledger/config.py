@@ -31,10 +31,10 @@ class LedgerConfig(BaseModel):
     max_entry_bytes: int = Field(default=64 * 1024, ge=1024, le=256 * 1024)
     """An entry larger than this is refused (and its admission denied); verification rejects
     stored entries larger than this as malformed."""
-    group_commit_window_ms: float = Field(default=1.0, ge=0.0, le=100.0)
-    """After the first queued entry, wait this long for others before writing, so admissions
-    that arrive together share one write. Entries queued while a write is in flight always join
-    the next write, whatever this value."""
+    group_commit_window_ms: float = Field(default=0.0, ge=0.0, le=100.0)
+    """After the first queued entry, wait this long for others before writing. Entries queued
+    while a write is in flight always join the next write, whatever this value, so under load
+    admissions share writes without it; a wait only delays a lone admission (0 by default)."""
     group_commit_max_entries: int = Field(default=256, ge=1, le=4096)
     """Upper bound on entries per write."""
     append_deadline_seconds: float = Field(default=5.0, gt=0.0, le=30.0)
@@ -46,6 +46,10 @@ class LedgerConfig(BaseModel):
     idempotency_entries: int = Field(default=4096, ge=64, le=1_000_000)
     """How many of the newest idempotency keys a writer keeps in memory; the index is bounded
     however long the process runs."""
+    signed_head_interval_seconds: float = Field(default=0.5, ge=0.0, le=60.0)
+    """Least time between two writes of the signed head beside the key (each write carries
+    the newest head). The running writer checks its own tail before every write; this bounds
+    how far behind the copy beside the key may be when a writer dies or is cut."""
     lanes: int = Field(default=8, ge=1, le=64)
     """Writer lanes: each replica writes its own chain (`controller.ledger.lanes`), claimed
     through a Lease. Keep it above the replica count (surge included)."""

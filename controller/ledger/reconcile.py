@@ -182,7 +182,7 @@ class Reconciler:
         entry = build_outcome_entry(kind, ref_seq=watch.seq, ref_leaf=watch.leaf,
                                     body=body, namespace=watch.entry.namespace,
                                     name=watch.entry.name, now=now, detail=detail)
-        await self.ledger.append(entry)
+        await self.ledger.append(entry, lazy=True)
         if kind == "persisted":
             watch.persisted = True
         elif kind == "never-persisted":

@@ -76,6 +76,8 @@ spin a CPU until the entry's deadline."""
 CLOSE_GRACE_SECONDS = 2.0
 """How long `close()` lets a write already in flight finish before cancelling it. SIGTERM must
 stop the process within a few seconds even when the API server does not answer."""
+LAZY_WAIT = 0.25
+"""How long a lazy entry (an outcome) waits for a write to ride along with."""
 CORRUPT_EVENT_INTERVAL = 60.0
 """Seconds between two reports (`on_corrupt`, an Event) of a refused tail."""
 BATCH_SIZE_WINDOW = 1024
@@ -196,7 +198,10 @@ class Ledger:
         self._corrupt_reported_at = -CORRUPT_EVENT_INTERVAL
         self._fenced: str | None = None
         """Why this writer may not write now (its lane is not held), or None."""
+        self._lazy: list[_Pending] = []
+        self._lazy_timer: asyncio.TimerHandle | None = None
         self._anchor_next: AnchorHead | None = None
+        self._anchor_written_at = -1.0
         self._anchor_task: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -230,6 +235,12 @@ class Ledger:
         are denied, never answered "allowed" without a record).
         """
         self._closed = True
+        if self._lazy_timer is not None:
+            self._lazy_timer.cancel()
+            self._lazy_timer = None
+        for waiting in self._lazy:
+            self._queue.put_nowait(waiting)
+        self._lazy.clear()
         self._queue.put_nowait(None)
         for task in self._tasks:
             if task.get_name() == "ledger-checkpoint":
@@ -248,12 +259,15 @@ class Ledger:
 
     # -- the public append -----------------------------------------------------------------------
 
-    async def append(self, entry: Entry, *, deadline: float | None = None) -> AppendReceipt:
+    async def append(self, entry: Entry, *, deadline: float | None = None,
+                     lazy: bool = False) -> AppendReceipt:
         """Make `entry` durable, or raise a `LedgerUnavailable` (deny the admission).
 
         `deadline` is absolute, on `time.monotonic()`; the default is now plus
         `append_deadline_seconds`. Idempotent: an entry whose key (the admission uid for
         admissions) is already recorded returns the existing receipt with `duplicate=True`.
+        `lazy` entries (outcomes nobody waits on) ride along with the next write, or are written
+        after `LAZY_WAIT` seconds: one etcd write for an admission and the outcome before it.
         """
         if self._closed:
             raise LedgerClosed("the ledger is closed")
@@ -278,8 +292,22 @@ class Ledger:
             self._inflight[key] = existing
             existing.add_done_callback(lambda _f: self._inflight.pop(key, None))
             existing.add_done_callback(_retrieve)
-            await self._queue.put(_Pending(entry, key, deadline, existing, payload))
+            pending = _Pending(entry, key, deadline, existing, payload)
+            if lazy:
+                self._lazy.append(pending)
+                if self._lazy_timer is None:
+                    self._lazy_timer = asyncio.get_running_loop().call_later(
+                        LAZY_WAIT, self._flush_lazy)
+            else:
+                await self._queue.put(pending)
         return await self._wait(existing, deadline)
+
+    def _flush_lazy(self) -> None:
+        """Nothing else was written for `LAZY_WAIT` seconds: write the lazy entries alone."""
+        self._lazy_timer = None
+        for item in self._lazy:
+            self._queue.put_nowait(item)
+        self._lazy.clear()
 
     async def append_factory(self, factory: EntryFactory, *, deadline: float) -> AppendReceipt:
         """Append an entry built from its own sequence number and previous head."""
@@ -365,7 +393,12 @@ class Ledger:
                         item.future.set_exception(error)
 
     def _drain(self, batch: list[_Pending]) -> None:
-        """Move queued entries into `batch`, up to the batch limit (group commit)."""
+        """Move queued (and lazy) entries into `batch`, up to the batch limit (group commit)."""
+        while self._lazy and len(batch) < self.config.group_commit_max_entries:
+            batch.append(self._lazy.pop(0))
+        if not self._lazy and self._lazy_timer is not None:
+            self._lazy_timer.cancel()
+            self._lazy_timer = None
         while len(batch) < self.config.group_commit_max_entries and not self._queue.empty():
             item = self._queue.get_nowait()
             if item is None:
@@ -587,6 +620,13 @@ class Ledger:
 
     async def _anchor_writer(self) -> None:
         while self._anchor_next is not None:
+            # At most one write per `signed_head_interval_seconds`, always of the newest head:
+            # under load most writes share one, which keeps its etcd cost per admission small.
+            wait = self._anchor_written_at + self.config.signed_head_interval_seconds \
+                - time.monotonic()
+            if wait > 0 and not self._closed:
+                await asyncio.sleep(wait)
+            self._anchor_written_at = time.monotonic()
             anchor, self._anchor_next = self._anchor_next, None
             try:
                 await write_anchor(self.api, self.config, self.chain, anchor,
