@@ -434,12 +434,10 @@ def _check_anchor(text: str, report: VerifyReport, verifier: CheckpointVerifier 
         return
     where = "the signed head beside the ledger key"
     _check_checkpoint(anchor.checkpoint, report, verifier, where=where, chain=chain)
+    # A segment it names that is gone is either cut (the chain is then shorter than the head:
+    # Truncated, above), a gap (DeletedSegment), or pruned since (the head may lag a prune).
     named = next((s for s in segments if s.number == anchor.segment), None)
-    if named is None:
-        if not any(p.kind is TamperKind.TRUNCATED for p in report.problems):
-            report.add(TamperKind.TRUNCATED, f"segment {anchor.segment}, which {where} names, "
-                       "is gone", segment=anchor.segment)
-    elif named.uid != anchor.segment_uid:
+    if named is not None and named.uid != anchor.segment_uid:
         report.add(TamperKind.RECREATED_SEGMENT,
                    f"segment {anchor.segment} was deleted and recreated (uid {named.uid}, "
                    f"signed as {anchor.segment_uid})", segment=anchor.segment)
