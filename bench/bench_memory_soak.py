@@ -101,6 +101,9 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=3000)
     parser.add_argument("--creates", type=int, default=3000)
     parser.add_argument("--idle", type=float, default=40.0)
+    parser.add_argument("--scan-interval", type=float, default=None,
+                        help="the controller's --scan-interval (default: its own; 0 turns off "
+                        "the periodic scan, which reads the whole ledger)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -111,7 +114,9 @@ def main() -> None:
             config.write_text(json.dumps({}))
             ctl = DevController(cp, work / "ctl", config_file=config, name="soak",
                                 only_namespaces=[NAMESPACE], require_client_cert=True,
-                                extra_args=["--log-level", "WARNING"])
+                                extra_args=["--log-level", "WARNING", *(
+                                    ["--scan-interval", str(args.scan_interval)]
+                                    if args.scan_interval is not None else [])])
             ctl.start()
             try:
                 assert ctl._proc is not None

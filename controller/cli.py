@@ -39,6 +39,9 @@ def _operator_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep-interval", type=float, default=30.0,
                    help="seconds between ledger sweeps (never-persisted admissions, "
                    "unadmitted workloads)")
+    p.add_argument("--scan-interval", type=float, default=None,
+                   help="seconds between the scans behind provenance_unrecorded_workloads, "
+                   "which read the whole ledger (0: no scan; default: 300)")
     p.add_argument("--health-port", type=int, default=8080,
                    help="port for /livez, /readyz, /metrics and /version")
     tls = p.add_argument_group("self-managed TLS (instead of cert-manager)")
@@ -86,6 +89,7 @@ def operator_main(argv: Sequence[str] | None = None) -> int:
     if args.kubeconfig:
         # kopf's login reads the kubeconfig through the kubernetes client, which honours this.
         os.environ["KUBECONFIG"] = args.kubeconfig
+    from controller.status import SCAN_INTERVAL_SECONDS
     from controller.webhook import ServerOptions, run_operator
 
     self_managed = None
@@ -121,7 +125,8 @@ def operator_main(argv: Sequence[str] | None = None) -> int:
         host=args.webhook_host, port=args.webhook_port, cert_file=args.tls_cert,
         key_file=args.tls_key, health_port=args.health_port, self_managed_tls=self_managed,
         timeout_seconds=args.timeout_seconds, client_ca=args.client_ca, gate=gate,
-        sweep_interval=args.sweep_interval)
+        sweep_interval=args.sweep_interval,
+        scan_interval=SCAN_INTERVAL_SECONDS if args.scan_interval is None else args.scan_interval)
     # Ctrl-C in a terminal is a normal way to stop; kopf handles SIGTERM itself.
     try:
         with contextlib.suppress(KeyboardInterrupt):

@@ -40,6 +40,7 @@ from controller.ledger.unadmitted import UnadmittedDetector
 from controller.observability import admission_context, build_health_app
 from controller.review import ClientConnection, WorkloadRequest, parse_envelope, parse_review
 from controller.runtime import Runtime
+from controller.status import SCAN_INTERVAL_SECONDS
 from controller.tls import SelfManagedTls
 from controller.workloads import JUDGED_SUBRESOURCES, KINDS, plain
 
@@ -76,6 +77,8 @@ class ServerOptions:
     """The webhook configuration's timeoutSeconds; the review must answer well inside it."""
     sweep_interval: float = 30.0
     """How often admissions not yet seen persisted are looked at by the reconciler."""
+    scan_interval: float = SCAN_INTERVAL_SECONDS
+    """How often `provenance_unrecorded_workloads` is recomputed (0: never)."""
     gate: GateSettings | None = None
     """When set, the controller guards its own webhook configuration (`controller.gate`)."""
 
@@ -296,7 +299,8 @@ async def run_operator(config: Config, options: ServerOptions, *,
     """Run kopf with our handler and server until cancelled or signalled."""
     # Answer well inside the API server's timeout, so the user hears our reason, not its own.
     budget = max(1.0, options.timeout_seconds * 0.8 - 0.5)
-    runtime = await Runtime.build(config, kubeconfig=kubeconfig, budget_seconds=budget)
+    runtime = await Runtime.build(config, kubeconfig=kubeconfig, budget_seconds=budget,
+                                  scan_interval=options.scan_interval)
     background: list[asyncio.Task[None]] = []
     if options.self_managed_tls is not None:
         # The files must exist before kopf's server loads them; later rotations are picked up

@@ -43,8 +43,9 @@ def main() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     # --client-ca, as the README says: only the API server's webhook client certificate may
-    # send reviews, so a review POSTed straight to the port cannot forge a user.
-    controller = DevController(cp, workdir, require_client_cert=True,
+    # send reviews, so a review POSTed straight to the port cannot forge a user. The gate
+    # guards its own configuration, as the chart's default does.
+    controller = DevController(cp, workdir, require_client_cert=True, guard_gate=True,
                                config_file=Path(args.config) if args.config else None)
     try:
         _step(f"kube-apiserver ready at {cp.server}; kubeconfig: {cp.kubeconfig}")

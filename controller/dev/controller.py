@@ -79,6 +79,9 @@ class DevController:
     require_client_cert: bool = False
     """Pass `--client-ca` so that only the API server (its webhook client certificate) may
     send reviews."""
+    guard_gate: bool = False
+    """Pass `--gate-expected` with the configuration this registers, so the controller guards
+    it (records and restores a deletion or drift), as the chart's default does."""
     controller_kubeconfig: Path | None = None
     """Credentials the controller itself uses (default: the control plane's admin); the tests
     pass the chart's service-account token to prove its RBAC suffices."""
@@ -114,6 +117,14 @@ class DevController:
             argv += ["--config", str(self.config_file)]
         if self.require_client_cert:
             argv += ["--client-ca", str(self.control_plane.webhook_client_ca)]
+        configuration = webhook_configuration(
+            name=self.name, url=self.url, ca_bundle=ca.read_bytes(),
+            exempt_namespaces=self.exempt_namespaces, only_namespaces=self.only_namespaces,
+            timeout_seconds=self.timeout_seconds)
+        if self.guard_gate:
+            expected = self.workdir / f"{self.name}-gate-expected.json"
+            expected.write_text(json.dumps(configuration, indent=2))
+            argv += ["--gate-expected", str(expected)]
         # The chart installs into its release namespace; the ledger's key Secret lives there.
         subprocess.run(
             [str(find_binary("kubectl")), "--kubeconfig", str(self.control_plane.kubeconfig),
@@ -125,10 +136,7 @@ class DevController:
                                       stdin=subprocess.DEVNULL, env=env,
                                       start_new_session=True)
         self._wait_ready(timeout)
-        self._apply(webhook_configuration(
-            name=self.name, url=self.url, ca_bundle=ca.read_bytes(),
-            exempt_namespaces=self.exempt_namespaces, only_namespaces=self.only_namespaces,
-            timeout_seconds=self.timeout_seconds))
+        self._apply(configuration)
 
     def ssl_context(self) -> ssl.SSLContext:
         """A client context that trusts the webhook and, when required, presents the API
@@ -171,11 +179,15 @@ class DevController:
              "apply", "-f", "-"], input=json.dumps(obj).encode(), check=True,
             capture_output=True, timeout=60)
 
-    def stop(self) -> None:
+    def _unregister(self) -> None:
         subprocess.run(
             [str(find_binary("kubectl")), "--kubeconfig", str(self.control_plane.kubeconfig),
              "delete", "validatingwebhookconfiguration", self.name, "--ignore-not-found"],
             capture_output=True, timeout=60, check=False)
+
+    def stop(self) -> None:
+        if not self.guard_gate:
+            self._unregister()
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
             try:
@@ -183,5 +195,8 @@ class DevController:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+        if self.guard_gate:
+            # Only once the process is gone: its guard would restore the configuration.
+            self._unregister()
         if self._log is not None:
             self._log.close()

@@ -212,7 +212,7 @@ class Reconciler:
             # An admission is durable before the object is stored, so a stored object whose
             # entry we do not know yet was admitted after our last (rate-limited) sync: read on.
             # Objects with a controller are derived and, by default, never recorded; forcing a
-            # read for each of their status updates would re-read the open segment ten times a
+            # read for each of their status updates would re-read the newest segments ten times a
             # second. If one is recorded after all, the next regular sync finds its entry.
             await self.sync(force=True)
         seqs = self._by_name.get(key)

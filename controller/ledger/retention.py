@@ -1,8 +1,9 @@
-"""Retention: keep the newest N sealed segments, export the rest, then delete them.
+"""Retention: keep the newest N segments of each writer lane, export the rest, delete them.
 
-Policy (documented in the README by the lead):
-- `retention_keep_segments: 0` (the default) keeps everything. At ~1.5 KiB an entry and 128 KiB a
-  segment, 10,000 admissions take ~120 segments (~15 MiB of etcd), so most clusters never prune.
+Policy:
+- `retention_keep_segments: 0` (the default) keeps everything. At ~2 KiB an admission (its entry,
+  a seal and a signed head per write), 10,000 admissions take ~20 MiB of etcd, so most clusters
+  never prune. A segment is one write, so N counts writes, not a size.
 - Otherwise `ledger prune --keep N --export FILE` first verifies the whole chain (a chain that
   does not verify is evidence, and is never pruned), exports the pruned records as JSON lines,
   records `pruned-before` in the checkpoint ConfigMap, and deletes the older segments oldest first.
