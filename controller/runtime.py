@@ -135,7 +135,8 @@ class Runtime:
         admission = Admission(config, stages=tuple(stages), budget_seconds=budget_seconds)
         scanner = None
         if ledger is not None and scan_interval > 0:
-            scanner = asyncio.create_task(publish_forever(api, config, interval=scan_interval))
+            scanner = asyncio.create_task(publish_forever(
+                api, config, interval=scan_interval, verifier=ledger.signer.verifier))
         return cls(config=config, api=api, admission=admission, verifier=verifier,
                    ledger=ledger, reconciler=reconciler, unadmitted=unadmitted,
                    scanner=scanner, lane=lane, lane_keeper=lane_keeper)

@@ -52,7 +52,7 @@ from controller import metrics
 from controller.config import Config, load_config
 from controller.errors import ConfigError, ProvenanceError
 from controller.kube import KubeApi, KubeApiError
-from controller.ledger.chain import parse_timestamp
+from controller.ledger.chain import CheckpointVerifier, parse_timestamp
 from controller.ledger.cli import (
     EXIT_ERROR,
     EXIT_FORBIDDEN,
@@ -63,6 +63,7 @@ from controller.ledger.cli import (
 )
 from controller.ledger.entries import annotations_hash
 from controller.ledger.errors import LedgerError
+from controller.ledger.follow import LedgerFollower
 from controller.ledger.models import (
     AdmissionEntry,
     CheckpointEntry,
@@ -449,7 +450,8 @@ class Scan:
 async def scan(api: KubeApi, config: Config, *, namespace: str | None,
                ledger_namespace: str | None = None, chain: str | None = None,
                all_kinds: bool = False, exclude_exempt: bool = False,
-               progress: Callable[[str], None] | None = None) -> Scan:
+               progress: Callable[[str], None] | None = None,
+               follower: LedgerFollower | None = None) -> Scan:
     """Read the ledger once and every gated kind's list, concurrently; build the rows.
 
     The ledger is verified and indexed in a thread as soon as it is read, while the list calls
@@ -479,7 +481,17 @@ async def scan(api: KubeApi, config: Config, *, namespace: str | None,
                                   key_namespace=config.ledger.checkpoint_key_namespace)
         return (lanes, *await asyncio.to_thread(index_of, lanes))
 
-    ledger_read = asyncio.ensure_future(read_ledger())
+    async def follow() -> tuple[None, VerifyReport, LedgerIndex]:
+        assert follower is not None
+        report = await follower.refresh()
+        followed = follower.index
+        index = LedgerIndex(by_name=dict(followed.by_name), pruned=followed.pruned,
+                            start=parse_timestamp(followed.start) if followed.start else None)
+        return None, report, index
+
+    # A long-lived process follows the ledger (memory bounded by the workloads); a command
+    # reads it whole, once.
+    ledger_read = asyncio.ensure_future(follow() if follower is not None else read_ledger())
     try:
         lists = await asyncio.gather(
             *(list_workloads(api, kind, namespace, prefix=prefix, progress=listed)
@@ -492,12 +504,15 @@ async def scan(api: KubeApi, config: Config, *, namespace: str | None,
     workloads = [w for batch in lists for w in batch
                  if not (exclude_exempt and w.namespace in exempt)]
     rows = build_rows(workloads, index, exempt=config.exempt_namespaces, all_kinds=all_kinds)
-    return Scan(rows, report, any(d.segments for d in lanes.values()))
+    found = follower.index.segments > 0 if follower is not None else any(
+        d.segments for d in (lanes or {}).values())
+    return Scan(rows, report, found)
 
 
-async def publish_unrecorded(api: KubeApi, config: Config) -> Scan:
+async def publish_unrecorded(api: KubeApi, config: Config,
+                             follower: LedgerFollower | None = None) -> Scan:
     """One scan of the whole cluster, published as `provenance_unrecorded_workloads`."""
-    result = await scan(api, config, namespace=None)
+    result = await scan(api, config, namespace=None, follower=follower)
     metrics.record_unrecorded(result.unrecorded_by_reason(), at=time.time())
     if not result.report.ok:
         log.warning("the ledger does not verify (%s); run `ledger verify`",
@@ -507,16 +522,20 @@ async def publish_unrecorded(api: KubeApi, config: Config) -> Scan:
 
 async def publish_forever(api: KubeApi, config: Config, *,
                           interval: float = SCAN_INTERVAL_SECONDS,
-                          first_delay: float = FIRST_SCAN_DELAY_SECONDS) -> None:
+                          first_delay: float = FIRST_SCAN_DELAY_SECONDS,
+                          verifier: CheckpointVerifier | None = None) -> None:
     """The controller's periodic scan. It is a task of its own, apart from the admission path:
     its reads are list calls on the shared client; the ledger's verification (the bulk of its
     CPU, seconds for 20,000 entries) runs in a thread, so an admission waits for the
     interpreter's switch interval, not for the scan; hashing a page of 500 listed objects on
     the event loop takes tens of milliseconds."""
     await asyncio.sleep(first_delay)
+    # Each segment is read and verified once; the index keeps the newest admissions of each
+    # workload, so memory follows the cluster's size, not the ledger's length.
+    follower = LedgerFollower(api, config.ledger, verifier=verifier)
     while True:
         try:
-            result = await publish_unrecorded(api, config)
+            result = await publish_unrecorded(api, config, follower)
             log.info("scan: %d workload(s), %d unrecorded", len(result.rows), result.unrecorded)
         except ProvenanceError as exc:
             # The count keeps its last value; the scan timestamp says how old it is.
