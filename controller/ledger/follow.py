@@ -27,12 +27,7 @@ from controller.ledger.errors import TamperKind
 from controller.ledger.lanes import lane_index
 from controller.ledger.models import AdmissionEntry, OutcomeEntry
 from controller.ledger.query import AdmissionView
-from controller.ledger.segments import (
-    Segment,
-    configmaps_path,
-    read_checkpoint_map,
-    segment_name,
-)
+from controller.ledger.segments import Segment, get_segment, read_checkpoint_map
 from controller.ledger.verify import ChainData, StoredRecord, VerifyReport, verify_segments
 
 CHUNK_SEGMENTS = 200
@@ -134,14 +129,7 @@ class LedgerFollower:
                 return
 
     async def _get(self, lane: str, number: int) -> Segment | None:
-        path = configmaps_path(self.config.namespace, segment_name(lane, number))
-        try:
-            obj = await self.api.request("GET", path)
-        except KubeApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return Segment.from_object(obj, chain=lane)
+        return await get_segment(self.api, self.config.namespace, lane, number)
 
     def _fold(self, records: list[StoredRecord]) -> None:
         """Take admissions and outcomes in, as `query.admissions` groups them, keeping the

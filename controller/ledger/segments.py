@@ -132,6 +132,19 @@ async def list_segments(
     return out
 
 
+async def get_segment(api: KubeApi, namespace: str, chain: str, number: int) -> Segment | None:
+    """Segment `number` of `chain` as stored now, or None when it does not exist."""
+    from controller.kube import KubeApiError
+
+    try:
+        obj = await api.request("GET", configmaps_path(namespace, segment_name(chain, number)))
+    except KubeApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return Segment.from_object(obj, chain=chain)
+
+
 async def list_configmaps(api: KubeApi, namespace: str, *,
                           progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
     """Every ConfigMap in `namespace`, paged (the ledger namespace holds only the ledger)."""

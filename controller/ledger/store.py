@@ -62,6 +62,7 @@ from controller.ledger.segments import (
     Segment,
     checkpoint_map_name,
     configmaps_path,
+    get_segment,
     list_segments,
     segment_labels,
     segment_name,
@@ -639,16 +640,8 @@ class Ledger:
     # -- reading and verifying the tail ----------------------------------------------------------
 
     async def get_segment(self, number: int, chain: str | None = None) -> Segment | None:
-        """Segment `number` as stored now, or None when it does not exist."""
-        chain = chain or self.chain
-        path = configmaps_path(self.config.namespace, segment_name(chain, number))
-        try:
-            obj = await self.api.request("GET", path)
-        except KubeApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return Segment.from_object(obj, chain=chain)
+        """Segment `number` (of this writer's chain, or `chain`) as stored now, or None."""
+        return await get_segment(self.api, self.config.namespace, chain or self.chain, number)
 
     async def _discover(self) -> None:
         """Find and verify the newest segment, from the signed head beside the key.
