@@ -41,7 +41,7 @@ def _operator_parser() -> argparse.ArgumentParser:
                    "unadmitted workloads)")
     p.add_argument("--scan-interval", type=float, default=None,
                    help="seconds between the scans behind provenance_unrecorded_workloads, "
-                   "which read the whole ledger (0: no scan; default: 300)")
+                   "which list every workload (0: no scan; default: 300)")
     p.add_argument("--health-port", type=int, default=8080,
                    help="port for /livez, /readyz, /metrics and /version")
     tls = p.add_argument_group("self-managed TLS (instead of cert-manager)")

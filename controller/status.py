@@ -82,8 +82,9 @@ LIST_PAGE = 500
 """Objects per list call: large enough that 5,000 workloads take a few round trips per kind,
 small enough that one page stays well under the API server's response limits."""
 SCAN_INTERVAL_SECONDS = 300.0
-"""How often the controller recomputes `provenance_unrecorded_workloads`: the scan reads the
-whole ledger and every workload, so it runs minutes apart, never per admission."""
+"""How often the controller recomputes `provenance_unrecorded_workloads`: the scan lists every
+workload and reads what the ledger gained since (`controller.ledger.follow`), so it runs minutes
+apart, never per admission."""
 FIRST_SCAN_DELAY_SECONDS = 30.0
 """The first scan waits this long after start-up, when the API server starts sending reviews."""
 
