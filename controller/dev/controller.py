@@ -130,13 +130,18 @@ class DevController:
             [str(find_binary("kubectl")), "--kubeconfig", str(self.control_plane.kubeconfig),
              "create", "namespace", self.system_namespace], capture_output=True, timeout=60,
             check=False)
+        if self.guard_gate:
+            # As with the chart: the configuration exists before its guard first looks, so the
+            # guard does not see (and record) it missing at start-up.
+            self._apply(configuration)
         self._log = self.log_path.open("wb")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self._proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, env=env,
                                       start_new_session=True)
         self._wait_ready(timeout)
-        self._apply(configuration)
+        if not self.guard_gate:
+            self._apply(configuration)
 
     def ssl_context(self) -> ssl.SSLContext:
         """A client context that trusts the webhook and, when required, presents the API
