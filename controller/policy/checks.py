@@ -302,7 +302,8 @@ def _parse_timestamp(value: str) -> dt.datetime | None:
     if not RFC3339.fullmatch(value):
         return None
     try:
-        return dt.datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+        # Python 3.11's parser takes a lower-case `t` but not a lower-case `z`.
+        return dt.datetime.fromisoformat(value.replace("z", "Z"))
     except ValueError:
         return None
 

@@ -187,14 +187,29 @@ def test_production_takes_builds_of_allowed_branches_only(
 @pytest.mark.parametrize(("stamp", "expected"), [
     ("2026-11-20T10:15:00Z", []),  # 5 days before NOW
     ("2026-11-18T12:00:01Z", []),  # just inside 7 days
+    ("2026-11-18T12:00:00Z", []),  # exactly 7 days: the limit is inclusive
     ("2026-11-18T11:59:59Z", [Reason.BUILD_TOO_OLD]),
     ("2025-01-01T00:00:00Z", [Reason.BUILD_TOO_OLD]),
+    ("2026-11-20t10:15:00z", []),  # RFC 3339 allows lower-case t and z
     (None, [Reason.BUILD_TOO_OLD]),
 ])
 def test_production_takes_builds_up_to_a_maximum_age(
         stamp: str | None, expected: list[Reason]) -> None:
     obj = deployment(namespace="prod", ann=prov_annotations(build_timestamp=stamp))
     assert reasons(obj, RULES, groups=["deployers"]) == expected
+
+
+def test_a_build_too_old_is_named_with_its_age() -> None:
+    old = deployment(namespace="prod", ann=prov_annotations(build_timestamp="2026-11-18T10:00:00Z"))
+    assert full(old, RULES, groups=["deployers"]) == [(
+        Reason.BUILD_TOO_OLD, f"{ANN}build-timestamp",
+        "the build is 7d 2h old; environment 'production' takes builds at most 604800s old",
+        "rebuild and redeploy, or roll back through the gate")]
+    unstamped = deployment(namespace="prod", ann=prov_annotations(build_timestamp=None))
+    assert full(unstamped, RULES, groups=["deployers"]) == [(
+        Reason.BUILD_TOO_OLD, f"{ANN}build-timestamp",
+        f"environment 'production' limits build age, and {ANN}build-timestamp is missing or not "
+        "RFC 3339", "set the build-timestamp (kubectl-provenance stamp writes it)")]
 
 
 def test_build_rules_apply_only_where_configured_and_only_to_what_people_deploy() -> None:
