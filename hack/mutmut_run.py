@@ -186,7 +186,7 @@ def report(minimum: float, seconds: int) -> int:
     checked = total - counts.get("not checked", 0)
     if checked != total:
         print(f"of the {checked} checked: {100.0 * killed / max(checked, 1):.1f}% killed")
-    print(f"{total - killed} not killed ({others or 'none'}); {seconds} s")
+    print(f"{total - killed} not killed ({others or 'none'}); wall time of the run: {seconds} s")
     print(f"mutation score: {score:.1f}% ({killed} of {total} killed)")
     return 0 if score >= minimum and total else 1
 

@@ -14,11 +14,17 @@ from typing import Any
 
 import pytest
 
-from controller.policy.violations import Reason
+from controller.policy.violations import Reason, Violation
+from controller.registry.errors import NotFoundError, RegistryError, RegistryUnavailable
 from controller.signatures.config import SignatureConfig
 from controller.signatures.formats import Finding
 from controller.signatures.provenance import Provenance
-from controller.signatures.verifier import ImageVerdict, ImageVerifier, VerificationOutcome
+from controller.signatures.verifier import (
+    ImageEvidence,
+    ImageVerdict,
+    ImageVerifier,
+    VerificationOutcome,
+)
 from tests.signatures.helpers import COMMIT, OTHER_PEM, TRUSTED_PEM, deployment
 
 HOST = "127.0.0.1:9"
@@ -329,3 +335,63 @@ def test_signers_are_verified_signature_keys_the_rule_allows() -> None:
         sig("third", problem="bad")))
     assert verdict.signers(frozenset({"release", "other", "third"})) == {"release"}
     assert verdict.signers(frozenset({"other"})) == frozenset()
+
+
+# --- a registry that could not be read -------------------------------------------------------
+async def judge_error(made: list[ImageVerifier], error: RegistryError,
+                      on_registry_error: str) -> VerificationOutcome:
+    verifier = ImageVerifier(config(on_registry_error=on_registry_error))
+    made.append(verifier)
+    request = deployment(IMAGE)
+    for target in verifier._targets(request, None):
+        verifier.cache.put(verifier._key(target), ImageVerdict(
+            target.ref.name, target.digest, error=error))
+    return await verifier.verify(request, git_sha=COMMIT, build_id=None, pipeline_url=None,
+                                 environment=None, deadline=time.monotonic() + 5)
+
+
+def unverified(error: RegistryError) -> ImageEvidence:
+    return ImageEvidence("container c0", IMAGE, DIGEST, "signature", verified=False,
+                         registry_error=str(error))
+
+
+async def test_an_image_missing_from_the_registry_is_denied_saying_so(
+        made: list[ImageVerifier]) -> None:
+    missing = NotFoundError(HOST, "manifest unknown")
+    outcome = await judge_error(made, missing, "deny")
+    assert outcome.violations == (Violation(
+        Reason.REGISTRY_ERROR,
+        f"container c0: image {IMAGE} could not be checked: registry {HOST}: manifest unknown",
+        "push the image (and its signatures) to the registry the pod spec names",
+        "container c0"),)
+    assert outcome.evidence == (unverified(missing),)
+    assert outcome.notes == ()
+
+
+async def test_a_failing_registry_is_denied_naming_it(made: list[ImageVerifier]) -> None:
+    down = RegistryUnavailable(HOST, "connection refused")
+    outcome = await judge_error(made, down, "deny")
+    assert outcome.violations == (Violation(
+        Reason.REGISTRY_ERROR,
+        f"container c0: image {IMAGE} could not be checked, registry {HOST} failed: "
+        "connection refused",
+        "retry when the registry is reachable, or check its credentials and limits",
+        "container c0"),)
+    assert outcome.evidence == (unverified(down),)
+
+
+@pytest.mark.parametrize("error", [NotFoundError(HOST, "manifest unknown"),
+                                   RegistryUnavailable(HOST, "connection refused")])
+async def test_under_allow_a_registry_error_admits_with_a_note(
+        made: list[ImageVerifier], error: RegistryError) -> None:
+    outcome = await judge_error(made, error, "allow")
+    assert outcome.violations == ()
+    assert outcome.notes == (f"container c0: signatures of {IMAGE} not checked: {error}",)
+    assert outcome.evidence == (unverified(error),)
+
+
+async def test_the_evidence_of_a_verified_image_in_full(made: list[ImageVerifier]) -> None:
+    outcome = await judge(made, [sig("release"), sig("other", fmt="legacy-sig", problem="bad")])
+    assert outcome.evidence == (ImageEvidence(
+        "container c0", IMAGE, DIGEST, "signature", verified=True, signature_formats=("bundle",),
+        key_names=("release",), key_ids=("BaW4aGgJjXRYpWoD4uqc77KSI4C9pA4jMBmNyUaV4To=",)),)
