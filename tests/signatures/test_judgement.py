@@ -395,3 +395,22 @@ async def test_the_evidence_of_a_verified_image_in_full(made: list[ImageVerifier
     assert outcome.evidence == (ImageEvidence(
         "container c0", IMAGE, DIGEST, "signature", verified=True, signature_formats=("bundle",),
         key_names=("release",), key_ids=("BaW4aGgJjXRYpWoD4uqc77KSI4C9pA4jMBmNyUaV4To=",)),)
+
+
+async def test_images_that_need_nothing_are_recorded_as_such_and_the_rest_still_judged(
+        made: list[ImageVerifier]) -> None:
+    tool = f"{HOST}/tools/lint@{OTHER_DIGEST}"
+    verifier = ImageVerifier(config(rules=[{"prefix": f"{HOST}/tools/", "require": "none"}]))
+    made.append(verifier)
+    # The image that needs nothing comes first: the one after it must still be judged.
+    request = deployment(tool, IMAGE)
+    for target in verifier._targets(request, None):
+        verifier.cache.put(verifier._key(target), ImageVerdict(
+            target.ref.name, target.digest, "", ()))
+    outcome = await verifier.verify(request, git_sha=COMMIT, build_id=None, pipeline_url=None,
+                                    environment=None, deadline=time.monotonic() + 5)
+    assert outcome.evidence[0] == ImageEvidence(
+        "container c0", tool, OTHER_DIGEST, "none", verified=True)
+    assert [(e.container, e.requirement, e.verified) for e in outcome.evidence[1:]] == [
+        ("container c1", "signature", False)]
+    assert [v.subject for v in outcome.violations] == ["container c1"]
