@@ -272,6 +272,44 @@ async def test_attestation_violations_in_full(made: list[ImageVerifier]) -> None
         "workload names no git-sha")
 
 
+async def test_binding_violations_in_full(made: list[ImageVerifier]) -> None:
+    other = "f" * 40
+    commit = await judge(made, [sig("release"), att("release", commit=other),
+                                att("release", commit="e" * 40)], default_require="attestation")
+    assert full(commit) == [(
+        Reason.ATTESTATION_COMMIT_MISMATCH, "container c0",
+        f"container c0: image {IMAGE} was built from {'e' * 40}, {other}, not from git-sha "
+        f"{COMMIT}", "deploy the image built from this commit, or fix the git-sha annotation")]
+    unnamed = await judge(made, [sig("release"), att("release", commit="")],
+                          default_require="attestation")
+    assert full(unnamed)[0][2] == (f"container c0: image {IMAGE} was built from an unnamed "
+                                   f"commit, not from git-sha {COMMIT}")
+    both = {"prefix": NAME, "require": "attestation", "check_build_id": True,
+            "check_pipeline_url": True}
+    two_runs = [sig("release"), att("release", build_ids=("777", "778"),
+                                    urls=(RUN_URL, RUN_URL + "8"))]
+    wrong = await judge(made, two_runs, rules=[both], build_id="9", pipeline_url=RUN_URL + "9")
+    assert full(wrong) == [
+        (Reason.ATTESTATION_BUILD_MISMATCH, "container c0",
+         f"container c0: image {IMAGE}: build-id '9' does not match the attested build "
+         "(777, 778)", "set build-id to the CI run that built this image"),
+        (Reason.ATTESTATION_BUILD_MISMATCH, "container c0",
+         f"container c0: image {IMAGE}: pipeline-url {RUN_URL + '9'!r} does not match the "
+         f"attested run ({RUN_URL}, {RUN_URL}8)",
+         "set pipeline-url to the CI run that built this image")]
+    bare = await judge(made, [sig("release"), att("release", build_ids=(), urls=())],
+                       rules=[both], build_id=None, pipeline_url=None)
+    assert [v.message for v in bare.violations] == [
+        f"container c0: image {IMAGE}: build-id None does not match the attested build (none)",
+        f"container c0: image {IMAGE}: pipeline-url None does not match the attested run "
+        "(none)"]
+    # The evidence names the attestation that matched the commit, or else what was attested.
+    assert commit.evidence[0].attestation_commit == other
+    picked = await judge(made, [sig("release"), att("release", commit=other), att("release")],
+                         default_require="attestation")
+    assert picked.evidence[0].attestation_commit == COMMIT
+
+
 async def test_without_a_git_sha_no_build_binding_is_judged(made: list[ImageVerifier]) -> None:
     # The commit check failed, so there is no candidate attestation to bind a build to.
     rule = {"prefix": NAME, "require": "attestation", "check_build_id": True}
