@@ -119,6 +119,13 @@ def test_a_subject_regex_matches_the_whole_subject() -> None:
     ("refs/heads/main", "refs/heads/mainx", False),
     ("refs/heads/release-?", "refs/heads/release-1", True),
     ("refs/heads/a.b", "refs/heads/aXb", False),
+    # What follows a wildcard still has to match.
+    ("refs/**/rc", "refs/arc", False),
+    ("refs/**/rc", "refs/a/b/rc", True),
+    ("refs/tags/v*x", "refs/tags/vab", False),
+    ("refs/tags/v*x", "refs/tags/vabx", True),
+    ("refs/tags/v?x", "refs/tags/va", False),
+    ("refs/tags/v?x", "refs/tags/vax", True),
 ])
 def test_ref_globs(glob: str, ref: str, matches: bool) -> None:
     assert bool(glob_to_regex(glob).fullmatch(ref)) is matches
