@@ -34,10 +34,12 @@ prints what hack/mutation.sh ends with.
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import re
 import sys
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, cast
 
 import libcst as cst
@@ -151,6 +153,32 @@ def install() -> None:
             table[index] = (node_type, _only_code_arguments(operator))
 
 
+NOTES = "docs/mutation-notes.txt"
+"""What is known of the survivors: `<mutant name or glob>  <kind>: <why>`, one a line."""
+
+
+def read_notes(path: Path) -> list[tuple[str, str, str]]:
+    """(glob, kind, why) for every note line; `#` starts a comment line."""
+    if not path.exists():
+        return []
+    notes = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        glob, _, rest = line.strip().partition(" ")
+        kind, _, why = rest.strip().partition(":")
+        notes.append((glob, kind.strip(), why.strip()))
+    return notes
+
+
+def note_for(name: str, notes: list[tuple[str, str, str]]) -> tuple[str, str]:
+    """The first note whose glob matches `name`, else (open, not argued yet)."""
+    for glob, kind, why in notes:
+        if fnmatch.fnmatchcase(name, glob):
+            return kind, why
+    return "open", "not killed and not argued yet"
+
+
 def report(minimum: float, seconds: int) -> int:
     """Every mutant not killed, with its change, then the score line; 1 below `minimum`.
 
@@ -163,6 +191,8 @@ def report(minimum: float, seconds: int) -> int:
     from mutmut.stats import status_by_exit_code
     from mutmut.utils.file_utils import walk_mutatable_files
 
+    notes = read_notes(Path(NOTES))
+    argued: dict[str, int] = {}
     counts: dict[str, int] = {}
     total = 0
     for path in walk_mutatable_files():
@@ -179,6 +209,9 @@ def report(minimum: float, seconds: int) -> int:
             for line in diff.splitlines():
                 if line[:1] in "+-" and not line.startswith(("+++", "---")):
                     print(f"    {line.strip()[:150]}")
+            kind, why = note_for(name, notes)
+            argued[kind] = argued.get(kind, 0) + 1
+            print(f"    = {kind}: {why}")
     killed = counts.get("killed", 0) + counts.get("timeout", 0)
     score = 100.0 * killed / total if total else 0.0
     others = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())
@@ -186,6 +219,9 @@ def report(minimum: float, seconds: int) -> int:
     checked = total - counts.get("not checked", 0)
     if checked != total:
         print(f"of the {checked} checked: {100.0 * killed / max(checked, 1):.1f}% killed")
+    if argued:
+        print("not killed, by what " + NOTES + " says of them: "
+              + ", ".join(f"{n} {k}" for k, n in sorted(argued.items())))
     print(f"{total - killed} not killed ({others or 'none'}); wall time of the run: {seconds} s")
     print(f"mutation score: {score:.1f}% ({killed} of {total} killed)")
     return 0 if score >= minimum and total else 1
