@@ -166,7 +166,7 @@ class AnnotationsCheck:
                             f"{subject} is not RFC 3339: {value[:64]!r}", hint, subject)
             return
         try:
-            stamp = dt.datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+            stamp = dt.datetime.fromisoformat(value.replace("z", "Z"))  # a lower-case t is taken
         except ValueError:
             yield Violation(Reason.INVALID_TIMESTAMP,
                             f"{subject} is not a valid date and time: {value!r}", hint, subject)

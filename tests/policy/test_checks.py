@@ -340,6 +340,16 @@ ANN = "annotation provenance.dev/"
     ({"build_id": "b" * 257}, (Reason.INVALID_BUILD_ID, f"{ANN}build-id",
                                f"{ANN}build-id is longer than 256 characters",
                                "use the CI system's run id")),
+    ({"build_id": " 12"}, (Reason.INVALID_BUILD_ID, f"{ANN}build-id",
+                           f"{ANN}build-id has leading or trailing whitespace",
+                           "use the CI system's run id")),
+    ({"build_id": "20261120"}, (Reason.INVALID_BUILD_ID, f"{ANN}build-id",
+                                f"{ANN}build-id is only a timestamp: '20261120'",
+                                "use the CI system's build or run id, which names one build")),
+    ({"pipeline_url": "http://ci.example.com/" + "p" * 200}, (
+        Reason.INVALID_PIPELINE_URL, f"{ANN}pipeline-url",
+        f"{ANN}pipeline-url is not an https URL without credentials: "
+        f"{('http://ci.example.com/' + 'p' * 200)[:120]!r}", "use the https URL of the CI run")),
     ({"build_timestamp": "x" * 100}, (Reason.INVALID_TIMESTAMP, f"{ANN}build-timestamp",
                                       f"{ANN}build-timestamp is not RFC 3339: {'x' * 64!r}",
                                       TS_HINT)),
