@@ -47,6 +47,15 @@ def test_the_deprecated_extensions_are_the_fallback() -> None:
     assert ident.source_repository_legacy == "org/app"
     assert ident.trigger == "push"
     assert ident.source_repository is None and ident.workflow_path is None
+    assert ident.repository_names() == ("org/app",)
+
+
+def test_every_spelling_of_the_repository_is_the_whole_name() -> None:
+    # `org/appX` is not `org/app`: only the slashes around the URL's path are dropped.
+    cert = fulcio_cert(subject_uri=GITHUB_SUBJECT, v1={5: "org/appX"},
+                       v2={12: "https://github.com/org/appX"})
+    assert certificate_identity(cert).repository_names() == (
+        "https://github.com/org/appX", "org/appX", "org/appX")
 
 
 def test_the_newer_extension_wins_over_the_deprecated_one() -> None:
