@@ -422,3 +422,44 @@ def test_image_violations_in_full() -> None:
         Reason.INVALID_DIGEST, f"container c0 image {'nginx@' + digest!r}",
         f"container c0 has digest {digest[:80]!r}, which is not sha256 with 64 lower-case hex",
         "use the sha256 digest the registry reports")]
+
+
+def test_every_container_is_judged_after_a_bad_one() -> None:
+    # The first image does not parse, the second is a tag: both are denied, each naming its own.
+    found = full(deployment(containers=["bad image", "nginx:1.25"]))
+    assert found == [
+        (Reason.INVALID_IMAGE, "container c0 image 'bad image'",
+         "container c0: 'bad image' is not a valid image reference",
+         "use registry/repository@sha256:<64 hex>"),
+        (Reason.IMAGE_NOT_PINNED, "container c1 image 'nginx:1.25'",
+         "container c1 uses 'nginx:1.25', a tag, not a digest",
+         "pin it as name@sha256:<digest> (kubectl-provenance stamp --pin-digests)")]
+
+
+def test_a_branch_not_allowed_in_full() -> None:
+    rules = parse_config("""
+environments:
+  production:
+    namespaces: [prod]
+    groups: [deployers]
+    branches: [main, "release/*"]
+""")
+    long = "feature/" + "x" * 200
+    obj = deployment(namespace="prod", ann=prov_annotations(branch=long))
+    assert full(obj, rules, groups=["deployers"]) == [(
+        Reason.BRANCH_NOT_ALLOWED, f"{ANN}branch",
+        f"environment 'production' takes builds of main, release/*, not {long[:120]!r}",
+        "deploy a build of an allowed branch")]
+    unbranched = deployment(namespace="prod", ann=prov_annotations(branch=None))
+    assert full(unbranched, rules, groups=["deployers"])[0][2] == (
+        "environment 'production' takes builds of main, release/*, not no branch annotation")
+    # A missing branch is matched as the empty name: a pattern that needs a character refuses it.
+    some = parse_config("""
+environments:
+  production:
+    namespaces: [prod]
+    groups: [deployers]
+    branches: ["?*"]
+""")
+    assert reasons(unbranched, some, groups=["deployers"]) == [Reason.BRANCH_NOT_ALLOWED]
+    assert reasons(obj, some, groups=["deployers"]) == []
