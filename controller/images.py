@@ -90,7 +90,7 @@ def _parse_reference(text: str) -> ImageReference:
         raise ImageReferenceError("the image reference has surrounding whitespace")
     match = _REFERENCE.fullmatch(text)
     if match is None:
-        if text.endswith("@") or ("@" in text and not text.split("@", 1)[1]):
+        if text.endswith("@"):
             raise ImageReferenceError(f"{text!r} has an empty digest")
         if text.lower() != text and "@" not in text and ":" not in text:
             raise ImageReferenceError(f"{text!r} has upper-case letters in the repository name")

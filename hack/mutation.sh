@@ -7,7 +7,8 @@
 # Prints every mutant that was not killed, with its change, and ends with the line
 #   mutation score: N% (K of M killed)
 # where M counts every mutant generated and K those the tests killed (a mutant that made the
-# tests time out counts as killed: it was detected). Exits non-zero below MUTATION_MIN.
+# tests time out counts as killed: it was detected). Exits non-zero below MUTATION_MIN. The same
+# report is written to docs/mutation-report.txt.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -49,4 +50,9 @@ start=$SECONDS
 mutmut=("${venv}/bin/python" "${root}/hack/mutmut_run.py")
 "${mutmut[@]}" run --max-children "${children}" >mutants/run.log 2>&1 || {
   tail -40 mutants/run.log >&2; echo "mutmut run failed (mutants/run.log)" >&2; exit 1; }
-"${mutmut[@]}" report "${min}" "$((SECONDS - start))"
+# The report goes to stdout and to docs/mutation-report.txt (MUTATION_REPORT), which is kept
+# under version control so that a change in the score or the survivors shows in review.
+report="${MUTATION_REPORT:-docs/mutation-report.txt}"
+header="# make mutation on $(git rev-parse --short HEAD 2>/dev/null || echo '?') ($(date -u +%FT%RZ)),"
+header+=" ${children} children on $(nproc) cores; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+{ echo "${header}"; "${mutmut[@]}" report "${min}" "$((SECONDS - start))"; } | tee "${report}"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import time
 
-from controller.admission import Admission, Outcome
+from controller.admission import Admission, Outcome, judge
 from controller.config import Config, parse_config
 from controller.policy.provenance import Claims
 from controller.policy.violations import Reason, Violation
@@ -59,3 +60,11 @@ async def test_a_failing_stage_denies_even_in_audit_mode() -> None:
     # Nothing the failed pipeline read is passed on: no claims, nothing deployed or recorded.
     assert outcome.claims == Claims({}) and outcome.deploys is False
     assert outcome.evidence == () and outcome.recorded_seq is None
+
+
+def test_judge_hands_the_later_stages_who_is_behind_the_request() -> None:
+    now = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+    derived = parse_review(review(
+        deployment(), username="system:serviceaccount:kube-system:replicaset-controller"))
+    assert judge(derived, Config(), now=now).role == "derived"
+    assert judge(parse_review(review(deployment())), Config(), now=now).role == "authored"

@@ -7,7 +7,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.errors import ImageReferenceError
-from controller.images import ImageReference, parse_reference
+from controller.images import (
+    MAX_NAME_LENGTH,
+    MAX_REFERENCE_LENGTH,
+    ImageReference,
+    parse_reference,
+)
 
 D = "sha256:" + "b5b1e7f55d49730ba3119608964ba401309f389835dac7ab40657beafbb5ad07"
 
@@ -29,6 +34,10 @@ D = "sha256:" + "b5b1e7f55d49730ba3119608964ba401309f389835dac7ab40657beafbb5ad0
     ("registry-1.docker.io/bitnami/redis", ImageReference("docker.io", "bitnami/redis")),
     ("localhost:5000/x", ImageReference("localhost:5000", "x")),
     ("Myhost/app", ImageReference("Myhost", "app")),  # lower-cased it would mean docker.io
+    # A host with a port, or named localhost, is a host whatever its case.
+    ("Registry:5000/app", ImageReference("registry:5000", "app")),
+    ("LOCALHOST/app", ImageReference("localhost", "app")),
+    ("LOCALHOST:5000/app", ImageReference("localhost:5000", "app")),
 ])
 def test_parses_and_normalises(text: str, expected: ImageReference) -> None:
     assert parse_reference(text) == expected
@@ -42,6 +51,30 @@ def test_parses_and_normalises(text: str, expected: ImageReference) -> None:
 def test_rejects_malformed(text: str) -> None:
     with pytest.raises(ImageReferenceError):
         parse_reference(text)
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("nginx@", "has an empty digest"),
+    ("nginx@@", "has an empty digest"),
+    ("nginx@@" + D, "is not a valid image reference"),
+    ("org/App", "has upper-case letters in the repository name"),
+    ("org/App:v1", "is not a valid image reference"),  # the case may be the tag's fault
+    ("org/App@abc", "is not a valid image reference"),
+    ("a//b", "is not a valid image reference"),
+])
+def test_a_rejection_says_what_is_wrong(text: str, reason: str) -> None:
+    with pytest.raises(ImageReferenceError) as caught:
+        parse_reference(text)
+    assert str(caught.value) == f"{text!r} {reason}"
+
+
+def test_the_length_limit_is_inclusive() -> None:
+    # 512 characters: the longest name and a long tag, pinned by a sha512 digest.
+    text = "a" * MAX_NAME_LENGTH + ":" + "t" * 120 + "@sha512:" + "b" * 128
+    assert len(text) == MAX_REFERENCE_LENGTH
+    assert parse_reference(text).repository == "library/" + "a" * MAX_NAME_LENGTH
+    with pytest.raises(ImageReferenceError, match="longer than 512"):
+        parse_reference(text + "b")
 
 
 @pytest.mark.parametrize(("text", "pinned"), [

@@ -166,7 +166,7 @@ class AnnotationsCheck:
                             f"{subject} is not RFC 3339: {value[:64]!r}", hint, subject)
             return
         try:
-            stamp = dt.datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+            stamp = dt.datetime.fromisoformat(value.replace("z", "Z"))  # a lower-case t is taken
         except ValueError:
             yield Violation(Reason.INVALID_TIMESTAMP,
                             f"{subject} is not a valid date and time: {value!r}", hint, subject)
@@ -302,7 +302,8 @@ def _parse_timestamp(value: str) -> dt.datetime | None:
     if not RFC3339.fullmatch(value):
         return None
     try:
-        return dt.datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+        # Python 3.11's parser takes a lower-case `t` but not a lower-case `z`.
+        return dt.datetime.fromisoformat(value.replace("z", "Z"))
     except ValueError:
         return None
 

@@ -50,7 +50,7 @@ from controller.review import ContainerImage, WorkloadRequest
 from controller.signatures.cache import VerdictCache
 from controller.signatures.certificate import Mismatch, MismatchField, check_source
 from controller.signatures.config import ImageRule, Requirement, SignatureConfig
-from controller.signatures.discovery import Collected, collect
+from controller.signatures.discovery import collect
 from controller.signatures.formats import Finding
 from controller.signatures.keys import PublicKey
 from controller.signatures.signers import KeySigners, Signer, check_artifacts
@@ -619,10 +619,3 @@ _MISMATCH_REASONS: dict[MismatchField, Reason] = {
     "runner-environment": Reason.SIGNER_CLAIM_MISMATCH,
 }
 """Which stable code a keyless signer's refused field gives."""
-
-
-def verify_artifacts(
-    collected: Collected, keys: Sequence[PublicKey], digest: str
-) -> tuple[Finding, ...]:
-    """Verify every fetched artifact against every trusted key (pure CPU work)."""
-    return check_artifacts(collected.artifacts, (KeySigners(keys),), digest)

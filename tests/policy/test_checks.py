@@ -187,14 +187,29 @@ def test_production_takes_builds_of_allowed_branches_only(
 @pytest.mark.parametrize(("stamp", "expected"), [
     ("2026-11-20T10:15:00Z", []),  # 5 days before NOW
     ("2026-11-18T12:00:01Z", []),  # just inside 7 days
+    ("2026-11-18T12:00:00Z", []),  # exactly 7 days: the limit is inclusive
     ("2026-11-18T11:59:59Z", [Reason.BUILD_TOO_OLD]),
     ("2025-01-01T00:00:00Z", [Reason.BUILD_TOO_OLD]),
+    ("2026-11-20t10:15:00z", []),  # RFC 3339 allows lower-case t and z
     (None, [Reason.BUILD_TOO_OLD]),
 ])
 def test_production_takes_builds_up_to_a_maximum_age(
         stamp: str | None, expected: list[Reason]) -> None:
     obj = deployment(namespace="prod", ann=prov_annotations(build_timestamp=stamp))
     assert reasons(obj, RULES, groups=["deployers"]) == expected
+
+
+def test_a_build_too_old_is_named_with_its_age() -> None:
+    old = deployment(namespace="prod", ann=prov_annotations(build_timestamp="2026-11-18T10:00:00Z"))
+    assert full(old, RULES, groups=["deployers"]) == [(
+        Reason.BUILD_TOO_OLD, f"{ANN}build-timestamp",
+        "the build is 7d 2h old; environment 'production' takes builds at most 604800s old",
+        "rebuild and redeploy, or roll back through the gate")]
+    unstamped = deployment(namespace="prod", ann=prov_annotations(build_timestamp=None))
+    assert full(unstamped, RULES, groups=["deployers"]) == [(
+        Reason.BUILD_TOO_OLD, f"{ANN}build-timestamp",
+        f"environment 'production' limits build age, and {ANN}build-timestamp is missing or not "
+        "RFC 3339", "set the build-timestamp (kubectl-provenance stamp writes it)")]
 
 
 def test_build_rules_apply_only_where_configured_and_only_to_what_people_deploy() -> None:
@@ -325,6 +340,16 @@ ANN = "annotation provenance.dev/"
     ({"build_id": "b" * 257}, (Reason.INVALID_BUILD_ID, f"{ANN}build-id",
                                f"{ANN}build-id is longer than 256 characters",
                                "use the CI system's run id")),
+    ({"build_id": " 12"}, (Reason.INVALID_BUILD_ID, f"{ANN}build-id",
+                           f"{ANN}build-id has leading or trailing whitespace",
+                           "use the CI system's run id")),
+    ({"build_id": "20261120"}, (Reason.INVALID_BUILD_ID, f"{ANN}build-id",
+                                f"{ANN}build-id is only a timestamp: '20261120'",
+                                "use the CI system's build or run id, which names one build")),
+    ({"pipeline_url": "http://ci.example.com/" + "p" * 200}, (
+        Reason.INVALID_PIPELINE_URL, f"{ANN}pipeline-url",
+        f"{ANN}pipeline-url is not an https URL without credentials: "
+        f"{('http://ci.example.com/' + 'p' * 200)[:120]!r}", "use the https URL of the CI run")),
     ({"build_timestamp": "x" * 100}, (Reason.INVALID_TIMESTAMP, f"{ANN}build-timestamp",
                                       f"{ANN}build-timestamp is not RFC 3339: {'x' * 64!r}",
                                       TS_HINT)),
@@ -397,3 +422,44 @@ def test_image_violations_in_full() -> None:
         Reason.INVALID_DIGEST, f"container c0 image {'nginx@' + digest!r}",
         f"container c0 has digest {digest[:80]!r}, which is not sha256 with 64 lower-case hex",
         "use the sha256 digest the registry reports")]
+
+
+def test_every_container_is_judged_after_a_bad_one() -> None:
+    # The first image does not parse, the second is a tag: both are denied, each naming its own.
+    found = full(deployment(containers=["bad image", "nginx:1.25"]))
+    assert found == [
+        (Reason.INVALID_IMAGE, "container c0 image 'bad image'",
+         "container c0: 'bad image' is not a valid image reference",
+         "use registry/repository@sha256:<64 hex>"),
+        (Reason.IMAGE_NOT_PINNED, "container c1 image 'nginx:1.25'",
+         "container c1 uses 'nginx:1.25', a tag, not a digest",
+         "pin it as name@sha256:<digest> (kubectl-provenance stamp --pin-digests)")]
+
+
+def test_a_branch_not_allowed_in_full() -> None:
+    rules = parse_config("""
+environments:
+  production:
+    namespaces: [prod]
+    groups: [deployers]
+    branches: [main, "release/*"]
+""")
+    long = "feature/" + "x" * 200
+    obj = deployment(namespace="prod", ann=prov_annotations(branch=long))
+    assert full(obj, rules, groups=["deployers"]) == [(
+        Reason.BRANCH_NOT_ALLOWED, f"{ANN}branch",
+        f"environment 'production' takes builds of main, release/*, not {long[:120]!r}",
+        "deploy a build of an allowed branch")]
+    unbranched = deployment(namespace="prod", ann=prov_annotations(branch=None))
+    assert full(unbranched, rules, groups=["deployers"])[0][2] == (
+        "environment 'production' takes builds of main, release/*, not no branch annotation")
+    # A missing branch is matched as the empty name: a pattern that needs a character refuses it.
+    some = parse_config("""
+environments:
+  production:
+    namespaces: [prod]
+    groups: [deployers]
+    branches: ["?*"]
+""")
+    assert reasons(unbranched, some, groups=["deployers"]) == [Reason.BRANCH_NOT_ALLOWED]
+    assert reasons(obj, some, groups=["deployers"]) == []

@@ -6,6 +6,7 @@ import pytest
 
 from controller.signatures.certificate import (
     OID_SOURCE_REPOSITORY_REF,
+    Mismatch,
     certificate_identity,
     check_source,
     extension_value,
@@ -47,6 +48,15 @@ def test_the_deprecated_extensions_are_the_fallback() -> None:
     assert ident.source_repository_legacy == "org/app"
     assert ident.trigger == "push"
     assert ident.source_repository is None and ident.workflow_path is None
+    assert ident.repository_names() == ("org/app",)
+
+
+def test_every_spelling_of_the_repository_is_the_whole_name() -> None:
+    # `org/appX` is not `org/app`: only the slashes around the URL's path are dropped.
+    cert = fulcio_cert(subject_uri=GITHUB_SUBJECT, v1={5: "org/appX"},
+                       v2={12: "https://github.com/org/appX"})
+    assert certificate_identity(cert).repository_names() == (
+        "https://github.com/org/appX", "org/appX", "org/appX")
 
 
 def test_the_newer_extension_wins_over_the_deprecated_one() -> None:
@@ -104,7 +114,8 @@ def test_a_ref_that_differs_is_named_and_both_are_listed() -> None:
     ident = certificate_identity(github_cert())
     found = check_source(ident, git_sha=OLD_COMMIT, branch="release")
     assert [m.field for m in found] == ["commit", "ref"]
-    assert found[1].found == "refs/heads/main"
+    assert (found[1].expected, found[1].found) == ("release", "refs/heads/main")
+    assert str(found[1]) == "certificate ref is 'refs/heads/main', expected release"
 
 
 def test_a_tag_release_matches_its_tag_name() -> None:
@@ -137,3 +148,8 @@ def test_a_certificate_without_source_claims_claims_nothing() -> None:
 ])
 def test_ref_names(branch: str, refs: set[str]) -> None:
     assert ref_names(branch) == refs
+
+
+def test_a_claim_the_certificate_lacks_is_printed_as_nothing() -> None:
+    assert str(Mismatch("ref", "main", None)) == "certificate ref is nothing, expected main"
+    assert str(Mismatch("ref", "main", "")) == "certificate ref is '', expected main"

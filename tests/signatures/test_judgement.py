@@ -14,11 +14,17 @@ from typing import Any
 
 import pytest
 
-from controller.policy.violations import Reason
+from controller.policy.violations import Reason, Violation
+from controller.registry.errors import NotFoundError, RegistryError, RegistryUnavailable
 from controller.signatures.config import SignatureConfig
 from controller.signatures.formats import Finding
 from controller.signatures.provenance import Provenance
-from controller.signatures.verifier import ImageVerdict, ImageVerifier, VerificationOutcome
+from controller.signatures.verifier import (
+    ImageEvidence,
+    ImageVerdict,
+    ImageVerifier,
+    VerificationOutcome,
+)
 from tests.signatures.helpers import COMMIT, OTHER_PEM, TRUSTED_PEM, deployment
 
 HOST = "127.0.0.1:9"
@@ -266,6 +272,44 @@ async def test_attestation_violations_in_full(made: list[ImageVerifier]) -> None
         "workload names no git-sha")
 
 
+async def test_binding_violations_in_full(made: list[ImageVerifier]) -> None:
+    other = "f" * 40
+    commit = await judge(made, [sig("release"), att("release", commit=other),
+                                att("release", commit="e" * 40)], default_require="attestation")
+    assert full(commit) == [(
+        Reason.ATTESTATION_COMMIT_MISMATCH, "container c0",
+        f"container c0: image {IMAGE} was built from {'e' * 40}, {other}, not from git-sha "
+        f"{COMMIT}", "deploy the image built from this commit, or fix the git-sha annotation")]
+    unnamed = await judge(made, [sig("release"), att("release", commit="")],
+                          default_require="attestation")
+    assert full(unnamed)[0][2] == (f"container c0: image {IMAGE} was built from an unnamed "
+                                   f"commit, not from git-sha {COMMIT}")
+    both = {"prefix": NAME, "require": "attestation", "check_build_id": True,
+            "check_pipeline_url": True}
+    two_runs = [sig("release"), att("release", build_ids=("777", "778"),
+                                    urls=(RUN_URL, RUN_URL + "8"))]
+    wrong = await judge(made, two_runs, rules=[both], build_id="9", pipeline_url=RUN_URL + "9")
+    assert full(wrong) == [
+        (Reason.ATTESTATION_BUILD_MISMATCH, "container c0",
+         f"container c0: image {IMAGE}: build-id '9' does not match the attested build "
+         "(777, 778)", "set build-id to the CI run that built this image"),
+        (Reason.ATTESTATION_BUILD_MISMATCH, "container c0",
+         f"container c0: image {IMAGE}: pipeline-url {RUN_URL + '9'!r} does not match the "
+         f"attested run ({RUN_URL}, {RUN_URL}8)",
+         "set pipeline-url to the CI run that built this image")]
+    bare = await judge(made, [sig("release"), att("release", build_ids=(), urls=())],
+                       rules=[both], build_id=None, pipeline_url=None)
+    assert [v.message for v in bare.violations] == [
+        f"container c0: image {IMAGE}: build-id None does not match the attested build (none)",
+        f"container c0: image {IMAGE}: pipeline-url None does not match the attested run "
+        "(none)"]
+    # The evidence names the attestation that matched the commit, or else what was attested.
+    assert commit.evidence[0].attestation_commit == other
+    picked = await judge(made, [sig("release"), att("release", commit=other), att("release")],
+                         default_require="attestation")
+    assert picked.evidence[0].attestation_commit == COMMIT
+
+
 async def test_without_a_git_sha_no_build_binding_is_judged(made: list[ImageVerifier]) -> None:
     # The commit check failed, so there is no candidate attestation to bind a build to.
     rule = {"prefix": NAME, "require": "attestation", "check_build_id": True}
@@ -329,3 +373,82 @@ def test_signers_are_verified_signature_keys_the_rule_allows() -> None:
         sig("third", problem="bad")))
     assert verdict.signers(frozenset({"release", "other", "third"})) == {"release"}
     assert verdict.signers(frozenset({"other"})) == frozenset()
+
+
+# --- a registry that could not be read -------------------------------------------------------
+async def judge_error(made: list[ImageVerifier], error: RegistryError,
+                      on_registry_error: str) -> VerificationOutcome:
+    verifier = ImageVerifier(config(on_registry_error=on_registry_error))
+    made.append(verifier)
+    request = deployment(IMAGE)
+    for target in verifier._targets(request, None):
+        verifier.cache.put(verifier._key(target), ImageVerdict(
+            target.ref.name, target.digest, error=error))
+    return await verifier.verify(request, git_sha=COMMIT, build_id=None, pipeline_url=None,
+                                 environment=None, deadline=time.monotonic() + 5)
+
+
+def unverified(error: RegistryError) -> ImageEvidence:
+    return ImageEvidence("container c0", IMAGE, DIGEST, "signature", verified=False,
+                         registry_error=str(error))
+
+
+async def test_an_image_missing_from_the_registry_is_denied_saying_so(
+        made: list[ImageVerifier]) -> None:
+    missing = NotFoundError(HOST, "manifest unknown")
+    outcome = await judge_error(made, missing, "deny")
+    assert outcome.violations == (Violation(
+        Reason.REGISTRY_ERROR,
+        f"container c0: image {IMAGE} could not be checked: registry {HOST}: manifest unknown",
+        "push the image (and its signatures) to the registry the pod spec names",
+        "container c0"),)
+    assert outcome.evidence == (unverified(missing),)
+    assert outcome.notes == ()
+
+
+async def test_a_failing_registry_is_denied_naming_it(made: list[ImageVerifier]) -> None:
+    down = RegistryUnavailable(HOST, "connection refused")
+    outcome = await judge_error(made, down, "deny")
+    assert outcome.violations == (Violation(
+        Reason.REGISTRY_ERROR,
+        f"container c0: image {IMAGE} could not be checked, registry {HOST} failed: "
+        "connection refused",
+        "retry when the registry is reachable, or check its credentials and limits",
+        "container c0"),)
+    assert outcome.evidence == (unverified(down),)
+
+
+@pytest.mark.parametrize("error", [NotFoundError(HOST, "manifest unknown"),
+                                   RegistryUnavailable(HOST, "connection refused")])
+async def test_under_allow_a_registry_error_admits_with_a_note(
+        made: list[ImageVerifier], error: RegistryError) -> None:
+    outcome = await judge_error(made, error, "allow")
+    assert outcome.violations == ()
+    assert outcome.notes == (f"container c0: signatures of {IMAGE} not checked: {error}",)
+    assert outcome.evidence == (unverified(error),)
+
+
+async def test_the_evidence_of_a_verified_image_in_full(made: list[ImageVerifier]) -> None:
+    outcome = await judge(made, [sig("release"), sig("other", fmt="legacy-sig", problem="bad")])
+    assert outcome.evidence == (ImageEvidence(
+        "container c0", IMAGE, DIGEST, "signature", verified=True, signature_formats=("bundle",),
+        key_names=("release",), key_ids=("BaW4aGgJjXRYpWoD4uqc77KSI4C9pA4jMBmNyUaV4To=",)),)
+
+
+async def test_images_that_need_nothing_are_recorded_as_such_and_the_rest_still_judged(
+        made: list[ImageVerifier]) -> None:
+    tool = f"{HOST}/tools/lint@{OTHER_DIGEST}"
+    verifier = ImageVerifier(config(rules=[{"prefix": f"{HOST}/tools/", "require": "none"}]))
+    made.append(verifier)
+    # The image that needs nothing comes first: the one after it must still be judged.
+    request = deployment(tool, IMAGE)
+    for target in verifier._targets(request, None):
+        verifier.cache.put(verifier._key(target), ImageVerdict(
+            target.ref.name, target.digest, "", ()))
+    outcome = await verifier.verify(request, git_sha=COMMIT, build_id=None, pipeline_url=None,
+                                    environment=None, deadline=time.monotonic() + 5)
+    assert outcome.evidence[0] == ImageEvidence(
+        "container c0", tool, OTHER_DIGEST, "none", verified=True)
+    assert [(e.container, e.requirement, e.verified) for e in outcome.evidence[1:]] == [
+        ("container c1", "signature", False)]
+    assert [v.subject for v in outcome.violations] == ["container c1"]

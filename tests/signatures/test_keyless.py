@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from controller.signatures.certificate import Mismatch, certificate_identity
 from controller.signatures.keyless import (
     KeylessSigner,
     SignerMismatch,
@@ -119,6 +120,13 @@ def test_a_subject_regex_matches_the_whole_subject() -> None:
     ("refs/heads/main", "refs/heads/mainx", False),
     ("refs/heads/release-?", "refs/heads/release-1", True),
     ("refs/heads/a.b", "refs/heads/aXb", False),
+    # What follows a wildcard still has to match.
+    ("refs/**/rc", "refs/arc", False),
+    ("refs/**/rc", "refs/a/b/rc", True),
+    ("refs/tags/v*x", "refs/tags/vab", False),
+    ("refs/tags/v*x", "refs/tags/vabx", True),
+    ("refs/tags/v?x", "refs/tags/va", False),
+    ("refs/tags/v?x", "refs/tags/vax", True),
 ])
 def test_ref_globs(glob: str, ref: str, matches: bool) -> None:
     assert bool(glob_to_regex(glob).fullmatch(ref)) is matches
@@ -161,3 +169,41 @@ def test_a_keyless_config_is_checked_whole(doc: dict[str, Any], message: str) ->
 
     with pytest.raises(ValidationError, match=message):
         KeylessConfig.model_validate(doc)
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    ({"issuer": "https://issuer.example"}, [
+        Mismatch("issuer", "https://issuer.example", GITHUB_ISSUER)]),
+    ({"subject": GITHUB_SUBJECT + "x"}, [
+        Mismatch("identity", GITHUB_SUBJECT + "x", GITHUB_SUBJECT)]),
+    ({"subject": None, "subject_regex": "^x$"}, [
+        Mismatch("identity", "a match for ^x$", GITHUB_SUBJECT)]),
+    ({"repository": "org/other"}, [
+        Mismatch("repository", "org/other", "https://github.com/org/app")]),
+    # A repository given as a URL is compared with the certificate's URL only.
+    ({"repository": "org/app"}, []),
+    ({"repository": "https://github.com/org/app"}, []),
+    ({"repository": "https://github.com/org/other"}, [
+        Mismatch("repository", "https://github.com/org/other", "https://github.com/org/app")]),
+    ({"ref": "refs/tags/*"}, [Mismatch("ref", "refs/tags/*", "refs/heads/main")]),
+    ({"workflow": "/.github/workflows/release.yml"}, []),  # a leading slash is the same path
+    ({"workflow": ".github/workflows/other.yml"}, [
+        Mismatch("workflow", ".github/workflows/other.yml", ".github/workflows/release.yml")]),
+    ({"workflow_sha": COMMIT.upper()}, []),
+    ({"workflow_sha": "f" * 40}, [Mismatch("workflow-sha", "f" * 40, COMMIT)]),
+    ({"trigger": "workflow_dispatch"}, [Mismatch("trigger", "workflow_dispatch", "push")]),
+    ({"runner_environment": "self-hosted"}, [
+        Mismatch("runner-environment", "self-hosted", "github-hosted")]),
+])
+def test_each_field_a_certificate_fails_is_named_with_both_values(
+        fields: dict[str, Any], expected: list[Mismatch]) -> None:
+    policy = signer(**fields).policy()
+    assert list(policy.mismatches(certificate_identity(github_cert()))) == expected
+
+
+def test_a_certificate_without_subjects_or_claims_shows_nothing_found() -> None:
+    policy = signer(repository="org/app", ref="refs/heads/main").policy()
+    bare = certificate_identity(fulcio_cert(v2={8: GITHUB_ISSUER}))
+    assert list(policy.mismatches(bare)) == [
+        Mismatch("identity", GITHUB_SUBJECT, None), Mismatch("repository", "org/app", None),
+        Mismatch("ref", "refs/heads/main", None)]

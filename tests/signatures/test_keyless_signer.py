@@ -22,6 +22,7 @@ from controller.policy.violations import Reason
 from controller.review import parse_review
 from controller.signatures import ImageVerifier, SignatureConfig
 from controller.signatures.discovery import RawArtifact
+from controller.signatures.formats import Finding
 from controller.signatures.keyless_signer import KeylessSigners
 from controller.stages import SignatureStage
 from tests.builders import deployment, prov_annotations, review
@@ -324,3 +325,50 @@ def test_key_bundles_and_key_sigs_are_left_to_the_keys(sigstore: LocalSigstore) 
     assert not signers.handles(RawArtifact("legacy-sig", "sha256:x", data=b"{}",
                                            signature="c2ln"))
     assert not signers.handles(RawArtifact("legacy-att", "sha256:x", data=b"{}"))
+
+
+# --- what a broken cosign 2 `.sig` becomes, without a registry ---------------------------------
+
+def keyless_signers(sigstore: LocalSigstore) -> KeylessSigners:
+    config = SignatureConfig.model_validate({
+        "enabled": True,
+        "keyless": {"trust_roots": [{"name": "test", "inline": sigstore.trusted_root_json()}],
+                    "signers": [SIGNER]}})
+    return KeylessSigners(config.keyless.load().signers)
+
+
+LEGACY_DIGEST = "sha256:" + "a" * 64
+
+
+def legacy_artifact(sigstore: LocalSigstore, **change: str) -> RawArtifact:
+    payload, notes = sigstore.legacy_sig(LEGACY_DIGEST, "registry.example.com/keyless/app")
+    fields = {"signature": notes["dev.cosignproject.cosign/signature"],
+              "certificate": notes["dev.sigstore.cosign/certificate"],
+              "rekor_bundle": notes["dev.sigstore.cosign/bundle"], **change}
+    return RawArtifact("legacy-sig", "sha256:" + "b" * 64, data=payload, **fields)
+
+
+def test_a_legacy_sig_with_a_signature_that_is_not_base64_is_a_problem(
+        sigstore: LocalSigstore) -> None:
+    finding = keyless_signers(sigstore).check(
+        legacy_artifact(sigstore, signature="%%%"), LEGACY_DIGEST)
+    assert finding == Finding("legacy-sig", "signature", "sha256:" + "b" * 64,
+                              problem="signature annotation is not base64")
+
+
+def test_a_legacy_sig_whose_certificate_does_not_parse_names_the_certificate(
+        sigstore: LocalSigstore) -> None:
+    finding = keyless_signers(sigstore).check(
+        legacy_artifact(sigstore, certificate="not a certificate"), LEGACY_DIGEST)
+    assert (finding.format, finding.kind, finding.source) == (
+        "legacy-sig", "signature", "sha256:" + "b" * 64)
+    assert not finding.verified and not finding.keys
+    # One trust root: its name is not prefixed to the reason.
+    assert finding.problem == "the certificate annotation is not a PEM certificate"
+
+
+def test_a_legacy_sig_that_verifies_is_bound_to_the_digest(sigstore: LocalSigstore) -> None:
+    finding = keyless_signers(sigstore).check(legacy_artifact(sigstore), LEGACY_DIGEST)
+    assert finding.problem is None, finding.problem
+    assert finding.verified and finding.bound and finding.keys == frozenset({"gha-release"})
+    assert (finding.format, finding.kind) == ("legacy-sig", "signature")

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding,
 from controller.errors import ConfigError
 from controller.signatures.config import TrustedKey
 from controller.signatures.errors import KeyLoadError, VerificationError
-from controller.signatures.keys import keyset_fingerprint, load_public_key
+from controller.signatures.keys import MAX_SIGNATURE_BYTES, keyset_fingerprint, load_public_key
 from tests.signatures.helpers import TRUSTED_PEM
 
 
@@ -130,3 +130,15 @@ def test_ed25519_cannot_verify_a_digest() -> None:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo), name="ed")
     with pytest.raises(VerificationError, match="Ed25519"):
         pub.verify_digest(key.sign(b"m"), hashlib.sha256(b"m").digest())
+
+
+def test_a_digest_signature_of_implausible_length_is_refused_before_verifying() -> None:
+    key = load_public_key(TRUSTED_PEM, name="release")
+    digest = hashlib.sha256(b"m").digest()
+    for signature in (b"", b"x" * (MAX_SIGNATURE_BYTES + 1)):
+        with pytest.raises(VerificationError, match=f"length {len(signature)} is not plausible"):
+            key.verify_digest(signature, digest)
+    # The longest plausible one is verified, and fails as a signature.
+    with pytest.raises(VerificationError) as caught:
+        key.verify_digest(b"x" * MAX_SIGNATURE_BYTES, digest)
+    assert "plausible" not in str(caught.value)

@@ -44,7 +44,13 @@ def test_v02_predicate() -> None:
     p = extract_provenance(SLSA_V02, predicate)
     assert p.commits == ("a" * 40, "b" * 40)
     assert p.has_build_id("987") and p.has_build_id("987-1")
+    assert p.build_ids == ("987", "987-1")  # the environment's number, as text
     assert p.has_pipeline_url("https://gitlab.com/x/y/-/pipelines/987")
+    # A trailing slash on either side names the same run.
+    assert p.has_pipeline_url("https://gitlab.com/x/y/-/pipelines/987/")
+    assert extract_provenance(SLSA_V02, {}).builder_id == ""
+    assert extract_provenance("https://example.com/other-predicate/v1", predicate) == Provenance(
+        "https://example.com/other-predicate/v1", (), (), (), "")
 
 
 def test_hostile_predicates_do_not_crash() -> None:
@@ -55,6 +61,7 @@ def test_hostile_predicates_do_not_crash() -> None:
     for predicate in predicates:
         p = extract_provenance(SLSA_V1, predicate)
         assert p.commits == () and p.commit is None
+        assert p.build_ids == ()  # an invocation id that is not text is none
         extract_provenance(SLSA_V02, predicate)
 
 
