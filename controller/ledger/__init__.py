@@ -3,9 +3,14 @@
 Public surface (everything else is internal to the package):
 - `LedgerConfig`: the configuration (`Config.ledger`).
 - `build_admission_entry(request, config, *, images, now)`: the entry for an admitted request.
-- `Ledger(api, config, signer=...)`: `await start()`, `await append(entry, deadline=...)`,
-  `await checkpoint()`, `await close()`. Appends raise `LedgerUnavailable` (deny the admission).
-- `load_signer(api, config, create=...)`: the checkpoint key from its Secret.
+- `Ledger(api, config, signer=..., chain=...)`: `await start()`, `await append(entry,
+  deadline=...)`, `await checkpoint()`, `await close()`. Every write is signed; appends raise
+  `LedgerUnavailable` (deny the admission), and a tail it may not extend `LedgerCorrupt`.
+- `load_signer(api, config, create=...)`: the ledger key from its Secret.
+- `lanes.LaneClaim`: the writer lane (a chain of its own) a replica holds through a Lease.
+- `verify.load_ledger` and `verify_ledger`: every lane read and verified as one ledger.
+- `follow.LedgerFollower`: the ledger followed in bounded memory (the controller's scan).
+- `recovery.recover`: `ledger recover`, the recorded restart after a cut.
 - `Reconciler(ledger)`: `await observe(body)`, `await sweep(now)`.
 - `cli.add_subcommands(subparsers)`: `kubectl-provenance ledger ...`.
 """
