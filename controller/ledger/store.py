@@ -52,6 +52,7 @@ from controller.ledger.models import (
     CheckpointEntry,
     Entry,
     Record,
+    RecoveredEntry,
     SealEntry,
     entry_key,
 )
@@ -122,6 +123,9 @@ class _Tail:
     count: int = 0
     signed: Checkpoint | None = None
     """Its signed head (None only for the empty chain)."""
+    recovered: bool = False
+    """A `recovered` entry was read in it or since the discovery began: an operator accepted
+    a cut, and the chain may be shorter than what this writer saw before."""
 
 
 @dataclass
@@ -191,6 +195,9 @@ class Ledger:
         self._inflight: dict[str, asyncio.Future[AppendReceipt]] = {}
         self._index: OrderedDict[str, AppendReceipt] = OrderedDict()
         self._tail: _Tail | None = None
+        self._seen: _Tail | None = None
+        """The longest tail this writer verified on its chain: a rediscovered chain shorter than
+        it was cut (the copy beside the key may lag by a write or two), unless recovered."""
         self._tasks: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -354,6 +361,7 @@ class Ledger:
         before the next write."""
         self.chain = chain
         self._tail = None
+        self._seen = None
         self._fenced = None
         log.info("ledger writer appends to chain %s", chain)
 
@@ -597,6 +605,7 @@ class Ledger:
         uid = str((obj.get("metadata") or {}).get("uid", ""))
         self._tail = _Tail(segment=number, uid=uid, next_seq=built.seq, head=built.head,
                            count=len(data) - 1, signed=signed)
+        self._note_seen()
         self.stats.seals += 1
         self._settled_by(batch, built)
         self._publish_anchor(AnchorHead(segment=number, segment_uid=uid, checkpoint=signed))
@@ -679,6 +688,14 @@ class Ledger:
             raise LedgerCorrupt(f"the chain holds {self._tail.next_seq} entries, the signed head "
                                 f"beside the key {anchor.checkpoint.size}: it was cut")
         await self._refresh()
+        seen, tail = self._seen, self._tail
+        if seen is not None and tail is not None and tail.next_seq < seen.next_seq \
+                and not tail.recovered and not self._trust_stored_tail:
+            self._tail = None
+            raise LedgerCorrupt(f"the chain holds {tail.next_seq} entries, this writer saw "
+                                f"{seen.next_seq}: it was cut; run `ledger verify`, then "
+                                "`ledger recover --reason`")
+        self._note_seen(force=True)
 
     async def _refresh(self) -> None:
         """Take in what was written after the tail (another writer of this lane, or our own
@@ -693,6 +710,7 @@ class Ledger:
                 return
             tail = self._verified(seg, tail)
             self._tail = tail
+            self._note_seen()
 
     async def _check_tail(self) -> None:
         """Before extending the tail, make sure it is still stored as verified: a segment
@@ -704,9 +722,25 @@ class Ledger:
         seg = await self.get_segment(tail.segment)
         if seg is None or seg.uid != tail.uid:
             self._tail = None
+            # The copy beside the key may lag by a write or two: bring it up to what this
+            # writer knows, so that `ledger verify` (and `recover`) see the cut too.
+            seen = self._seen or tail
+            if seen.signed is not None:
+                try:
+                    await write_anchor(self.api, self.config, self.chain, AnchorHead(
+                        segment=seen.segment, segment_uid=seen.uid, checkpoint=seen.signed),
+                        public_pem=self.signer.verifier.public_pem().decode())
+                except (KubeApiError, LedgerError) as exc:
+                    log.warning("cannot record the cut beside the key: %s", exc)
             what = "disappeared" if seg is None else "was deleted and recreated"
             raise LedgerCorrupt(f"ledger segment {segment_name(self.chain, tail.segment)} "
                                 f"{what}; run `ledger verify`, then `ledger recover --reason`")
+
+    def _note_seen(self, *, force: bool = False) -> None:
+        tail = self._tail
+        if tail is not None and (force or self._seen is None
+                                 or tail.next_seq >= self._seen.next_seq):
+            self._seen = tail
 
     def _check_signature(self, checkpoint: Checkpoint, what: str) -> None:
         verifier = self._trusted.get(checkpoint.key_id)
@@ -757,8 +791,10 @@ class Ledger:
         if signed.size != seq or signed.head != head.hex():
             raise LedgerCorrupt(f"ledger segment {seg.name}: its signed head does not match "
                                 "its entries")
+        recovered = (prev is not None and prev.recovered) or any(
+            isinstance(record.entry, RecoveredEntry) for _s, _raw, record in records)
         return _Tail(segment=seg.number, uid=seg.uid, next_seq=seq, head=head,
-                     count=len(records), signed=signed)
+                     count=len(records), signed=signed, recovered=recovered)
 
     def _index_segment(self, seg: Segment) -> None:
         """Index the idempotency keys of an older segment (best effort: the tail is verified)."""

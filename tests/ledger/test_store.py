@@ -311,3 +311,65 @@ async def test_a_cut_is_refused_until_a_recorded_recovery(
     code, out, err = await asyncio.to_thread(
         run_cli, str(control_plane.kubeconfig), ledger_config, "recover", "--reason", "again")
     assert code == 0 and "nothing to recover" in out, err
+
+
+async def test_a_cut_inside_the_lag_of_the_signed_head_is_still_never_built_upon(
+        kube_api: KubeApi, control_plane: LocalControlPlane,
+        ledger_config: LedgerConfig) -> None:
+    from controller.ledger.errors import LedgerUnavailable
+    from tests.ledger.helpers import run_cli
+
+    # The copy beside the key is written at most every 30 s here: it still names the first
+    # segment when the newest two are deleted.
+    config = ledger_config.model_copy(update={"signed_head_interval_seconds": 30.0})
+    writer = await new_ledger(kube_api, config)
+    await writer.start()
+    try:
+        for i in range(3):
+            await writer.append(admission_entry(f"lag-{i}"))
+        for seg in (await list_segments(kube_api, config.namespace, config.chain))[1:]:
+            await kube_api.request("DELETE", configmaps_path(config.namespace, seg.name))
+        with pytest.raises(LedgerUnavailable, match="disappeared"):
+            await writer.append(admission_entry("after-cut"))
+        # Rediscovering finds a valid, shorter chain: refused as the cut it is (the signed head
+        # beside the key was brought up to date; were that write lost, the writer still knows
+        # the longer chain it saw).
+        with pytest.raises(LedgerUnavailable, match="cut"):
+            await writer.append(admission_entry("again"))
+    finally:
+        await writer.close()
+    # On detecting the cut the writer brought the signed head beside the key up to date, so a
+    # plain verify (and `recover`) see it too.
+    code, _out, err = await asyncio.to_thread(run_cli, str(control_plane.kubeconfig), config,
+                                              "verify")
+    assert code == 16, err
+
+
+async def test_a_writer_that_cannot_record_the_cut_still_refuses_the_shorter_chain(
+        kube_api: KubeApi, ledger_config: LedgerConfig,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from controller.kube import KubeApiError
+    from controller.ledger import store
+    from controller.ledger.errors import LedgerUnavailable
+
+    config = ledger_config.model_copy(update={"signed_head_interval_seconds": 30.0})
+    writer = await new_ledger(kube_api, config)
+    await writer.start()
+    try:
+        for i in range(3):
+            await writer.append(admission_entry(f"seen-{i}"))
+
+        async def unwritable(*_args: object, **_kwargs: object) -> None:
+            raise KubeApiError(503, "ServiceUnavailable", "the key namespace is unreachable")
+
+        monkeypatch.setattr(store, "write_anchor", unwritable)
+        for seg in (await list_segments(kube_api, config.namespace, config.chain))[1:]:
+            await kube_api.request("DELETE", configmaps_path(config.namespace, seg.name))
+        with pytest.raises(LedgerUnavailable, match="disappeared"):
+            await writer.append(admission_entry("after-cut"))
+        # The copy beside the key still names segment 0, which exists: only the writer's memory
+        # of the longer chain refuses it.
+        with pytest.raises(LedgerUnavailable, match="this writer saw"):
+            await writer.append(admission_entry("again"))
+    finally:
+        await writer.close()
