@@ -35,6 +35,7 @@ from controller.ledger.entries import annotations_hash, build_outcome_entry
 from controller.ledger.models import AdmissionEntry, OutcomeEntry, OutcomeType, Record
 from controller.ledger.segments import Segment
 from controller.ledger.store import Ledger
+from controller.ledger.verify import segment_is_signed
 from controller.workloads import (
     WorkloadKind,
     controlled,
@@ -138,6 +139,11 @@ class Reconciler:
         self._synced_at = time.monotonic()
 
     def _take_segment(self, seg: Segment) -> None:
+        if not segment_is_signed(seg, chain=self.ledger.chain,
+                                 verifier=self.ledger.signer.verifier):
+            log.warning("ledger segment %s is not signed by the ledger key; its entries are "
+                        "not believed (run `ledger verify`)", seg.name)
+            return
         for seq, _key, raw in seg.entries():
             if seq < self._next_seq:
                 continue

@@ -38,7 +38,7 @@ from controller.ledger.lanes import lane_index
 from controller.ledger.models import AdmissionEntry, Record, UnadmittedEntry
 from controller.ledger.reconcile import Reconciler
 from controller.ledger.segments import Segment
-from controller.ledger.verify import load_ledger
+from controller.ledger.verify import load_ledger, segment_is_signed
 from controller.workloads import controlled, kind_of, plain, template_hash
 
 log = logging.getLogger(__name__)
@@ -81,10 +81,16 @@ class UnadmittedDetector:
         lanes = await load_ledger(self.ledger.api, cfg.namespace, cfg.chain)
         for lane, data in lanes.items():
             for seg in data.segments:
-                self._take_segment(seg)
+                self._take_segment(seg, lane)
             self._cursors[lane] = data.segments[-1].number + 1 if data.segments else 0
 
-    def _take_segment(self, seg: Segment) -> None:
+    def _take_segment(self, seg: Segment, lane: str) -> None:
+        # Only what the ledger key signed counts as admitted: a segment planted in any lane
+        # (a new one included) must not hide a workload that ran without an admission.
+        if not segment_is_signed(seg, chain=lane, verifier=self.ledger.signer.verifier):
+            log.warning("ledger segment %s is not signed by the ledger key; its admissions "
+                        "do not count (run `ledger verify`)", seg.name)
+            return
         for _seq, _key, raw in seg.entries():
             try:
                 self.take(Record.model_validate_json(raw))
@@ -104,7 +110,7 @@ class UnadmittedDetector:
             if lane == self.ledger.chain:
                 continue
             while (seg := await self.ledger.get_segment(number, chain=lane)) is not None:
-                self._take_segment(seg)
+                self._take_segment(seg, lane)
                 number += 1
             self._cursors[lane] = number
 

@@ -390,6 +390,26 @@ def verify_segments(
     return report
 
 
+def segment_is_signed(seg: Segment, *, chain: str, verifier: CheckpointVerifier) -> bool:
+    """Whether `seg` ends with a valid signature by `verifier` over the head its own records
+    reach: the key holder wrote exactly these records. For readers that take records in one
+    segment at a time (the reconciler, the unadmitted detector), so that a segment planted by a
+    writer of the ledger namespace, in any lane, is never believed."""
+    entries = seg.entries()
+    text = seg.signed_head
+    if not entries or text is None:
+        return False
+    try:
+        head = bytes.fromhex(Record.model_validate_json(entries[0][2]).prev)
+        signed = parse_checkpoint(text)
+    except (ValidationError, LedgerError, ValueError):
+        return False
+    for _seq, _key, raw in entries:
+        head = next_head(head, leaf_hash(raw.encode()))
+    return (signed.chain == chain and signed.size == entries[-1][0] + 1
+            and signed.head == head.hex() and verifier.verify(signed))
+
+
 def _labels(seg: Segment) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(seg.labels.items())) or "none"
 

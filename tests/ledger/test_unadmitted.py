@@ -59,3 +59,25 @@ async def test_only_workloads_without_an_admission_are_recorded_once(ledger: Led
     again.observe(stored(sneaky, "uid-s"))
     assert await again.sweep() == []
     assert len(await recorded(ledger)) == 2
+
+
+async def test_an_admission_planted_in_a_new_lane_does_not_hide_a_workload(
+        ledger: Ledger) -> None:
+    from controller.ledger.chain import record_bytes
+    from controller.ledger.models import Record, entry_key
+    from controller.ledger.segments import configmaps_path, segment_labels
+
+    # A writer of the ledger namespace, without the key, invents a lane holding an admission
+    # of the workload it runs with the gate off. Found by name, it must still not count.
+    planted = deployment("planted", image="nginx:1")
+    raw = record_bytes(Record(seq=0, prev="00" * 32,
+                              entry=build_admission_entry(review(planted), CONFIG)))
+    await ledger.api.request("POST", configmaps_path(ledger.config.namespace), body={
+        "apiVersion": "v1", "kind": "ConfigMap", "immutable": True,
+        "data": {entry_key(0): raw.decode()},
+        "metadata": {"name": f"{ledger.config.chain}-lane7-00000000",
+                     "labels": segment_labels(f"{ledger.config.chain}-lane7", sealed=True)}})
+    detector = UnadmittedDetector(Reconciler(ledger), exempt_namespaces=["kube-system"])
+    await detector.load()
+    detector.observe(stored(planted, "uid-p"))
+    assert [e.name for e in await detector.sweep()] == ["planted"]

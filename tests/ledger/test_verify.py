@@ -809,3 +809,19 @@ def test_a_chain_pruned_after_its_first_entry_vouches_for_that_head() -> None:
     report = verify(built, saved=full.saved(1))
     assert report.ok, report.problems
     assert report.first_seq == 1 and report.heads[0] == full.heads[0].hex()
+
+
+def test_segment_is_signed_only_for_the_keys_own_records() -> None:
+    from controller.ledger.verify import segment_is_signed
+
+    built = build()
+    assert all(segment_is_signed(seg, chain=CHAIN, verifier=SIGNER.verifier)
+               for seg in built.segments)
+    assert not segment_is_signed(built.segment(1), chain=CHAIN, verifier=OTHER_SIGNER.verifier)
+    assert not segment_is_signed(built.segment(1), chain="other", verifier=SIGNER.verifier)
+    edited = build()
+    edited.rewrite(5, outcome(100))  # one record changed under the signature
+    assert not segment_is_signed(edited.segment(1), chain=CHAIN, verifier=SIGNER.verifier)
+    unsigned = build()
+    del unsigned.segment(2).data[HEAD_KEY]
+    assert not segment_is_signed(unsigned.segment(2), chain=CHAIN, verifier=SIGNER.verifier)
