@@ -344,14 +344,10 @@ async def _rollback_target(args: argparse.Namespace, api: KubeApi) -> int:
     except KubeApiError as exc:
         if exc.status != 404:
             raise
-    report = await _load(args, api)
-    if not report.ok:
-        # A rollback target read from a ledger that does not verify could be a planted record.
-        print(f"error: the ledger does not verify ({report.problems[0]}); no rollback target "
-              "is given from it. Run `ledger verify`.", file=sys.stderr)
-        return TAMPER_EXIT_CODES[report.problems[0].kind]
-    views = admissions(report.records, kind=kind.kind, namespace=args.deploy_namespace,
-                       name=name)
+    views = await _verified_admissions(args, api, kind, name,
+                                       refusal="no rollback target is given from it")
+    if isinstance(views, int):
+        return views
     target = rollback_target(views, current, current_uid)
     if target is None:
         print(f"no earlier persisted record with a different template for {args.target}",
@@ -363,6 +359,19 @@ async def _rollback_target(args: argparse.Namespace, api: KubeApi) -> int:
     print(f"rollback target for {args.target} in {args.deploy_namespace}: entry {target.ref}")
     _describe(target)
     return EXIT_OK
+
+
+async def _verified_admissions(args: argparse.Namespace, api: KubeApi, kind: WorkloadKind,
+                               name: str, *, refusal: str) -> list[AdmissionView] | int:
+    """The workload's admissions from a ledger that verifies, or the exit code that refuses:
+    a record read from a ledger that does not verify could be a planted one."""
+    report = await _load(args, api)
+    if not report.ok:
+        print(f"error: the ledger does not verify ({report.problems[0]}); {refusal}. Run "
+              "`ledger verify`.", file=sys.stderr)
+        return TAMPER_EXIT_CODES[report.problems[0].kind]
+    return admissions(report.records, kind=kind.kind, namespace=args.deploy_namespace,
+                      name=name)
 
 
 def _describe(target: AdmissionView) -> None:
@@ -392,13 +401,10 @@ async def _rollback(args: argparse.Namespace, api: KubeApi) -> int:
         raise
     current = template_hash(kind, body)
     uid = str((body.get("metadata") or {}).get("uid") or "")
-    report = await _load(args, api)
-    if not report.ok:
-        print(f"error: the ledger does not verify ({report.problems[0]}); nothing is rolled "
-              "back on its word. Run `ledger verify`.", file=sys.stderr)
-        return TAMPER_EXIT_CODES[report.problems[0].kind]
-    views = admissions(report.records, kind=kind.kind, namespace=args.deploy_namespace,
-                       name=name)
+    views = await _verified_admissions(args, api, kind, name,
+                                       refusal="nothing is rolled back on its word")
+    if isinstance(views, int):
+        return views
     if args.to_seq is not None:
         target = next((v for v in views if args.to_seq in (v.ref, str(v.seq))), None)
         if target is None or rollback_source(
