@@ -7,10 +7,13 @@ session's.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -22,7 +25,7 @@ import yaml
 
 from controller.dev.controller import DevController
 from controller.dev.controlplane import LocalControlPlane
-from tests.builders import deployment
+from tests.builders import deployment, review
 from tests.fixtures.cluster import kubectl
 
 CONFIG = ("mode: enforce\nexempt_namespaces: [kube-system]\n"
@@ -72,6 +75,12 @@ def scrape(ctl: DevController) -> dict[str, float]:
 
 def total(samples: dict[str, float], name: str) -> float:
     return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))
+
+
+def _post_quietly(request: urllib.request.Request, ctl: DevController) -> None:
+    """POST a review and drop the answer (a denial: nothing can be recorded)."""
+    with contextlib.suppress(OSError):
+        urllib.request.urlopen(request, context=ctl.ssl_context(), timeout=30).read()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -160,9 +169,17 @@ def test_sigterm_stops_the_controller_within_5s_with_the_api_server_gone(
         own_plane: LocalControlPlane, pair: list[DevController]) -> None:
     admit(own_plane, f"last-{uuid.uuid4().hex[:6]}")
     stop_api_server(own_plane)
-    # Long enough for the checkpoint task to be retrying against the dead server.
-    time.sleep(4)
     victim = pair[0]
+    # A review in flight when the API server is gone: its ledger append retries against the
+    # dead server until its deadline (the checkpoint task may be retrying too, but only when
+    # the chain grew since its last tick, which timing decides).
+    body = json.dumps(review(deployment(f"orphan-{uuid.uuid4().hex[:6]}"))).encode()
+    request = urllib.request.Request(victim.url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    in_flight = threading.Thread(target=_post_quietly, args=(request, victim), daemon=True)
+    in_flight.start()
+    # Long enough for the append to be retrying against the dead server.
+    time.sleep(4)
     process = victim._proc
     assert process is not None and process.poll() is None
     cpu_before = cpu_seconds(process.pid)
