@@ -198,7 +198,7 @@ def verify_ledger(lanes: Mapping[str, ChainData], *, chain: str,
         total.segments += report.segments
         total.checkpoints_verified += report.checkpoints_verified
         total.records.extend(report.records)
-        total.notes.extend(f"{lane}: {n}" for n in report.notes if n not in total.notes)
+        total.notes.extend(f"{lane}: {n}" for n in report.notes)
         for problem in report.problems:
             total.add(problem.kind, f"chain {lane}: {problem.message}", seq=problem.seq,
                       segment=problem.segment)

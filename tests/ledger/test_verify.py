@@ -33,6 +33,7 @@ from controller.ledger.verify import (
     VerifyReport,
     parse_checkpoint,
     summarise,
+    verify_ledger,
     verify_segments,
 )
 
@@ -55,13 +56,14 @@ class Built:
     checkpoint_map: dict[str, str]
     heads: list[bytes] = field(default_factory=list)
     """head after each sequence number."""
+    chain: str = CHAIN
 
     def data(self) -> ChainData:
         return ChainData(self.segments, self.checkpoint_map)
 
     def saved(self, size: int | None = None, signer: CheckpointSigner = SIGNER) -> Checkpoint:
         size = len(self.heads) if size is None else size
-        return signer.sign(chain=CHAIN, size=size, head=self.heads[size - 1], time=TIME)
+        return signer.sign(chain=self.chain, size=size, head=self.heads[size - 1], time=TIME)
 
     def segment(self, number: int) -> Segment:
         return next(s for s in self.segments if s.number == number)
@@ -79,7 +81,8 @@ class Built:
         seg.data[key] = record_bytes(Record(seq=seq, prev=record.prev, entry=entry)).decode()
 
 
-def build(sizes: tuple[int, ...] = (4, 4, 4), *, checkpoint_at: int | None = 6) -> Built:
+def build(sizes: tuple[int, ...] = (4, 4, 4), *, checkpoint_at: int | None = 6,
+          chain: str = CHAIN) -> Built:
     """Segments holding `sizes` entries each (the seal counted), immutable, labelled and signed
     as the writer makes them, with a checkpoint entry after `checkpoint_at` entries and the
     latest one in the checkpoint map."""
@@ -94,10 +97,10 @@ def build(sizes: tuple[int, ...] = (4, 4, 4), *, checkpoint_at: int | None = 6) 
                 prev = segments[-1]
                 entry = SealEntry(segment=prev.number, segment_uid=prev.uid,
                                   entries=len(prev.entries()),
-                                  checkpoint=SIGNER.sign(chain=CHAIN, size=seq, head=head,
+                                  checkpoint=SIGNER.sign(chain=chain, size=seq, head=head,
                                                          time=TIME))
             elif seq == checkpoint_at:
-                entry = CheckpointEntry(checkpoint=SIGNER.sign(chain=CHAIN, size=seq, head=head,
+                entry = CheckpointEntry(checkpoint=SIGNER.sign(chain=chain, size=seq, head=head,
                                                                time=TIME))
             else:
                 entry = outcome(seq)
@@ -106,16 +109,16 @@ def build(sizes: tuple[int, ...] = (4, 4, 4), *, checkpoint_at: int | None = 6) 
             head = next_head(head, leaf_hash(raw))
             heads.append(head)
             seq += 1
-        data[HEAD_KEY] = SIGNER.sign(chain=CHAIN, size=seq, head=head,
+        data[HEAD_KEY] = SIGNER.sign(chain=chain, size=seq, head=head,
                                      time=TIME).model_dump_json()
-        segments.append(Segment(number=number, name=segment_name(CHAIN, number),
+        segments.append(Segment(number=number, name=segment_name(chain, number),
                                 uid=f"uid-{number}", resource_version=str(number + 1),
                                 sealed=True, data=data,
-                                labels=segment_labels(CHAIN, sealed=True)))
-    latest = SIGNER.sign(chain=CHAIN, size=seq, head=head, time=TIME)
+                                labels=segment_labels(chain, sealed=True)))
+    latest = SIGNER.sign(chain=chain, size=seq, head=head, time=TIME)
     cmap = {"public-key": SIGNER.verifier.public_pem().decode(),
             "latest": latest.model_dump_json()}
-    return Built(segments, cmap, heads)
+    return Built(segments, cmap, heads, chain)
 
 
 def verify(built: Built, *, saved: Checkpoint | None = None, pinned: bool = True) -> VerifyReport:
@@ -825,3 +828,163 @@ def test_segment_is_signed_only_for_the_keys_own_records() -> None:
     unsigned = build()
     del unsigned.segment(2).data[HEAD_KEY]
     assert not segment_is_signed(unsigned.segment(2), chain=CHAIN, verifier=SIGNER.verifier)
+
+
+# --- every writer lane as one ledger (verify_ledger) -------------------------------------------
+
+LANE = f"{CHAIN}-lane2"
+
+
+def lanes(**built: Built) -> dict[str, ChainData]:
+    return {b.chain: b.data() for b in built.values()}
+
+
+def test_one_lane_is_reported_as_it_is() -> None:
+    built = build()
+    data = {CHAIN: built.data()}
+    report = verify_ledger(data, chain=CHAIN, verifier=SIGNER.verifier)
+    assert report.ok and report.size == 12 and report.notes == []
+    assert [r.chain for r in report.records] == [CHAIN] * 12
+
+
+def test_lanes_are_merged_into_one_report() -> None:
+    main, other = build(), build((3, 2), checkpoint_at=None, chain=LANE)
+    report = verify_ledger(lanes(a=main, b=other), chain=CHAIN, verifier=SIGNER.verifier)
+    assert report.ok, report.problems
+    assert report.size == 12 + 5 and report.segments == 3 + 2
+    # main: 2 seals, the checkpoint entry, the map's latest; the lane: 1 seal, its latest.
+    assert report.checkpoints_verified == 4 + 2
+    assert [(r.chain, r.seq) for r in report.records] == \
+        [(CHAIN, n) for n in range(12)] + [(LANE, n) for n in range(5)]
+    # The head and first position are the configured chain's, not the last lane's.
+    assert report.head == main.heads[-1].hex() and report.first_seq == 0
+
+
+def test_a_lane_s_problems_and_notes_name_the_lane() -> None:
+    main, other = build(), build(chain=LANE)
+    other.rewrite(5, outcome(500))
+    report = verify_ledger(lanes(a=main, b=other), chain=CHAIN)  # the in-cluster keys
+    alone = verify_segments(other.data(), chain=LANE)
+    assert [(p.kind, p.seq, p.segment) for p in report.problems] == \
+        [(p.kind, p.seq, p.segment) for p in alone.problems]
+    assert [p.message for p in report.problems] == [f"chain {LANE}: {p.message}"
+                                                   for p in alone.problems]
+    assert report.problems[0].message.startswith(f"chain {LANE}: entry 5 was changed")
+    assert sorted(report.notes) == sorted(
+        f"{lane}: checkpoint signatures checked against the in-cluster public key; pass "
+        "--public-key to pin it" for lane in (CHAIN, LANE))
+
+
+def test_a_saved_checkpoint_is_checked_against_its_own_lane() -> None:
+    main, other = build(), build(chain=LANE)
+    saved = [main.saved(), other.saved()]
+    assert verify_ledger(lanes(a=main, b=other), chain=CHAIN, verifier=SIGNER.verifier,
+                         saved=saved).checkpoints_verified == 5 + 5
+    del other.segments[-1]  # the lane cut after its checkpoint was saved...
+    other.checkpoint_map["latest"] = SIGNER.sign(  # ...and its latest rewritten to fit
+        chain=LANE, size=8, head=other.heads[7], time=TIME).model_dump_json()
+    report = verify_ledger(lanes(a=main, b=other), chain=CHAIN, verifier=SIGNER.verifier,
+                           saved=saved)
+    assert [(p.kind, p.seq) for p in report.problems] == [(TamperKind.TRUNCATED, 8)]
+    assert report.problems[0].message.startswith(f"chain {LANE}: the saved checkpoint covers 12")
+
+
+def test_a_saved_checkpoint_of_a_lane_that_is_gone_is_a_truncation() -> None:
+    main, gone = build(), build(chain=LANE)
+    report = verify_ledger({CHAIN: main.data()}, chain=CHAIN, verifier=SIGNER.verifier,
+                           saved=[gone.saved(7)])
+    assert [(p.kind, p.seq) for p in report.problems] == [(TamperKind.TRUNCATED, 7)]
+    assert report.problems[0].message == \
+        f"the saved checkpoint names chain {LANE}, which is gone"
+    # Still the whole ledger's report: the configured chain's records and head.
+    assert report.size == 12 and report.head == main.heads[-1].hex()
+
+
+def test_without_the_configured_chain_the_head_is_the_genesis() -> None:
+    other = build(chain=LANE)
+    report = verify_ledger({LANE: other.data(), f"{CHAIN}-lane3": build(
+        chain=f"{CHAIN}-lane3").data()}, chain=CHAIN, verifier=SIGNER.verifier)
+    assert report.ok and report.size == 24
+    assert report.head == bytes(32).hex() and report.first_seq == 0
+
+
+@pytest.mark.parametrize(("name", "lane"), [
+    (f"{CHAIN}-00000000", CHAIN),
+    (f"{CHAIN}-00000017", CHAIN),
+    (f"{CHAIN}-lane2-00000003", f"{CHAIN}-lane2"),
+    (f"{CHAIN}-lane0-00000003", None),  # lane 0 is the chain's own name
+    (f"{CHAIN}-0000001", None),  # segment numbers have 8 digits
+    (f"{CHAIN}-000000001", None),
+    (f"{CHAIN}-0000001a", None),
+    (f"{CHAIN}-checkpoints", None),
+    ("other-00000001", None),
+    ("00000001", None),
+])
+def test_segments_are_told_from_other_configmaps_by_name(name: str, lane: str | None) -> None:
+    from controller.ledger.verify import _lane_of_segment
+
+    assert _lane_of_segment(CHAIN, name) == lane
+
+
+# --- the signed head beside the key --------------------------------------------------------------
+
+def anchored(built: Built, anchor: AnchorHead | str) -> VerifyReport:
+    data = built.data()
+    data.anchors = {CHAIN: anchor if isinstance(anchor, str) else anchor.model_dump_json()}
+    return verify_segments(data, chain=CHAIN, verifier=SIGNER.verifier)
+
+
+def newest_head(built: Built, *, signer: CheckpointSigner = SIGNER,
+                chain: str = CHAIN) -> AnchorHead:
+    size = len(built.heads)
+    return AnchorHead(segment=2, segment_uid="uid-2", checkpoint=signer.sign(
+        chain=chain, size=size, head=built.heads[-1], time=TIME))
+
+
+def test_a_signed_head_the_chain_reaches_is_one_more_checkpoint_verified() -> None:
+    built = build()
+    report = anchored(built, newest_head(built))
+    assert report.ok, report.problems
+    assert report.checkpoints_verified == verify(built).checkpoints_verified + 1
+
+
+def test_a_signed_head_that_does_not_parse_is_malformed() -> None:
+    report = anchored(build(), '{"segment": 2}')
+    assert problems(report) == [(K.MALFORMED, None, None, f"the signed head of chain {CHAIN} "
+                                 "beside the key does not parse (2 problems)")]
+
+
+def test_a_signed_head_by_another_key_or_for_another_chain_is_refused() -> None:
+    built = build()
+    where = "the signed head beside the ledger key"
+    report = anchored(built, newest_head(built, signer=OTHER_SIGNER))
+    assert problems(report) == [(K.BAD_SIGNATURE, 12, None, f"{where} (size 12) has no valid "
+                                 "signature by key <key>")]
+    report = anchored(built, newest_head(built, chain="other"))
+    assert problems(report) == [(K.CHECKPOINT_MISMATCH, None, None,
+                                 f"{where} is for chain 'other'")]
+
+
+def test_a_signed_head_naming_a_recreated_segment_says_both_uids() -> None:
+    built = build()
+    built.segment(2).uid = "uid-again"
+    report = anchored(built, newest_head(built))
+    assert problems(report) == [(K.RECREATED_SEGMENT, None, 2, "segment 2 was deleted and "
+                                 "recreated (uid uid-again, signed as uid-2)")]
+
+
+def test_a_signed_head_naming_a_pruned_segment_is_no_problem() -> None:
+    built = pruned(1)
+    head = newest_head(built).model_copy(update={"segment": 0, "segment_uid": "uid-gone"})
+    report = anchored(built, head)
+    assert report.ok, report.problems
+
+
+def test_a_relabelled_segment_s_labels_are_listed() -> None:
+    built = build()
+    built.segment(1).labels = {"b": "2", "a": "1"}
+    built.segment(2).labels = {}
+    report = verify(built)
+    assert [p.message for p in report.problems] == [
+        "segment 1's labels were changed (a=1, b=2), which hides it from label selectors",
+        "segment 2's labels were changed (none), which hides it from label selectors"]
