@@ -104,7 +104,7 @@ def utc_timestamp(moment: datetime | None = None) -> str:
 
 
 def parse_timestamp(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return datetime.fromisoformat(text)  # Python 3.11 reads the `Z` suffix itself
 
 
 def _signed_payload(chain: str, size: int, head: str, time: str) -> bytes:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from controller.ledger.anchor import PUBLIC_KEY
 from controller.ledger.chain import CheckpointSigner, leaf_hash, next_head, record_bytes
 from controller.ledger.errors import LedgerError, TamperKind
 from controller.ledger.models import (
@@ -717,7 +718,9 @@ def test_the_pruned_chain_problems_in_full() -> None:
     assert isinstance(record.entry, SealEntry)
     built.rewrite(4, record.entry.model_copy(update={"checkpoint": None}))
     # Reported once: the chain counts as anchored after it, so no later seal re-anchors it.
-    assert problems(verify(built)) == [
+    report = verify(built)
+    assert report.first_seq == 4 and not any("verified from" in n for n in report.notes)
+    assert problems(report) == [
         (K.CHECKPOINT_MISMATCH, None, None,
          "the first kept segment does not start with a checkpoint of its position"),
         (K.EDITED_ENTRY, 4, 1,
@@ -988,3 +991,44 @@ def test_a_relabelled_segment_s_labels_are_listed() -> None:
     assert [p.message for p in report.problems] == [
         "segment 1's labels were changed (a=1, b=2), which hides it from label selectors",
         "segment 2's labels were changed (none), which hides it from label selectors"]
+
+
+def test_the_public_key_beside_the_ledger_key_is_trusted_over_the_in_cluster_one() -> None:
+    built = build()
+    built.checkpoint_map["public-key"] = OTHER_SIGNER.verifier.public_pem().decode()
+    data = built.data()
+    data.anchors = {PUBLIC_KEY: SIGNER.verifier.public_pem().decode()}
+    report = verify_segments(data, chain=CHAIN)
+    assert report.ok, report.problems
+    assert report.notes == ["signatures checked against the public key beside the ledger key; "
+                            "pass --public-key to pin it"]
+
+
+def test_a_pinned_key_is_trusted_over_the_one_beside_the_ledger_key() -> None:
+    data = build().data()
+    data.anchors = {PUBLIC_KEY: OTHER_SIGNER.verifier.public_pem().decode()}
+    report = verify_segments(data, chain=CHAIN, verifier=SIGNER.verifier)
+    assert report.ok and report.notes == [], report.problems
+
+
+def test_a_garbled_public_key_beside_the_ledger_key_is_a_bad_signature() -> None:
+    data = build().data()
+    data.anchors = {PUBLIC_KEY: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"}
+    report = verify_segments(data, chain=CHAIN)
+    assert report.problems[0].kind == TamperKind.BAD_SIGNATURE
+    assert report.problems[0].message.startswith("the public key beside the ledger key: ")
+    assert not report.ok
+
+
+def test_segment_is_signed_refuses_what_it_cannot_read() -> None:
+    from controller.ledger.verify import segment_is_signed
+
+    empty = build().segment(2)
+    empty.data = {HEAD_KEY: empty.data[HEAD_KEY]}  # a signed head over no records
+    assert not segment_is_signed(empty, chain=CHAIN, verifier=SIGNER.verifier)
+    garbled = build().segment(1)
+    garbled.data[HEAD_KEY] = "not a checkpoint"
+    assert not segment_is_signed(garbled, chain=CHAIN, verifier=SIGNER.verifier)
+    bad_record = build().segment(1)
+    bad_record.data[entry_key(4)] = "{}"
+    assert not segment_is_signed(bad_record, chain=CHAIN, verifier=SIGNER.verifier)
