@@ -95,9 +95,9 @@ class Admission:
 
 
 def judge(request: WorkloadRequest, config: Config, *, now: dt.datetime) -> Outcome:
-    """The policy checks' outcome, with the claims and `deploys` every later stage reads."""
-    claims = read_claims(request, config.annotations)
-    deploys = claims_changed(request, config.annotations)
-    role = role_of(request, config)
-    return Outcome(evaluate(request, config, now=now, claims=claims, deploys=deploys, role=role),
-                   claims=claims, deploys=deploys, role=role)
+    """The policy checks' outcome, with the claims, `deploys` and role every later stage reads
+    (`evaluate` reads the same from the same request)."""
+    return Outcome(evaluate(request, config, now=now),
+                   claims=read_claims(request, config.annotations),
+                   deploys=claims_changed(request, config.annotations),
+                   role=role_of(request, config))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import time
@@ -11,7 +12,7 @@ from controller.config import Config, parse_config
 from controller.policy.provenance import Claims
 from controller.policy.violations import Reason, Violation
 from controller.review import WorkloadRequest, parse_review
-from tests.builders import deployment, review
+from tests.builders import IMAGE, deployment, prov_annotations, review, workload
 
 
 class Recorder:
@@ -62,9 +63,34 @@ async def test_a_failing_stage_denies_even_in_audit_mode() -> None:
     assert outcome.evidence == () and outcome.recorded_seq is None
 
 
+NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+
+
 def test_judge_hands_the_later_stages_who_is_behind_the_request() -> None:
-    now = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
     derived = parse_review(review(
         deployment(), username="system:serviceaccount:kube-system:replicaset-controller"))
-    assert judge(derived, Config(), now=now).role == "derived"
-    assert judge(parse_review(review(deployment())), Config(), now=now).role == "authored"
+    assert judge(derived, Config(), now=NOW).role == "derived"
+    assert judge(parse_review(review(deployment())), Config(), now=NOW).role == "authored"
+    pod = workload("Pod")
+    debugged = copy.deepcopy(pod)
+    debugged["spec"]["ephemeralContainers"] = [{"name": "d", "image": IMAGE}]
+    debug = parse_review(review(debugged, operation="UPDATE", old=pod,
+                                sub_resource="ephemeralcontainers"))
+    assert judge(debug, Config(), now=NOW).role == "debug"
+
+
+def test_judge_hands_the_later_stages_the_claims_and_whether_it_deploys() -> None:
+    obj = deployment(ann=prov_annotations(git_sha="short", environment="staging"))
+    outcome = judge(parse_review(review(obj)), Config(), now=NOW)
+    assert [v.reason for v in outcome.decision.violations] == [Reason.INVALID_GIT_SHA]
+    assert outcome.claims == Claims({"git-sha": "short", "branch": "main", "build-id": "4182",
+                                     "build-timestamp": "2026-11-20T10:15:00Z",
+                                     "pipeline-url": "https://ci.example.com/runs/4182",
+                                     "deployed-by": "admin", "environment": "staging"})
+    assert outcome.deploys is True
+    relabelled = copy.deepcopy(obj)
+    relabelled["metadata"]["labels"] = {"team": "web"}
+    update = judge(parse_review(review(relabelled, operation="UPDATE", old=obj)), Config(),
+                   now=NOW)
+    assert update.deploys is False and update.decision.violations == ()
+    assert update.claims == outcome.claims

@@ -76,14 +76,12 @@ class CheckContext:
     config: Config
     claims: Claims
     now: dt.datetime
-    judge_actor: bool = True
-    """False on an UPDATE that changes neither the template nor the provenance (for example the
-    deployment controller writing its revision annotation): nobody is deploying anything."""
     role: Role = "authored"
 
 
 class Check(Protocol):
-    """One policy rule."""
+    """One policy rule. The engine runs the checks only over a request that deploys something
+    (`provenance.claims_changed`): an UPDATE that changes nothing that runs is not judged."""
 
     def __call__(self, request: WorkloadRequest, ctx: CheckContext) -> Iterable[Violation]: ...
 
@@ -209,7 +207,7 @@ class ActorCheck:
     def __call__(self, request: WorkloadRequest, ctx: CheckContext) -> Iterator[Violation]:
         annotated = ctx.claims.get("deployed-by")
         username = request.user.username
-        if ctx.role != "authored" or not ctx.judge_actor or not annotated:
+        if ctx.role != "authored" or not annotated:
             return  # a missing annotation is reported by AnnotationsCheck
         rule = ctx.config.actor
         subject = _ann(ctx, "deployed-by")
@@ -239,8 +237,7 @@ class EnvironmentCheck:
                 f"{subject} says {annotated[:64]!r} but namespace {request.namespace!r} belongs "
                 f"to environment {from_ns!r}", f"set it to {from_ns}", subject)
         environment = from_ns or annotated
-        if ctx.role == "derived" or not ctx.judge_actor or environment is None \
-                or environment not in config.environments:
+        if ctx.role == "derived" or environment is None or environment not in config.environments:
             return
         rule = config.environments[environment]
         user = request.user
@@ -265,8 +262,7 @@ class BuildRulesCheck:
         config = ctx.config
         environment = config.environment_for_namespace(request.namespace) or ctx.claims.get(
             "environment")
-        if ctx.role != "authored" or not ctx.judge_actor or environment is None \
-                or environment not in config.environments:
+        if ctx.role != "authored" or environment is None or environment not in config.environments:
             return
         rule = config.environments[environment]
         branch = ctx.claims.get("branch")

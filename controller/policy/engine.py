@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from controller.config import Config
 from controller.policy.checks import DEFAULT_CHECKS, Check, CheckContext, Role
-from controller.policy.provenance import Claims, claims_changed, read_claims
+from controller.policy.provenance import claims_changed, read_claims
 from controller.policy.violations import Decision, Violation
 from controller.review import WorkloadRequest
 from controller.workloads import JUDGED_SUBRESOURCES
@@ -41,33 +41,20 @@ def evaluate(
     *,
     now: dt.datetime,
     checks: Sequence[Check] = DEFAULT_CHECKS,
-    claims: Claims | None = None,
-    deploys: bool | None = None,
-    role: Role | None = None,
 ) -> Decision:
-    """The decision over `request`: every violation at once, in check order.
-
-    `claims` and `deploys` (`read_claims`, `claims_changed`) are read here unless the caller,
-    which needs them for later stages too, already did.
-    """
+    """The decision over `request`: every violation at once, in check order."""
     enforce = config.mode == "enforce"
     reason = exemption(request, config)
     if reason:
         return Decision(enforce=enforce, exempt_reason=reason)
-    ctx = CheckContext(
-        config=config,
-        claims=claims if claims is not None else read_claims(request, config.annotations),
-        now=now,
-        judge_actor=deploys if deploys is not None else claims_changed(
-            request, config.annotations),
-        role=role if role is not None else role_of(request, config),
-    )
-    if not ctx.judge_actor:
+    if not claims_changed(request, config.annotations):
         # An UPDATE that changes neither what runs nor a provenance annotation deploys nothing:
         # a ReplicaSet scaled, a revision annotation, a label on a derived Pod, a finalizer
         # removed. Judging it would only stop a workload that predates the gate (or a Pod whose
         # template carried no provenance) from being scaled down, labelled or cleaned up.
         return Decision(enforce=enforce)
+    ctx = CheckContext(config=config, claims=read_claims(request, config.annotations), now=now,
+                       role=role_of(request, config))
     violations: list[Violation] = []
     for check in checks:
         violations.extend(check(request, ctx))

@@ -285,11 +285,11 @@ def test_an_update_that_deploys_nothing_is_not_judged() -> None:
     # Nothing runs that did not run before, and no claim changed: judging it would only stop
     # an object that predates the gate from being labelled or scaled.
     obj = deployment(ann=prov_annotations(deployed_by="bob", git_sha="short"))
-    request = parse_review(review(obj, operation="UPDATE", old=obj))
-    decision = evaluate(request, Config(), now=NOW, deploys=False)
+    decision = evaluate(parse_review(review(obj, operation="UPDATE", old=obj)), Config(), now=NOW)
     assert decision.violations == () and decision.allowed
-    # The same object deploying (deploys=True) is judged in full.
-    judged = evaluate(request, Config(), now=NOW, deploys=True)
+    # The same object deploying (a claim changed) is judged in full.
+    older = deployment(ann=prov_annotations(deployed_by="bob", git_sha="older"))
+    judged = evaluate(parse_review(review(obj, operation="UPDATE", old=older)), Config(), now=NOW)
     assert [v.reason for v in judged.violations] == [Reason.INVALID_GIT_SHA,
                                                      Reason.ACTOR_MISMATCH]
 
@@ -463,3 +463,33 @@ environments:
 """)
     assert reasons(unbranched, some, groups=["deployers"]) == [Reason.BRANCH_NOT_ALLOWED]
     assert reasons(obj, some, groups=["deployers"]) == []
+
+
+def test_a_value_too_long_does_not_hide_the_annotations_after_it() -> None:
+    # The branch sorts first; the annotations after it are still judged, each on its own.
+    obj = deployment(ann=prov_annotations(branch="b" * 2049, git_sha="short",
+                                          pipeline_url="http://ci.example.com/1"))
+    assert reasons(obj) == [Reason.VALUE_TOO_LONG, Reason.INVALID_GIT_SHA,
+                            Reason.INVALID_PIPELINE_URL]
+
+
+@pytest.mark.parametrize(("field", "reason"), [
+    ("build-id", Reason.INVALID_BUILD_ID),
+    ("branch", Reason.INVALID_ANNOTATION),
+])
+def test_a_control_character_denial_names_its_annotation(field: str, reason: Reason) -> None:
+    obj = deployment(ann=prov_annotations(**{field: "4182\x1b[2J"}))
+    assert full(obj) == [(reason, f"{ANN}{field}", f"{ANN}{field} contains control characters",
+                          "remove them")]
+
+
+def test_build_rules_of_an_environment_named_only_by_its_annotation() -> None:
+    # No namespace maps to production here: the annotation alone names the environment, and its
+    # rules about the build apply.
+    obj = deployment(namespace="dev", ann=prov_annotations(
+        environment="production", branch="feature/x", build_timestamp="2025-01-01T00:00:00Z"))
+    assert reasons(obj, RULES, groups=["deployers"]) == [Reason.BRANCH_NOT_ALLOWED,
+                                                         Reason.BUILD_TOO_OLD]
+    staging = deployment(namespace="dev", ann=prov_annotations(
+        environment="staging", branch="feature/x", build_timestamp="2025-01-01T00:00:00Z"))
+    assert reasons(staging, RULES, groups=["deployers"]) == []

@@ -229,3 +229,14 @@ def test_a_changed_provenance_annotation_alone_is_a_deployment() -> None:
     assert [v.reason for v in decision.violations] == [Reason.ACTOR_MISMATCH]
     same = evaluate(parse_review(review(old, operation="UPDATE", old=old)), Config(), now=NOW)
     assert same.violations == ()
+
+
+@pytest.mark.parametrize(("mode", "enforce"), [("enforce", True), ("audit", False)])
+def test_an_update_that_deploys_nothing_keeps_the_mode(mode: str, enforce: bool) -> None:
+    old = deployment(containers=["nginx:1"])
+    new = copy.deepcopy(old)
+    new["metadata"]["labels"] = {"team": "web"}
+    decision = evaluate(parse_review(review(new, operation="UPDATE", old=old)),
+                        parse_config(f"mode: {mode}"), now=NOW)
+    assert decision.violations == () and not decision.exempt_reason
+    assert decision.enforce is enforce
