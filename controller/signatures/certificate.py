@@ -123,15 +123,6 @@ def _der_utf8(value: bytes) -> str | None:
         return None
 
 
-def extension_value(cert: x509.Certificate, oid: ObjectIdentifier) -> str | None:
-    """A Fulcio extension's value as text: DER UTF8String for 1.8+, raw UTF-8 for 1.1-1.6."""
-    try:
-        ext = cert.extensions.get_extension_for_oid(oid)
-    except x509.ExtensionNotFound:
-        return None
-    return _extension_text(ext, oid)
-
-
 def _extension_text(ext: x509.Extension[x509.ExtensionType], oid: ObjectIdentifier) -> str | None:
     if not isinstance(ext.value, x509.UnrecognizedExtension):
         return None

@@ -9,7 +9,6 @@ from controller.signatures.certificate import (
     Mismatch,
     certificate_identity,
     check_source,
-    extension_value,
     ref_names,
 )
 from tests.signatures.certs import (
@@ -81,7 +80,7 @@ def test_an_extension_that_is_not_a_utf8string_reads_as_absent() -> None:
             .add_extension(x509.UnrecognizedExtension(OID_SOURCE_REPOSITORY_REF,
                                                       b"refs/heads/main"), critical=False)
             .sign(key, hashes.SHA256()))
-    assert extension_value(cert, OID_SOURCE_REPOSITORY_REF) is None
+    assert certificate_identity(cert).source_ref is None
 
 
 def test_a_long_value_uses_the_long_der_length() -> None:
