@@ -111,7 +111,8 @@ def _der_utf8(value: bytes) -> str | None:
     length, offset = value[1], 2
     if length & 0x80:
         count = length & 0x7F
-        if count == 0 or count > 4 or len(value) < 2 + count:
+        # Length bytes cut short leave the offset past the end: the check below refuses them.
+        if count == 0 or count > 4:
             return None
         length = int.from_bytes(value[2:2 + count], "big")
         offset = 2 + count
