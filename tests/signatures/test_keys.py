@@ -142,3 +142,14 @@ def test_a_digest_signature_of_implausible_length_is_refused_before_verifying() 
     with pytest.raises(VerificationError) as caught:
         key.verify_digest(b"x" * MAX_SIGNATURE_BYTES, digest)
     assert "plausible" not in str(caught.value)
+
+
+def test_a_message_signature_of_implausible_length_is_refused_before_verifying() -> None:
+    key = load_public_key(TRUSTED_PEM, name="release")
+    for signature in (b"", b"x" * (MAX_SIGNATURE_BYTES + 1)):
+        with pytest.raises(VerificationError, match=f"length {len(signature)} is not plausible"):
+            key.verify(signature, b"m")
+    # The longest plausible one is verified, and fails as a signature.
+    with pytest.raises(VerificationError) as caught:
+        key.verify(b"x" * MAX_SIGNATURE_BYTES, b"m")
+    assert "plausible" not in str(caught.value)
