@@ -95,3 +95,13 @@ def test_a_malformed_statement_names_where(statement: dict[str, object], where: 
     with pytest.raises(VerificationError) as caught:
         parse_statement(parse_envelope(data))
     assert str(caught.value).startswith(f"malformed in-toto statement: {where} ")
+
+
+@pytest.mark.parametrize(("text", "data"), [
+    ("-A", b"\xf8"),  # URL-safe, with a dash only
+    ("_A", b"\xfc"),  # URL-safe, with an underscore only
+    ("-_8=", b"\xfb\xff"),
+    ("+/8=", b"\xfb\xff"),  # the standard alphabet
+])
+def test_either_base64_alphabet_is_read(text: str, data: bytes) -> None:
+    assert b64decode(text, what="x") == data

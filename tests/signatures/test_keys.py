@@ -74,6 +74,11 @@ def test_refused_types(private: object) -> None:
         load_public_key(pem(private), name="k")
 
 
+def test_a_refused_key_type_is_named() -> None:
+    with pytest.raises(KeyLoadError, match="key k: DSAPublicKey keys are not accepted"):
+        load_public_key(pem(dsa.generate_private_key(key_size=2048)), name="k")
+
+
 def test_garbage_and_private_keys_are_refused() -> None:
     with pytest.raises(KeyLoadError):
         load_public_key(b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", name="k")
