@@ -111,7 +111,8 @@ def _der_utf8(value: bytes) -> str | None:
     length, offset = value[1], 2
     if length & 0x80:
         count = length & 0x7F
-        if count == 0 or count > 4 or len(value) < 2 + count:
+        # Length bytes cut short leave the offset past the end: the check below refuses them.
+        if count == 0 or count > 4:
             return None
         length = int.from_bytes(value[2:2 + count], "big")
         offset = 2 + count
@@ -121,15 +122,6 @@ def _der_utf8(value: bytes) -> str | None:
         return value[offset:].decode("utf-8")
     except UnicodeDecodeError:
         return None
-
-
-def extension_value(cert: x509.Certificate, oid: ObjectIdentifier) -> str | None:
-    """A Fulcio extension's value as text: DER UTF8String for 1.8+, raw UTF-8 for 1.1-1.6."""
-    try:
-        ext = cert.extensions.get_extension_for_oid(oid)
-    except x509.ExtensionNotFound:
-        return None
-    return _extension_text(ext, oid)
 
 
 def _extension_text(ext: x509.Extension[x509.ExtensionType], oid: ObjectIdentifier) -> str | None:

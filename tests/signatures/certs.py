@@ -28,8 +28,10 @@ def fulcio_cert(
     other_name: str | None = None,
     v1: dict[int, str] | None = None,
     v2: dict[int, str] | None = None,
+    raw: dict[int, bytes] | None = None,
 ) -> x509.Certificate:
-    """A self-signed leaf with a SAN and Fulcio extensions: `v1` raw (arcs 1-6), `v2` DER."""
+    """A self-signed leaf with a SAN and Fulcio extensions: `v1` raw (arcs 1-6), `v2` DER,
+    `raw` as given (hand-built DER, well formed or not)."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     builder = (x509.CertificateBuilder()
@@ -52,6 +54,9 @@ def fulcio_cert(
     for arc, value in (v2 or {}).items():
         builder = builder.add_extension(x509.UnrecognizedExtension(
             ObjectIdentifier(f"{FULCIO}.{arc}"), der_utf8(value)), critical=False)
+    for arc, data in (raw or {}).items():
+        builder = builder.add_extension(x509.UnrecognizedExtension(
+            ObjectIdentifier(f"{FULCIO}.{arc}"), data), critical=False)
     return builder.sign(key, hashes.SHA256())
 
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import pytest
 
 from controller.signatures.certificate import (
-    OID_SOURCE_REPOSITORY_REF,
     Mismatch,
     certificate_identity,
     check_source,
-    extension_value,
     ref_names,
 )
 from tests.signatures.certs import (
@@ -67,21 +65,36 @@ def test_the_newer_extension_wins_over_the_deprecated_one() -> None:
 
 
 def test_an_extension_that_is_not_a_utf8string_reads_as_absent() -> None:
-    import datetime
+    # 1.14 is a DER UTF8String; the bare bytes of the deprecated encoding are not one.
+    cert = fulcio_cert(raw={14: b"refs/heads/main"})
+    assert certificate_identity(cert).source_ref is None
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(x509.Name([]))
-            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(minutes=1))
-            .add_extension(x509.UnrecognizedExtension(OID_SOURCE_REPOSITORY_REF,
-                                                      b"refs/heads/main"), critical=False)
-            .sign(key, hashes.SHA256()))
-    assert extension_value(cert, OID_SOURCE_REPOSITORY_REF) is None
+@pytest.mark.parametrize(("der", "text"), [
+    (b"\x0c\x04main", "main"),
+    (b"\x0c\x00", ""),  # the empty string is a whole UTF8String
+    (b"", None),
+    (b"\x0c", None),  # a tag without a length
+    (b"\x13\x04main", None),  # a PrintableString, not a UTF8String
+    (b"\x0c\x05main", None),  # the value is shorter than its length
+    (b"\x0c\x03main", None),  # bytes after the value
+    (b"\x0c\x02\xff\xfe", None),  # not UTF-8
+    # Long form: the low bits of the length byte count the length bytes that follow, 1 to 4
+    # (the reader does not insist on DER's shortest form, so 3 and 4 are seen on short values).
+    (b"\x0c\x81\xc8" + b"a" * 200, "a" * 200),
+    (b"\x0c\x82\x01\x2c" + b"b" * 300, "b" * 300),
+    (b"\x0c\x81\x00", ""),
+    (b"\x0c\x83\x00\x00\x04main", "main"),
+    (b"\x0c\x84\x00\x00\x00\x04main", "main"),
+    (b"\x0c\x85\x00\x00\x00\x00\x04main", None),  # five length bytes
+    (b"\x0c\x80", None),  # the indefinite length, which DER forbids
+    (b"\x0c\x80main", None),
+    (b"\x0c\x82\x01", None),  # the length bytes are cut short
+    (b"\x0c\x82", None),
+])
+def test_the_der_utf8string_reader(der: bytes, text: str | None) -> None:
+    # Read through 1.12, which has no deprecated fallback to hide an absent value.
+    assert certificate_identity(fulcio_cert(raw={12: der})).source_repository == text
 
 
 def test_a_long_value_uses_the_long_der_length() -> None:

@@ -72,3 +72,36 @@ def test_malformed_envelopes_and_statements() -> None:
     with pytest.raises(VerificationError):
         b64decode("***", what="x")
     assert b64decode("aGk", what="x") == b"hi"  # unpadded is allowed by DSSE
+
+
+def test_a_signature_by_an_unknown_key_does_not_hide_the_trusted_one_after_it() -> None:
+    payload = b'{"_type": "https://in-toto.io/Statement/v1"}'
+    data, pem = _signed_envelope("application/vnd.in-toto+json", payload)
+    doc = json.loads(data)
+    stranger = ec.generate_private_key(ec.SECP256R1())
+    forged = stranger.sign(pae("application/vnd.in-toto+json", payload), ec.ECDSA(hashes.SHA256()))
+    doc["signatures"].insert(0, {"keyid": "", "sig": base64.b64encode(forged).decode()})
+    envelope = parse_envelope(json.dumps(doc))
+    assert verify_envelope(envelope, [load_public_key(pem, name="k")]) == frozenset({"k"})
+
+
+@pytest.mark.parametrize(("statement", "where"), [
+    ({"_type": "https://in-toto.io/Statement/v1", "predicateType": "x"}, "subject"),
+    ({"_type": "https://in-toto.io/Statement/v1", "predicateType": "x",
+      "subject": [{"digest": {"sha256": 5}}]}, "subject.0.digest.sha256"),
+])
+def test_a_malformed_statement_names_where(statement: dict[str, object], where: str) -> None:
+    data, _ = _signed_envelope("application/vnd.in-toto+json", json.dumps(statement).encode())
+    with pytest.raises(VerificationError) as caught:
+        parse_statement(parse_envelope(data))
+    assert str(caught.value).startswith(f"malformed in-toto statement: {where} ")
+
+
+@pytest.mark.parametrize(("text", "data"), [
+    ("-A", b"\xf8"),  # URL-safe, with a dash only
+    ("_A", b"\xfc"),  # URL-safe, with an underscore only
+    ("-_8=", b"\xfb\xff"),
+    ("+/8=", b"\xfb\xff"),  # the standard alphabet
+])
+def test_either_base64_alphabet_is_read(text: str, data: bytes) -> None:
+    assert b64decode(text, what="x") == data

@@ -187,6 +187,8 @@ def test_a_keyless_config_is_checked_whole(doc: dict[str, Any], message: str) ->
         Mismatch("repository", "https://github.com/org/other", "https://github.com/org/app")]),
     ({"ref": "refs/tags/*"}, [Mismatch("ref", "refs/tags/*", "refs/heads/main")]),
     ({"workflow": "/.github/workflows/release.yml"}, []),  # a leading slash is the same path
+    ({"workflow": "X.github/workflows/release.yml"}, [  # only slashes are dropped
+        Mismatch("workflow", "X.github/workflows/release.yml", ".github/workflows/release.yml")]),
     ({"workflow": ".github/workflows/other.yml"}, [
         Mismatch("workflow", ".github/workflows/other.yml", ".github/workflows/release.yml")]),
     ({"workflow_sha": COMMIT.upper()}, []),
@@ -207,3 +209,21 @@ def test_a_certificate_without_subjects_or_claims_shows_nothing_found() -> None:
     assert list(policy.mismatches(bare)) == [
         Mismatch("identity", GITHUB_SUBJECT, None), Mismatch("repository", "org/app", None),
         Mismatch("ref", "refs/heads/main", None)]
+
+
+@pytest.mark.parametrize("fields", [{"subject": GITHUB_SUBJECT + "x"},
+                                    {"subject": None, "subject_regex": "^x$"}])
+def test_every_subject_of_a_certificate_is_shown_when_none_matches(fields: dict[str, Any]) -> None:
+    ident = certificate_identity(fulcio_cert(subject_uri=GITHUB_SUBJECT, email="dev@example.com",
+                                             v2={8: GITHUB_ISSUER}))
+    [found] = signer(**fields).policy().mismatches(ident)
+    assert (found.field, found.found) == ("identity", f"{GITHUB_SUBJECT}, dev@example.com")
+
+
+def test_a_repository_given_as_a_url_is_compared_with_the_source_repository_only() -> None:
+    # Not with the deprecated 1.5 claim, even one written as that URL.
+    cert = fulcio_cert(subject_uri=GITHUB_SUBJECT, v1={5: "https://github.com/org/app"},
+                       v2={8: GITHUB_ISSUER, 12: "https://github.com/evil/app"})
+    ident = certificate_identity(cert)
+    assert signer(repository="https://github.com/org/app").policy().mismatches(ident) == (
+        Mismatch("repository", "https://github.com/org/app", "https://github.com/evil/app"),)

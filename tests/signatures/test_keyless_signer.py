@@ -8,6 +8,7 @@ and cosign 2 put them; the verdicts come from `Admission` with a `SignatureStage
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -21,6 +22,7 @@ from controller.config import Config
 from controller.policy.violations import Reason
 from controller.review import parse_review
 from controller.signatures import ImageVerifier, SignatureConfig
+from controller.signatures.certificate import Mismatch
 from controller.signatures.discovery import RawArtifact
 from controller.signatures.formats import Finding
 from controller.signatures.keyless_signer import KeylessSigners
@@ -372,3 +374,149 @@ def test_a_legacy_sig_that_verifies_is_bound_to_the_digest(sigstore: LocalSigsto
     assert finding.problem is None, finding.problem
     assert finding.verified and finding.bound and finding.keys == frozenset({"gha-release"})
     assert (finding.format, finding.kind) == ("legacy-sig", "signature")
+
+
+# --- the finding of one artifact, without a registry -------------------------------------------
+
+SOURCE = "sha256:" + "c" * 64
+DIGEST = "sha256:" + "d" * 64
+OTHER_DIGEST = "sha256:" + "e" * 64
+
+
+def signers_on(roots: dict[str, LocalSigstore], *signers: dict[str, Any]) -> KeylessSigners:
+    """Keyless signers on named trust roots, one per root if none are given."""
+    config = SignatureConfig.model_validate({"keyless": {
+        "trust_roots": [{"name": name, "inline": instance.trusted_root_json()}
+                        for name, instance in roots.items()],
+        "signers": list(signers) or [{**SIGNER, "name": f"{name}-release", "trust_root": name}
+                                     for name in roots]}})
+    return KeylessSigners(config.keyless.load().signers)
+
+
+def bundle(data: bytes) -> RawArtifact:
+    return RawArtifact("bundle", SOURCE, data=data)
+
+
+def test_a_verified_keyless_bundle_finding_in_full(sigstore: LocalSigstore) -> None:
+    finding = keyless_signers(sigstore).check(bundle(sigstore.sign_image(DIGEST)), DIGEST)
+    assert finding.identity is not None and finding.identity.subjects == (SUBJECT,)
+    assert dataclasses.replace(finding, identity=None) == Finding(
+        "bundle", "signature", SOURCE, keys=frozenset({"gha-release"}), signed_digests=(DIGEST,),
+        bound=True, trust_root="test")
+    assert finding.provenance is None  # not an attestation
+
+
+def test_a_verified_keyless_legacy_sig_finding_in_full(sigstore: LocalSigstore) -> None:
+    finding = keyless_signers(sigstore).check(legacy_artifact(sigstore), LEGACY_DIGEST)
+    assert dataclasses.replace(finding, identity=None) == Finding(
+        "legacy-sig", "signature", "sha256:" + "b" * 64, keys=frozenset({"gha-release"}),
+        signed_digests=(LEGACY_DIGEST,), bound=True,
+        docker_reference="registry.example.com/keyless/app", trust_root="test")
+
+
+def test_a_keyless_bundle_that_fails_keeps_what_it_names(sigstore: LocalSigstore) -> None:
+    foreign = LocalSigstore(log=sigstore.log)
+    finding = keyless_signers(sigstore).check(bundle(foreign.sign_image(DIGEST)), DIGEST)
+    assert finding.problem is not None
+    assert dataclasses.replace(finding, problem=None) == Finding(
+        "bundle", "signature", SOURCE, signed_digests=(DIGEST,))
+
+
+def test_with_no_keyless_signer_nothing_verifies(sigstore: LocalSigstore) -> None:
+    finding = KeylessSigners({}).check(bundle(sigstore.sign_image(DIGEST)), DIGEST)
+    assert finding.problem == "no trust root to verify against" and not finding.keys
+
+
+def test_a_replayed_bundle_is_verified_for_the_digest_it_names(sigstore: LocalSigstore) -> None:
+    # Verified against the digest its statement names, so the finding says who signed which
+    # digest (a replay), not that the signature is broken; it is not bound to the admitted one.
+    signers = keyless_signers(sigstore)
+    finding = signers.check(bundle(sigstore.sign_image(OTHER_DIGEST)), DIGEST)
+    assert finding.problem is None, finding.problem
+    assert finding.keys == frozenset({"gha-release"}) and finding.trust_root == "test"
+    assert finding.signed_digests == (OTHER_DIGEST,) and not finding.bound
+    assert not finding.verified
+    # A replayed attestation's predicate is not read: it is not about the admitted image.
+    attested = signers.check(bundle(sigstore.attest_image(OTHER_DIGEST)), DIGEST)
+    assert attested.kind == "attestation" and attested.keys and not attested.bound
+    assert attested.provenance is None
+    assert signers.check(bundle(sigstore.attest_image(DIGEST)), DIGEST).provenance is not None
+
+
+def _statement(*digests: dict[str, str]) -> dict[str, Any]:
+    return {"_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "image", "digest": d} for d in digests],
+            "predicateType": "https://sigstore.dev/cosign/sign/v1", "predicate": {}}
+
+
+def test_a_statement_naming_the_digest_after_another_is_bound(sigstore: LocalSigstore) -> None:
+    data = sigstore.dsse_bundle(_statement({"sha256": OTHER_DIGEST[7:]}, {"sha256": DIGEST[7:]}))
+    finding = keyless_signers(sigstore).check(bundle(data), DIGEST)
+    assert finding.problem is None, finding.problem
+    assert finding.verified and finding.signed_digests == (OTHER_DIGEST, DIGEST)
+
+
+def test_a_statement_naming_no_sha256_is_verified_for_the_admitted_digest(
+        sigstore: LocalSigstore) -> None:
+    data = sigstore.dsse_bundle(_statement({"sha512": "f" * 128}))
+    finding = keyless_signers(sigstore).check(bundle(data), DIGEST)
+    assert finding.signed_digests == () and not finding.keys
+    assert finding.problem is not None and DIGEST in finding.problem
+
+
+def test_a_failing_trust_root_does_not_stop_the_next(sigstore: LocalSigstore) -> None:
+    # Roots are tried by name: "a-foreign" first, which fails, then "test", which verifies.
+    foreign = LocalSigstore(log=sigstore.log)
+    signers = signers_on({"a-foreign": foreign, "test": sigstore})
+    finding = signers.check(bundle(sigstore.sign_image(DIGEST)), DIGEST)
+    assert finding.problem is None, finding.problem
+    assert finding.verified and finding.keys == frozenset({"test-release"})
+    assert finding.trust_root == "test"
+
+
+def test_with_several_roots_each_failure_is_named_by_its_root(sigstore: LocalSigstore) -> None:
+    signers = signers_on({"a-foreign": LocalSigstore(log=sigstore.log), "test": sigstore})
+    third = LocalSigstore(log=sigstore.log)
+    finding = signers.check(bundle(third.sign_image(DIGEST)), DIGEST)
+    assert finding.problem is not None and not finding.keys
+    first, second = finding.problem.split("; ")
+    assert first.startswith("a-foreign: ") and second.startswith("test: ")
+
+
+def test_every_root_that_verifies_matches_its_signers(sigstore: LocalSigstore) -> None:
+    # The same CA under two names: both verify, the finding names the first.
+    signers = signers_on({"a-copy": sigstore, "test": sigstore})
+    finding = signers.check(bundle(sigstore.sign_image(DIGEST)), DIGEST)
+    assert finding.keys == frozenset({"a-copy-release", "test-release"})
+    assert finding.trust_root == "a-copy"
+
+
+def test_the_signers_a_certificate_fails_are_listed_by_name(sigstore: LocalSigstore) -> None:
+    signers = signers_on(
+        {"test": sigstore},
+        {**SIGNER, "name": "zz-nightly", "subject": SUBJECT.replace("main", "nightly")},
+        SIGNER,
+        {**SIGNER, "name": "aa-dev", "ref": "refs/heads/dev"})
+    finding = signers.check(bundle(sigstore.sign_image(DIGEST)), DIGEST)
+    assert finding.keys == frozenset({"gha-release"})
+    assert finding.mismatches == (
+        ("aa-dev", Mismatch("ref", "refs/heads/dev", "refs/heads/main")),
+        ("zz-nightly", Mismatch("identity", SUBJECT.replace("main", "nightly"), SUBJECT)))
+
+
+def test_which_artifacts_the_keyless_signers_claim(sigstore: LocalSigstore) -> None:
+    signers = keyless_signers(sigstore)
+    signed = sigstore.sign_image(DIGEST)
+    assert signers.handles(bundle(signed))
+    # The bundle format before v0.3 carries the leaf in a chain.
+    doc = json.loads(signed)
+    doc["verificationMaterial"]["x509CertificateChain"] = {
+        "certificates": [doc["verificationMaterial"].pop("certificate")]}
+    assert signers.handles(bundle(json.dumps(doc).encode()))
+    for data in (b"not json", b"[]", b'{"verificationMaterial": []}', b"{}"):
+        assert not signers.handles(bundle(data)), data
+    # An artifact that could not be fetched intact is nobody's, whatever it holds.
+    assert not signers.handles(RawArtifact("bundle", SOURCE, data=signed, problem="truncated"))
+    legacy = legacy_artifact(sigstore)
+    assert signers.handles(legacy)
+    assert not signers.handles(dataclasses.replace(legacy, problem="truncated"))

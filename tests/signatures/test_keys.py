@@ -74,6 +74,11 @@ def test_refused_types(private: object) -> None:
         load_public_key(pem(private), name="k")
 
 
+def test_a_refused_key_type_is_named() -> None:
+    with pytest.raises(KeyLoadError, match="key k: DSAPublicKey keys are not accepted"):
+        load_public_key(pem(dsa.generate_private_key(key_size=2048)), name="k")
+
+
 def test_garbage_and_private_keys_are_refused() -> None:
     with pytest.raises(KeyLoadError):
         load_public_key(b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", name="k")
@@ -141,4 +146,15 @@ def test_a_digest_signature_of_implausible_length_is_refused_before_verifying() 
     # The longest plausible one is verified, and fails as a signature.
     with pytest.raises(VerificationError) as caught:
         key.verify_digest(b"x" * MAX_SIGNATURE_BYTES, digest)
+    assert "plausible" not in str(caught.value)
+
+
+def test_a_message_signature_of_implausible_length_is_refused_before_verifying() -> None:
+    key = load_public_key(TRUSTED_PEM, name="release")
+    for signature in (b"", b"x" * (MAX_SIGNATURE_BYTES + 1)):
+        with pytest.raises(VerificationError, match=f"length {len(signature)} is not plausible"):
+            key.verify(signature, b"m")
+    # The longest plausible one is verified, and fails as a signature.
+    with pytest.raises(VerificationError) as caught:
+        key.verify(b"x" * MAX_SIGNATURE_BYTES, b"m")
     assert "plausible" not in str(caught.value)

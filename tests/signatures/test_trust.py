@@ -47,6 +47,7 @@ def test_named_roots_from_a_file_and_inline() -> None:
     assert sorted(roots) == ["github", "inline", "public-good"]
     assert roots["github"].fingerprint == roots["inline"].fingerprint
     assert roots.get_root("github").name == "github"
+    assert roots["inline"].name == "inline"  # findings and denials name the root
     with pytest.raises(ConfigError, match="unknown trust root 'nope'"):
         roots.get_root("nope")
 
@@ -82,3 +83,31 @@ def test_a_root_that_is_not_one_is_a_config_error(tmp_path: Path) -> None:
         parse_trust_root(json.dumps(doc), name="future")
     with pytest.raises(TrustRootError, match="larger than"):
         parse_trust_root(b" " * (MAX_TRUST_ROOT_BYTES + 1), name="huge")
+
+
+def test_a_root_of_exactly_the_size_limit_is_read(tmp_path: Path) -> None:
+    data = CUSTOM.read_bytes()
+    padded = data + b" " * (MAX_TRUST_ROOT_BYTES - len(data))
+    assert len(padded) == MAX_TRUST_ROOT_BYTES
+    assert parse_trust_root(padded, name="edge").fingerprint == hashlib.sha256(padded).hexdigest()
+    path = tmp_path / "edge.json"
+    path.write_bytes(padded)
+    root = TrustRootSource(name="edge", path=str(path)).load()
+    assert root.fingerprint == hashlib.sha256(padded).hexdigest()
+
+
+def test_a_root_file_is_read_no_further_than_one_byte_past_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "huge.json"
+    path.write_bytes(b" " * (2 * MAX_TRUST_ROOT_BYTES))
+    with pytest.raises(ConfigError) as caught:
+        TrustRootSource(name="huge", path=str(path)).load()
+    # The reported size is what was read: the limit and one byte, not the whole file.
+    assert str(caught.value) == (
+        f"trust root huge: {MAX_TRUST_ROOT_BYTES + 1} bytes is larger than {MAX_TRUST_ROOT_BYTES}")
+
+
+def test_a_root_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "binary.json"
+    path.write_bytes(b"\xff\xfe" + CUSTOM.read_bytes())
+    with pytest.raises(ConfigError, match=r"trust root binary: not a valid trusted_root\.json"):
+        TrustRootSource(name="binary", path=str(path)).load()
