@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from aiohttp import web
 from multidict import CIMultiDict
@@ -643,3 +644,33 @@ async def test_an_identity_token_for_a_challenge_without_service_sends_an_empty_
             credential=Credential(identity_token=REFRESH))
     assert manifest.digest == IMAGE_DIGEST
     assert server.by_path["/token"] == 1
+
+
+async def test_a_401_without_a_challenge_is_an_auth_error(
+    scripted: tuple[str, ScriptedRegistry],
+) -> None:
+    host, server = scripted
+    server.answers["/v2/bare/app/manifests/latest"] = Answer(status=401)
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,))) as client:
+        with pytest.raises(RegistryAuthError) as caught:
+            await client.get_manifest(host, "bare/app", "latest", deadline=Deadline.after(5),
+                                      credential=Credential(username=USER, password=PASSWORD))
+    assert caught.value.detail == "GET bare/app/manifests/latest: HTTP 401"
+
+
+def test_registries_are_reached_over_https_unless_listed_and_docker_hub_at_its_api_host() -> None:
+    client = RegistryClient(RegistrySettings(insecure_registries=("127.0.0.1:5000",)))
+    assert client._base("registry.example.com") == "https://registry.example.com/v2/"
+    assert client._base("127.0.0.1:5000") == "http://127.0.0.1:5000/v2/"
+    assert client._base("docker.io") == "https://registry-1.docker.io/v2/"
+
+
+async def test_the_session_pools_connections_as_configured_and_names_itself() -> None:
+    async with RegistryClient(RegistrySettings(max_connections=5)) as client:
+        session = client._session_()
+        connector = session.connector
+        assert isinstance(connector, aiohttp.TCPConnector)
+        assert (connector.limit, connector.limit_per_host) == (5, 16)
+        # Deadlines are enforced per request; the session's own total timeout is off.
+        assert session.timeout.total is None
+        assert session.headers["User-Agent"] == "provenance-controller"
