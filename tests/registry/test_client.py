@@ -674,3 +674,17 @@ async def test_the_session_pools_connections_as_configured_and_names_itself() ->
         # Deadlines are enforced per request; the session's own total timeout is off.
         assert session.timeout.total is None
         assert session.headers["User-Agent"] == "provenance-controller"
+
+
+async def test_only_a_401_is_answered_with_credentials(
+    scripted: tuple[str, ScriptedRegistry],
+) -> None:
+    # A challenge on another status is not a reason to send the credential and ask again.
+    host, server = scripted
+    server.answers["/v2/odd/app/manifests/latest"] = Answer(
+        status=404, headers={"WWW-Authenticate": 'Basic realm="x"'})
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,))) as client:
+        with pytest.raises(NotFoundError):
+            await client.get_manifest(host, "odd/app", "latest", deadline=Deadline.after(5),
+                                      credential=Credential(username=USER, password=PASSWORD))
+    assert server.seen == ["/v2/odd/app/manifests/latest"]

@@ -281,3 +281,25 @@ def test_the_budget_adds_up_to_an_inclusive_limit(
             getattr(budget, method)(count, "here")
         else:
             assert refused is None
+
+
+async def test_a_referrer_is_a_bundle_by_its_own_or_its_configs_artifact_type(
+    registry: Registry,
+) -> None:
+    server = registry.server
+    descriptors = []
+    for n, (own, config) in enumerate([(None, BUNDLE_V03), (None, None), ("text/x", None)]):
+        layer = server.blob(REPO, b'{"n": %d}' % n, media_type=BUNDLE_V03)
+        doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                               "config": {**EMPTY, **({"artifactType": config} if config else {})},
+                               "layers": [layer]}
+        if own:
+            doc["artifactType"] = own
+        body = json.dumps(doc).encode()
+        descriptors.append({"mediaType": OCI_MANIFEST, "size": len(body),
+                            "digest": server.manifest(REPO, sha256(body), body)})
+    registry.referrers(descriptors)
+    collected = await registry.collect()
+    # Only the first is a bundle; the others are other artifacts, passed over.
+    assert collected.artifacts == (RawArtifact("bundle", sha256(b'{"n": 0}'),
+                                               data=b'{"n": 0}'),)
