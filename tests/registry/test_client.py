@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -688,3 +689,13 @@ async def test_only_a_401_is_answered_with_credentials(
             await client.get_manifest(host, "odd/app", "latest", deadline=Deadline.after(5),
                                       credential=Credential(username=USER, password=PASSWORD))
     assert server.seen == ["/v2/odd/app/manifests/latest"]
+
+
+async def test_a_spent_deadline_sends_no_request(scripted: tuple[str, ScriptedRegistry]) -> None:
+    host, server = scripted
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,))) as client:
+        with pytest.raises(RegistryUnavailable) as caught:
+            await client.get_manifest(host, "late/app", "latest",
+                                      deadline=Deadline(time.monotonic()))
+    assert caught.value.registry == host
+    assert server.seen == []
