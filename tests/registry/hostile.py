@@ -6,6 +6,9 @@ import asyncio
 import base64
 import hashlib
 import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -80,10 +83,13 @@ class HostileRegistry:
         if request.method == "POST":
             # OAuth2 refresh-token grant (a dockerconfigjson `identitytoken`).
             form = await request.post()
+            # A challenge without a service leaves the form's service empty.
+            no_service = request.query.get("realm-mode") == "no-service"
+            service, mode = ("", "auth-noservice") if no_service else ("hostile", "auth-bearer")
             if (form.get("grant_type") != "refresh_token" or form.get("refresh_token") != REFRESH
-                    or form.get("service") != "hostile"
+                    or form.get("service") != service
                     or form.get("client_id") != "provenance-controller"
-                    or form.get("scope") != "repository:auth-bearer/app:pull"):
+                    or form.get("scope") != f"repository:{mode}/app:pull"):
                 return web.Response(status=400)
             return web.json_response({"access_token": TOKEN, "expires_in": 300})
         expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
@@ -222,3 +228,69 @@ class HostileRegistry:
         except (ConnectionError, asyncio.CancelledError):
             pass
         return resp
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One scripted HTTP answer."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+Script = Answer | Callable[[web.Request], Answer]
+
+
+class ScriptedRegistry:
+    """Answers exactly what a test scripted for a path, and 404 for any other.
+
+    Where `HostileRegistry` has fixed modes, a test here writes the few answers it needs: a
+    manifest under a digest it does not hash to, a blob that is missing or altered, a referrers
+    API that filters. With `basic` set, every /v2/ path first wants that user and password
+    (401 with a Basic challenge otherwise), so a request sent without the credential fails.
+    """
+
+    def __init__(self, *, basic: tuple[str, str] | None = None) -> None:
+        self.answers: dict[str, Script] = {}
+        """Path (`/v2/...`) → its answer, or a function of the request that gives it."""
+        self.seen: list[str] = []
+        """Paths asked for, in order, the refused unauthenticated tries included."""
+        self._basic = ("Basic " + base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode()
+                       if basic else None)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/{path:.*}", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.seen.append(request.path)
+        if self._basic and request.headers.get("Authorization") != self._basic:
+            return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="x"'})
+        script = self.answers.get(request.path)
+        if script is None:
+            return web.Response(status=404)
+        answer = script(request) if callable(script) else script
+        return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
+
+    def manifest(self, repository: str, reference: str, doc: object, *,
+                 media_type: str = OCI_MANIFEST) -> str:
+        """Serve `doc` (JSON, or bytes as they are) as a manifest; returns its digest."""
+        body = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+        self.answers[f"/v2/{repository}/manifests/{reference}"] = Answer(
+            body=body, headers={"Content-Type": media_type})
+        return "sha256:" + hashlib.sha256(body).hexdigest()
+
+    def blob(self, repository: str, data: bytes, *, media_type: str = "application/json",
+             served: bytes | None = None,
+             annotations: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Serve a blob and return its descriptor; `served` replaces the bytes on the wire."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        self.answers[f"/v2/{repository}/blobs/{digest}"] = Answer(
+            body=data if served is None else served)
+        descriptor: dict[str, Any] = {"mediaType": media_type, "digest": digest,
+                                      "size": len(data)}
+        if annotations:
+            descriptor["annotations"] = dict(annotations)
+        return descriptor

@@ -3,28 +3,51 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import time
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
+from aiohttp import web
+from multidict import CIMultiDict
 
 from controller.images import parse_reference
 from controller.registry import (
     Credential,
     CredentialsError,
     Deadline,
+    DigestMismatchError,
     NotFoundError,
     RegistryAuthError,
     RegistryClient,
+    RegistryError,
     RegistryLimitExceeded,
+    RegistryProtocolError,
     RegistrySettings,
     RegistryUnavailable,
     parse_dockerconfigjson,
 )
 from controller.registry.auth import StaticSecretSource, normalise_registry_host, parse_challenge
-from controller.registry.models import Descriptor
+from controller.registry.client import _TOKEN_CACHE_LIMIT, _media_type, _Response
+from controller.registry.models import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Descriptor,
+)
 from tests.fixtures.registry import DEMO_REPOSITORY, RegistryServer, serve_app
-from tests.registry.hostile import IMAGE_DIGEST, PASSWORD, REFRESH, USER, HostileRegistry
+from tests.registry.hostile import (
+    IMAGE_DIGEST,
+    PASSWORD,
+    REFRESH,
+    USER,
+    Answer,
+    HostileRegistry,
+    ScriptedRegistry,
+)
 from tests.signatures.helpers import push_random_image
 
 V1 = "sha256:b5b1e7f55d49730ba3119608964ba401309f389835dac7ab40657beafbb5ad07"
@@ -350,3 +373,329 @@ async def test_the_blob_limit_is_inclusive_and_named(registry: RegistryServer) -
             await client.get_blob(host, "limits/app", descriptor, deadline=Deadline.after(5))
     assert caught.value.registry == host
     assert caught.value.detail == f"blob {digest} is 2048 bytes (limit 2047)"
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[tuple[str, ScriptedRegistry]]:
+    server = ScriptedRegistry()
+    async with serve_app(server.app()) as host:
+        yield host, server
+
+
+def _image_doc(**fields: object) -> dict[str, object]:
+    return {"schemaVersion": 2, "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                           "digest": "sha256:" + "0" * 64, "size": 2},
+            "layers": [], **fields}
+
+
+@pytest.mark.parametrize(("doc", "content_type", "media_type"), [
+    # The document's own mediaType wins over the header.
+    (_image_doc(mediaType=OCI_INDEX), "application/octet-stream", OCI_INDEX),
+    (_image_doc(mediaType=OCI_MANIFEST), DOCKER_LIST, OCI_MANIFEST),
+    # Without one (or with one that is not a string), the header's type, parameters dropped.
+    (_image_doc(), f"{DOCKER_MANIFEST}; charset=utf-8; profile=x", DOCKER_MANIFEST),
+    (_image_doc(mediaType=7), f" {OCI_INDEX} ;q=1", OCI_INDEX),
+])
+async def test_a_manifest_is_typed_by_its_media_type_else_its_content_type(
+    scripted: tuple[str, ScriptedRegistry], doc: dict[str, object], content_type: str,
+    media_type: str,
+) -> None:
+    host, server = scripted
+    digest = server.manifest("typed/app", "latest", doc, media_type=content_type)
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,))) as client:
+        manifest = await client.get_manifest(host, "typed/app", "latest",
+                                             deadline=Deadline.after(5))
+    assert (manifest.digest, manifest.media_type) == (digest, media_type)
+    assert manifest.is_index == (media_type in (OCI_INDEX, DOCKER_LIST))
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    (b"[]", OCI_MANIFEST),  # JSON, but not an object
+    (b"{not json", OCI_MANIFEST),
+    (b'{"schemaVersion": 1}', "application/vnd.docker.distribution.manifest.v1+prettyjws"),
+    (b'{"schemaVersion": 2, "mediaType": "text/html"}', OCI_MANIFEST),
+])
+async def test_a_manifest_that_is_not_a_supported_document_is_refused(
+    scripted: tuple[str, ScriptedRegistry], body: bytes, content_type: str,
+) -> None:
+    host, server = scripted
+    server.manifest("odd/app", "latest", body, media_type=content_type)
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,))) as client:
+        with pytest.raises(RegistryProtocolError) as caught:
+            await client.get_manifest(host, "odd/app", "latest", deadline=Deadline.after(5))
+    assert caught.value.registry == host
+
+
+def test_a_manifest_without_any_media_type_is_refused() -> None:
+    # No mediaType and no Content-Type header at all: refused, not a crash.
+    response = _Response(200, CIMultiDict(), b'{"schemaVersion": 2}')
+    with pytest.raises(RegistryProtocolError) as caught:
+        _media_type("registry.example.com", response)
+    assert caught.value.registry == "registry.example.com"
+
+
+async def test_a_manifest_that_does_not_hash_to_its_digest_is_refused(
+    scripted: tuple[str, ScriptedRegistry],
+) -> None:
+    host, server = scripted
+    server.manifest("swapped/app", IMAGE_DIGEST, _image_doc(mediaType=OCI_MANIFEST))
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,))) as client:
+        with pytest.raises(DigestMismatchError) as caught:
+            await client.get_manifest(host, "swapped/app", IMAGE_DIGEST,
+                                      deadline=Deadline.after(5))
+    assert caught.value.registry == host
+
+
+@pytest.mark.parametrize("served", [
+    b"0123456789",  # shorter than the descriptor says
+    b"0123456789A",  # as long, other bytes
+])
+async def test_a_blob_must_have_the_descriptors_size_and_digest(
+    scripted: tuple[str, ScriptedRegistry], served: bytes,
+) -> None:
+    host, server = scripted
+    descriptor = Descriptor.model_validate(
+        server.blob("blobs/app", b"0123456789a", served=served))
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,))) as client:
+        with pytest.raises(DigestMismatchError) as caught:
+            await client.get_blob(host, "blobs/app", descriptor, deadline=Deadline.after(5))
+    assert caught.value.registry == host
+
+
+@pytest.mark.parametrize(("status", "error"), [
+    (500, RegistryUnavailable),  # the first of the 5xx
+    (599, RegistryUnavailable),
+    (429, RegistryUnavailable),
+    (400, RegistryProtocolError),
+    (499, RegistryProtocolError),
+])
+async def test_server_errors_and_throttling_are_unavailable_other_answers_protocol_errors(
+    scripted: tuple[str, ScriptedRegistry], status: int, error: type[RegistryError],
+) -> None:
+    host, server = scripted
+    server.answers["/v2/status/app/manifests/latest"] = Answer(status=status)
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,))) as client:
+        with pytest.raises(RegistryError) as caught:
+            await client.get_manifest(host, "status/app", "latest", deadline=Deadline.after(5))
+    assert type(caught.value) is error
+    assert caught.value.detail == f"GET status/app/manifests/latest: HTTP {status}"
+
+
+async def test_a_long_error_body_is_cut_to_an_excerpt_not_refused(
+    scripted: tuple[str, ScriptedRegistry],
+) -> None:
+    # 10 KiB, declared: an error body is read only for its excerpt, so its size is no limit
+    # breach, and the status decides the error.
+    host, server = scripted
+    server.answers["/v2/long/app/manifests/latest"] = Answer(status=404, body=b"e" * 10240)
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,))) as client:
+        with pytest.raises(NotFoundError) as caught:
+            await client.get_manifest(host, "long/app", "latest", deadline=Deadline.after(5))
+    assert caught.value.detail == f"GET long/app/manifests/latest: HTTP 404 ({'e' * 200})"
+
+
+async def test_an_error_body_that_is_not_utf8_is_quoted_not_raised(
+    scripted: tuple[str, ScriptedRegistry],
+) -> None:
+    host, server = scripted
+    server.answers["/v2/latin/app/manifests/latest"] = Answer(status=404, body=b"\xff\xfegone")
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,))) as client:
+        with pytest.raises(NotFoundError) as caught:
+            await client.get_manifest(host, "latin/app", "latest", deadline=Deadline.after(5))
+    assert caught.value.detail == "GET latin/app/manifests/latest: HTTP 404 (\ufffd\ufffdgone)"
+
+
+@pytest.mark.parametrize("mode", ["oversize", "oversize-declared"])
+async def test_an_oversized_answer_names_the_registry(
+    hostile_auth: tuple[str, HostileRegistry], mode: str,
+) -> None:
+    host, _ = hostile_auth
+    settings = RegistrySettings(insecure_registries=(host,), max_manifest_bytes=1024 * 1024)
+    async with RegistryClient(settings) as client:
+        with pytest.raises(RegistryLimitExceeded) as caught:
+            await client.get_manifest(host, f"{mode}/app", "latest", deadline=Deadline.after(5))
+    assert caught.value.registry == host
+
+
+def _referrer(n: int, artifact_type: str) -> dict[str, object]:
+    return {"mediaType": OCI_MANIFEST, "size": 100, "artifactType": artifact_type,
+            "digest": "sha256:" + hashlib.sha256(str(n).encode()).hexdigest()}
+
+
+BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+SBOM = "application/spdx+json"
+
+
+async def test_referrers_are_asked_for_by_artifact_type_and_filtered_again(
+    scripted: tuple[str, ScriptedRegistry],
+) -> None:
+    host, server = scripted
+    everything = [_referrer(0, BUNDLE), _referrer(1, SBOM), _referrer(2, SBOM)]
+
+    def api(request: web.Request) -> Answer:
+        # This registry filters by the query parameter; so may a registry not.
+        wanted = request.query.get("artifactType")
+        manifests = [d for d in everything if wanted in (None, d["artifactType"])]
+        return Answer(body=json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                                       "manifests": manifests}).encode())
+
+    server.answers[f"/v2/filter/app/referrers/{IMAGE_DIGEST}"] = api
+    server.answers[f"/v2/ignore/app/referrers/{IMAGE_DIGEST}"] = Answer(body=json.dumps(
+        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": everything[:2]}).encode())
+    settings = RegistrySettings(insecure_registries=(host,), max_signatures=2)
+    async with RegistryClient(settings) as client:
+        # Filtered by the registry, the answer stays under the count limit.
+        found = await client.referrers(host, "filter/app", IMAGE_DIGEST,
+                                       deadline=Deadline.after(5), artifact_type=BUNDLE)
+        assert [d.artifact_type for d in found] == [BUNDLE]
+        # Not filtered by the registry: filtered here.
+        found = await client.referrers(host, "ignore/app", IMAGE_DIGEST,
+                                       deadline=Deadline.after(5), artifact_type=SBOM)
+        assert [d.digest for d in found] == [everything[1]["digest"]]
+        with pytest.raises(RegistryLimitExceeded):
+            await client.referrers(host, "filter/app", IMAGE_DIGEST, deadline=Deadline.after(5))
+
+
+@pytest.mark.parametrize(("count", "allowed"), [(3, True), (4, False)])
+async def test_the_referrers_count_limit_is_inclusive(
+    scripted: tuple[str, ScriptedRegistry], count: int, allowed: bool,
+) -> None:
+    host, server = scripted
+    server.answers[f"/v2/count/app/referrers/{IMAGE_DIGEST}"] = Answer(body=json.dumps(
+        {"schemaVersion": 2, "mediaType": OCI_INDEX,
+         "manifests": [_referrer(n, BUNDLE) for n in range(count)]}).encode())
+    settings = RegistrySettings(insecure_registries=(host,), max_signatures=3)
+    async with RegistryClient(settings) as client:
+        if allowed:
+            found = await client.referrers(host, "count/app", IMAGE_DIGEST,
+                                           deadline=Deadline.after(5))
+            assert len(found) == count
+        else:
+            with pytest.raises(RegistryLimitExceeded) as caught:
+                await client.referrers(host, "count/app", IMAGE_DIGEST,
+                                       deadline=Deadline.after(5))
+            assert caught.value.registry == host
+
+
+@pytest.mark.parametrize("where", ["api", "tag"])
+async def test_a_malformed_referrers_index_is_a_protocol_error(
+    scripted: tuple[str, ScriptedRegistry], where: str,
+) -> None:
+    host, server = scripted
+    malformed = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": "none"}
+    if where == "api":
+        server.answers[f"/v2/bad/app/referrers/{IMAGE_DIGEST}"] = Answer(
+            body=json.dumps(malformed).encode())
+    else:  # no API (404): the fallback tag holds the index
+        server.manifest("bad/app", IMAGE_DIGEST.replace(":", "-"), malformed,
+                        media_type=OCI_INDEX)
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,))) as client:
+        with pytest.raises(RegistryProtocolError) as caught:
+            await client.referrers(host, "bad/app", IMAGE_DIGEST, deadline=Deadline.after(5))
+    assert caught.value.registry == host
+
+
+async def test_the_referrers_api_is_asked_whatever_the_clock_reads_and_again_after_ten_minutes(
+    hostile_auth: tuple[str, HostileRegistry],
+) -> None:
+    host, server = hostile_auth
+    clock = Clock()
+    clock.now = 0.0  # a monotonic clock may start anywhere
+    api = f"/v2/plain/app/referrers/{IMAGE_DIGEST}"
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,)),
+                              clock=clock) as client:
+        await client.referrers(host, "plain/app", IMAGE_DIGEST, deadline=Deadline.after(5))
+        assert server.by_path[api] == 1
+        clock.now += 600  # exactly the memory's end: asked again
+        await client.referrers(host, "plain/app", IMAGE_DIGEST, deadline=Deadline.after(5))
+        assert server.by_path[api] == 2
+
+
+def test_the_token_cache_never_holds_more_than_its_limit() -> None:
+    client = RegistryClient()
+    for n in range(_TOKEN_CACHE_LIMIT + 1):
+        client._remember_token(("registry.example.com", f"repository:r{n}:pull", ""),
+                               f"Bearer {n}", 300.0)
+        assert len(client._tokens) <= _TOKEN_CACHE_LIMIT
+    # The newest token survives the eviction.
+    newest = ("registry.example.com", f"repository:r{_TOKEN_CACHE_LIMIT}:pull", "")
+    assert client._cached_token(newest) == f"Bearer {_TOKEN_CACHE_LIMIT}"
+
+
+async def test_a_closed_client_opens_a_new_session_when_used_again(
+    hostile_auth: tuple[str, HostileRegistry],
+) -> None:
+    host, _ = hostile_auth
+    client = RegistryClient(RegistrySettings(insecure_registries=(host,)))
+    for _ in range(2):
+        manifest = await client.get_manifest(host, "plain/app", IMAGE_DIGEST,
+                                             deadline=Deadline.after(5))
+        assert manifest.digest == IMAGE_DIGEST
+        await client.close()
+    await client.close()  # closing twice is harmless
+
+
+async def test_an_identity_token_for_a_challenge_without_service_sends_an_empty_service(
+    hostile_auth: tuple[str, HostileRegistry],
+) -> None:
+    host, server = hostile_auth
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,))) as client:
+        manifest = await client.get_manifest(
+            host, "auth-noservice/app", IMAGE_DIGEST, deadline=Deadline.after(5),
+            credential=Credential(identity_token=REFRESH))
+    assert manifest.digest == IMAGE_DIGEST
+    assert server.by_path["/token"] == 1
+
+
+async def test_a_401_without_a_challenge_is_an_auth_error(
+    scripted: tuple[str, ScriptedRegistry],
+) -> None:
+    host, server = scripted
+    server.answers["/v2/bare/app/manifests/latest"] = Answer(status=401)
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,))) as client:
+        with pytest.raises(RegistryAuthError) as caught:
+            await client.get_manifest(host, "bare/app", "latest", deadline=Deadline.after(5),
+                                      credential=Credential(username=USER, password=PASSWORD))
+    assert caught.value.detail == "GET bare/app/manifests/latest: HTTP 401"
+
+
+def test_registries_are_reached_over_https_unless_listed_and_docker_hub_at_its_api_host() -> None:
+    client = RegistryClient(RegistrySettings(insecure_registries=("127.0.0.1:5000",)))
+    assert client._base("registry.example.com") == "https://registry.example.com/v2/"
+    assert client._base("127.0.0.1:5000") == "http://127.0.0.1:5000/v2/"
+    assert client._base("docker.io") == "https://registry-1.docker.io/v2/"
+
+
+async def test_the_session_pools_connections_as_configured_and_names_itself() -> None:
+    async with RegistryClient(RegistrySettings(max_connections=5)) as client:
+        session = client._session_()
+        connector = session.connector
+        assert isinstance(connector, aiohttp.TCPConnector)
+        assert (connector.limit, connector.limit_per_host) == (5, 16)
+        # Deadlines are enforced per request; the session's own total timeout is off.
+        assert session.timeout.total is None
+        assert session.headers["User-Agent"] == "provenance-controller"
+
+
+async def test_only_a_401_is_answered_with_credentials(
+    scripted: tuple[str, ScriptedRegistry],
+) -> None:
+    # A challenge on another status is not a reason to send the credential and ask again.
+    host, server = scripted
+    server.answers["/v2/odd/app/manifests/latest"] = Answer(
+        status=404, headers={"WWW-Authenticate": 'Basic realm="x"'})
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,))) as client:
+        with pytest.raises(NotFoundError):
+            await client.get_manifest(host, "odd/app", "latest", deadline=Deadline.after(5),
+                                      credential=Credential(username=USER, password=PASSWORD))
+    assert server.seen == ["/v2/odd/app/manifests/latest"]
+
+
+async def test_a_spent_deadline_sends_no_request(scripted: tuple[str, ScriptedRegistry]) -> None:
+    host, server = scripted
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,))) as client:
+        with pytest.raises(RegistryUnavailable) as caught:
+            await client.get_manifest(host, "late/app", "latest",
+                                      deadline=Deadline(time.monotonic()))
+    assert caught.value.registry == host
+    assert server.seen == []
