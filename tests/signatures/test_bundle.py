@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import datetime
 import hashlib
 import io
 import json
@@ -547,3 +548,318 @@ def test_proto3_defaults_fill_only_the_absent_zero_fields_of_a_first_log_entry()
     assert entries[1] == later  # present values are never rewritten
     assert out["other"] == 1
     assert with_proto3_defaults(b"not json") == b"not json"
+
+
+# --- log entries re-signed by the test's own log: each consistency check on its own ---------
+
+BUNDLE_V01 = "application/vnd.dev.sigstore.bundle+json;version=0.1"
+
+
+def _set(doc: Any, path: tuple[str | int, ...], value: object) -> None:
+    for key in path[:-1]:
+        doc = doc[key]
+    doc[path[-1]] = value
+
+
+def _relogged(log: LocalLog, data: bytes, changes: dict[tuple[str | int, ...], object], *,
+              kind: str | None = None, version: str | None = None) -> bytes:
+    """`data` with its log entry's body changed at `changes` and logged again, honestly.
+
+    Every signature of the log (checkpoint, SET) verifies over the new body, so only the
+    verifier's own comparison of the body with the bundle can refuse it.
+    """
+    doc = json.loads(data)
+    [entry] = doc["verificationMaterial"]["tlogEntries"]
+    body = json.loads(base64.b64decode(entry["canonicalizedBody"]))
+    for path, value in changes.items():
+        _set(body, path, value)
+    doc["verificationMaterial"]["tlogEntries"] = [log.entry(
+        body, kind=kind or entry["kindVersion"]["kind"],
+        version=version or entry["kindVersion"]["version"],
+        integrated_time=int(entry["integratedTime"]))]
+    return json.dumps(doc).encode()
+
+
+def _b64s(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+BLOB = b"blob"
+BLOB_DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
+
+
+def test_the_facts_of_a_key_signed_blob_name_its_digest_root_and_log_entry(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey) -> None:
+    facts = verify_bundle(key_signed_blob_bundle(local_log, release_key, BLOB),
+                          digest=BLOB_DIGEST, signer=_pub(release_key, "release"),
+                          trust_root=local_log.trust_root())
+    assert facts.digest == BLOB_DIGEST and facts.signer == "release"
+    assert facts.trust_root == "test-log" and facts.log_index == 0
+    assert facts.statement is None and facts.identity is None
+
+
+def test_a_key_signed_blob_whose_stated_digest_is_another_is_refused(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey) -> None:
+    # The signature and the log entry are over the admitted digest; the bundle's own
+    # messageDigest names another one, and a bundle must not contradict itself.
+    doc = json.loads(key_signed_blob_bundle(local_log, release_key, BLOB))
+    doc["messageSignature"]["messageDigest"]["digest"] = _b64s(hashlib.sha256(b"other").digest())
+    with pytest.raises(VerificationError, match="message digest is not the admitted digest"):
+        verify_bundle(json.dumps(doc).encode(), digest=BLOB_DIGEST,
+                      signer=_pub(release_key, "release"), trust_root=local_log.trust_root())
+
+
+def test_a_bundle_of_exactly_the_size_limit_is_read(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey) -> None:
+    data = key_signed_blob_bundle(local_log, release_key, BLOB)
+    padded = data + b" " * (MAX_BUNDLE_BYTES - len(data))
+    assert len(padded) == MAX_BUNDLE_BYTES
+    verify_bundle(padded, digest=BLOB_DIGEST, signer=_pub(release_key, "release"),
+                  trust_root=local_log.trust_root())
+
+
+def _retired(root_json: str, *lists: str) -> str:
+    """The root with the keys in `lists` (tlogs, ctlogs) retired: validity ended in 2024."""
+    doc = json.loads(root_json)
+    for name in lists:
+        for log in doc[name]:
+            log["publicKey"]["validFor"]["end"] = "2024-01-01T00:00:00Z"
+    return json.dumps(doc)
+
+
+def test_a_retired_log_key_still_verifies_the_entries_it_signed(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey) -> None:
+    # A log key's end of validity stops new signing, not verification of what it logged.
+    root = parse_trust_root(_retired(local_log.trust_root().root._inner.to_json(), "tlogs"),
+                            name="retired")
+    verify_bundle(key_signed_blob_bundle(local_log, release_key, BLOB), digest=BLOB_DIGEST,
+                  signer=_pub(release_key, "release"), trust_root=root)
+
+
+@pytest.mark.parametrize(("changes", "why"), [
+    ({("spec", "signature", "content"): "*"}, "signature is not base64"),
+    ({("spec", "signature", "publicKey", "content"): _b64s(b"not a key")}, "another key"),
+    ({("apiVersion",): "0.0.2"}, "not a hashedrekord 0.0.1"),
+    ({("spec", "data", "hash", "algorithm"): "sha512"}, "another digest"),
+], ids=["signature-not-base64", "key-unparseable", "api-version", "hash-algorithm"])
+def test_a_key_signed_blobs_logged_body_must_be_its_own(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey,
+        changes: dict[tuple[str | int, ...], object], why: str) -> None:
+    data = key_signed_blob_bundle(local_log, release_key, BLOB)
+    doc = json.loads(data)
+    signature = doc["messageSignature"]["signature"]
+    # "*" stands for the signature with a character outside the base64 alphabet in it, which
+    # a lenient decoder would skip and so read as the very signature.
+    changes = {path: signature[:8] + "*" + signature[8:] if value == "*" else value
+               for path, value in changes.items()}
+    with pytest.raises(VerificationError, match=why):
+        verify_bundle(_relogged(local_log, data, changes), digest=BLOB_DIGEST,
+                      signer=_pub(release_key, "release"), trust_root=local_log.trust_root())
+
+
+def test_a_key_signed_dsse_bundles_logged_body_must_be_its_own(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey) -> None:
+    data = key_signed_dsse_bundle(local_log, release_key, _statement())
+    logged = json.loads(base64.b64decode(
+        json.loads(data)["verificationMaterial"]["tlogEntries"][0]["canonicalizedBody"]))
+    [signature] = logged["spec"]["signatures"]
+    cases: list[tuple[dict[tuple[str | int, ...], object], str]] = [
+        ({("apiVersion",): "0.0.2"}, "not a dsse 0.0.1"),
+        ({("spec", "signatures"): [signature, signature]}, "other signatures"),
+        ({("spec", "payloadHash", "algorithm"): "sha512"}, "another payload"),
+    ]
+    for changes, why in cases:
+        with pytest.raises(VerificationError, match=why):
+            verify_bundle(_relogged(local_log, data, changes), digest=IMAGE_DIGEST,
+                          signer=_pub(release_key, "release"), trust_root=local_log.trust_root())
+
+
+def _without_promise(data: bytes, *, media_type: str | None = None) -> bytes:
+    doc = json.loads(data)
+    del doc["verificationMaterial"]["tlogEntries"][0]["inclusionPromise"]
+    if media_type is not None:
+        doc["mediaType"] = media_type
+    return json.dumps(doc).encode()
+
+
+def test_the_evidence_of_time_a_key_signed_bundle_needs_depends_on_its_version(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey) -> None:
+    data = key_signed_blob_bundle(local_log, release_key, BLOB)
+    key, root = _pub(release_key, "release"), local_log.trust_root()
+    v01 = json.loads(data)
+    v01["mediaType"] = BUNDLE_V01
+    facts = verify_bundle(json.dumps(v01).encode(), digest=BLOB_DIGEST, signer=key,
+                          trust_root=root)
+    assert [t.source for t in facts.times] == ["transparency-log"]
+    # v0.1 needs the SET; v0.3 needs the SET or a signed timestamp: with neither there is no
+    # verified time at all.
+    with pytest.raises(VerificationError,
+                       match=r"a v0\.1 bundle must contain an inclusion promise"):
+        verify_bundle(_without_promise(data, media_type=BUNDLE_V01), digest=BLOB_DIGEST,
+                      signer=key, trust_root=root)
+    with pytest.raises(VerificationError, match="inclusion promise or signed timestamps"):
+        verify_bundle(_without_promise(data), digest=BLOB_DIGEST, signer=key, trust_root=root)
+
+
+def test_the_facts_of_a_cosign_2_sig_name_its_signer_root_log_entry_and_logged_time() -> None:
+    sigstore = LocalSigstore()
+    payload, signature, notes = _legacy(sigstore)
+    verified = _verify_legacy(sigstore, payload, signature, notes)
+    assert verified.signer == "rel" and verified.trust_root == "test"
+    assert verified.log_index == 0
+    assert [t.at for t in verified.times] == [datetime.datetime.fromtimestamp(sigstore.now,
+                                                                              datetime.UTC)]
+
+
+def test_a_cosign_2_sig_logged_by_a_retired_log_and_ct_key_verifies() -> None:
+    sigstore = LocalSigstore()
+    payload, signature, notes = _legacy(sigstore)
+    root = parse_trust_root(_retired(sigstore.trusted_root_json(), "tlogs", "ctlogs"),
+                            name="test")
+    _verify_legacy(sigstore, payload, signature, notes, root=root)
+
+
+def test_the_legacy_material_size_limit_counts_every_part_and_is_inclusive() -> None:
+    sigstore = LocalSigstore()
+    payload, signature, notes = _legacy(sigstore)
+    cert, rekor = notes["dev.sigstore.cosign/certificate"], notes["dev.sigstore.cosign/bundle"]
+    room = MAX_BUNDLE_BYTES - len(payload) - len(cert) - len(rekor)
+    # Trailing whitespace is still valid JSON and PEM: only the size differs.
+    _verify_legacy(sigstore, payload, signature,
+                   {**notes, "dev.sigstore.cosign/bundle": rekor + " " * room})
+    for padded in ({"dev.sigstore.cosign/bundle": rekor + " " * (room + 1)},
+                   {"dev.sigstore.cosign/certificate": cert + "\n" * (room + 1)}):
+        with pytest.raises(VerificationError, match="larger than"):
+            _verify_legacy(sigstore, payload, signature, {**notes, **padded})
+
+
+def _relogged_legacy(sigstore: LocalSigstore, notes: dict[str, str],
+                     changes: dict[tuple[str, ...], str]) -> dict[str, str]:
+    """The `.sig` annotations with the Rekor bundle's body changed and logged again."""
+    rekor = json.loads(notes["dev.sigstore.cosign/bundle"])
+    body = json.loads(base64.b64decode(rekor["Payload"]["body"]))
+    for path, value in changes.items():
+        _set(body, path, value)
+    entry = sigstore.log.entry(body, kind="hashedrekord", version="0.0.1",
+                               integrated_time=sigstore.now)
+    rekor["SignedEntryTimestamp"] = entry["inclusionPromise"]["signedEntryTimestamp"]
+    rekor["Payload"]["body"] = entry["canonicalizedBody"]
+    return {**notes, "dev.sigstore.cosign/bundle": json.dumps(rekor)}
+
+
+@pytest.mark.parametrize(("changes", "why"), [
+    ({}, None),
+    ({("apiVersion",): "0.0.2"}, "not a hashedrekord 0.0.1"),
+    ({("kind",): "rekord"}, "not a hashedrekord 0.0.1"),
+    ({("spec", "data", "hash", "algorithm"): "sha512"}, "another payload"),
+    ({("spec", "signature", "content"): _b64s(b"x" * 70)}, "another signature"),
+    ({("spec", "signature", "publicKey", "content"): _b64s(b"not a certificate")},
+     "another signing certificate"),
+], ids=["as-logged", "api-version", "kind", "hash-algorithm", "signature", "certificate"])
+def test_a_cosign_2_sigs_logged_body_must_be_its_own(
+        changes: dict[tuple[str, ...], str], why: str | None) -> None:
+    sigstore = LocalSigstore()
+    payload, signature, notes = _legacy(sigstore)
+    relogged = _relogged_legacy(sigstore, notes, changes)
+    if why is None:
+        _verify_legacy(sigstore, payload, signature, relogged)
+        return
+    with pytest.raises(VerificationError, match=why):
+        _verify_legacy(sigstore, payload, signature, relogged)
+
+
+@pytest.mark.parametrize("edge", ["not-before", "not-after"])
+def test_a_cosign_2_sig_logged_at_either_end_of_its_certificates_validity_verifies(
+        edge: str) -> None:
+    # Validity is inclusive at both ends (RFC 5280 4.1.2.5).
+    sigstore = LocalSigstore()
+    signer = (sigstore.issue(valid_from=sigstore.now) if edge == "not-before"
+              else sigstore.issue(valid_from=sigstore.now - 600, minutes=10))
+    payload, notes = sigstore.legacy_sig("sha256:" + "cd" * 32, "registry.test/app", signer)
+    signature = base64.b64decode(notes["dev.cosignproject.cosign/signature"])
+    _verify_legacy(sigstore, payload, signature, notes)
+
+
+# --- keyless DSSE bundles from the test's own Sigstore ----------------------------------------
+
+def _verify_keyless(sigstore: LocalSigstore, data: bytes,
+                    digest: str = IMAGE_DIGEST) -> VerifiedBundle:
+    policy = KeylessSigner(name="rel", issuer=GITHUB_ISSUER, subject=INSTANCE_SUBJECT,
+                           trust_root="test").policy()
+    return verify_bundle(data, digest=digest, signer=policy,
+                         trust_root=parse_trust_root(sigstore.trusted_root_json(), name="test"))
+
+
+def test_a_keyless_bundles_facts_name_the_admitted_digest() -> None:
+    sigstore = LocalSigstore()
+    facts = _verify_keyless(sigstore, sigstore.sign_image(IMAGE_DIGEST))
+    assert facts.digest == IMAGE_DIGEST and facts.log_entry_kind == "dsse/0.0.1"
+
+
+def test_a_statement_for_other_digests_is_refused_naming_them() -> None:
+    sigstore = LocalSigstore()
+    statement = _statement("sha256:" + "aa" * 32)
+    statement["subject"].append({"name": "other", "digest": {"sha256": "bb" * 32}})
+    with pytest.raises(VerificationError, match=f"it names sha256:{'aa' * 32}, "
+                                                f"sha256:{'bb' * 32}"):
+        _verify_keyless(sigstore, sigstore.dsse_bundle(statement))
+
+
+def test_a_dsse_bundle_logged_as_a_hashedrekord_is_refused() -> None:
+    sigstore = LocalSigstore()
+    data = _relogged(sigstore.log, sigstore.sign_image(IMAGE_DIGEST), {}, kind="hashedrekord")
+    with pytest.raises(VerificationError, match=r"unsupported DSSE log entry type "
+                                                r"hashedrekord/0\.0\.1"):
+        _verify_keyless(sigstore, data)
+
+
+def _intoto_bundle(sigstore: LocalSigstore) -> bytes:
+    """A keyless DSSE bundle logged as Rekor v1's legacy intoto 0.0.2 kind."""
+    signer = sigstore.issue()
+    doc = json.loads(sigstore.sign_image(IMAGE_DIGEST, signer))
+    envelope = doc["dsseEnvelope"]
+    body = {"apiVersion": "0.0.2", "kind": "intoto", "spec": {"content": {
+        "envelope": {"payloadType": envelope["payloadType"], "signatures": [{
+            # Rekor stores the signature base64-encoded twice.
+            "sig": _b64s(envelope["signatures"][0]["sig"].encode()),
+            "publicKey": _b64s(signer.cert.public_bytes(serialization.Encoding.PEM))}]},
+        "hash": {"algorithm": "sha256", "value": "00" * 32},
+        "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(
+            base64.b64decode(envelope["payload"])).hexdigest()}}}}
+    doc["verificationMaterial"]["tlogEntries"] = [
+        sigstore.log.entry(body, kind="intoto", version="0.0.2", integrated_time=sigstore.now)]
+    return json.dumps(doc).encode()
+
+
+def test_an_intoto_entry_verifies_with_its_logged_time() -> None:
+    sigstore = LocalSigstore()
+    facts = _verify_keyless(sigstore, _intoto_bundle(sigstore))
+    assert facts.log_entry_kind == "intoto/0.0.2"
+    assert [t.source for t in facts.times] == ["transparency-log"]
+
+
+INTOTO_SIGNATURES = ("spec", "content", "envelope", "signatures")
+
+
+@pytest.mark.parametrize(("changes", "why"), [
+    ({("apiVersion",): "0.0.3"}, "not an intoto 0.0.2"),
+    ({("kind",): "dsse"}, "not an intoto 0.0.2"),
+    ({INTOTO_SIGNATURES: "twice"}, "exactly one signature"),
+    ({INTOTO_SIGNATURES: {"sig": "x"}}, "exactly one signature"),
+    ({(*INTOTO_SIGNATURES, 0, "sig"): _b64s(_b64s(b"x" * 70).encode())}, "another signature"),
+    ({(*INTOTO_SIGNATURES, 0, "publicKey"): _b64s(b"not PEM")}, "certificate is not PEM"),
+    ({("spec", "content", "payloadHash", "algorithm"): "sha512"}, "another payload"),
+    ({("spec", "content", "payloadHash", "value"): "00" * 32}, "another payload"),
+], ids=["api-version", "kind", "two-signatures", "signatures-not-a-list", "signature",
+        "certificate", "payload-hash-algorithm", "payload-hash"])
+def test_an_intoto_entrys_body_must_be_the_bundles_own(
+        changes: dict[tuple[str | int, ...], object], why: str) -> None:
+    sigstore = LocalSigstore()
+    data = _intoto_bundle(sigstore)
+    body = json.loads(base64.b64decode(
+        json.loads(data)["verificationMaterial"]["tlogEntries"][0]["canonicalizedBody"]))
+    [logged] = body["spec"]["content"]["envelope"]["signatures"]
+    changes = {path: [logged, logged] if value == "twice" else value
+               for path, value in changes.items()}
+    with pytest.raises(VerificationError, match=why):
+        _verify_keyless(sigstore, _relogged(sigstore.log, data, changes))
