@@ -25,6 +25,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from rfc3161_client import decode_timestamp_response
 
 from controller.cli import main
 from controller.signatures.bundle import (
@@ -863,3 +864,86 @@ def test_an_intoto_entrys_body_must_be_the_bundles_own(
                for path, value in changes.items()}
     with pytest.raises(VerificationError, match=why):
         _verify_keyless(sigstore, _relogged(sigstore.log, data, changes))
+
+
+# --- RFC 3161 timestamps of the conformance corpus, under changed trust roots ---------------
+
+def _doc(c: Case) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((c.path / "bundle.sigstore.json").read_bytes())
+    return loaded
+
+
+def test_a_key_signed_bundle_without_the_logs_promise_is_timed_by_its_timestamp_alone() -> None:
+    # v0.3 accepts a signed timestamp in place of the SET; the integrated time the SET would
+    # have bound is then no verified time.
+    c = case("managed-key-happy-path")
+    key = load_public_key((c.path / "key.pub").read_bytes(), name="k")
+    assert sorted(t.source for t in verify_case(c, key).times) == [
+        "timestamp-authority", "transparency-log"]
+    doc = _doc(c)
+    del doc["verificationMaterial"]["tlogEntries"][0]["inclusionPromise"]
+    facts = verify_bundle(json.dumps(doc).encode(), digest=c.digest, signer=key,
+                          trust_root=public_good())
+    assert [t.source for t in facts.times] == ["timestamp-authority"]
+
+
+def _gen_time(doc: dict[str, Any]) -> datetime.datetime:
+    [stamp] = doc["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
+    return decode_timestamp_response(base64.b64decode(stamp["signedTimestamp"])).tst_info.gen_time
+
+
+def _with_authorities(c: Case, change: Any) -> TrustRoot:
+    doc = json.loads((c.path / "trusted_root.json").read_text())
+    doc["timestampAuthorities"] = change(doc["timestampAuthorities"])
+    return parse_trust_root(json.dumps(doc), name="case")
+
+
+def _reversed_chain(authority: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(authority)
+    out["certChain"]["certificates"].reverse()
+    return out
+
+
+def _single_cert(authority: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(authority)
+    del out["certChain"]["certificates"][1:]
+    return out
+
+
+@pytest.mark.parametrize("first", [_single_cert, _reversed_chain],
+                         ids=["without-a-root", "that-does-not-verify"])
+def test_a_timestamp_authority_that_cannot_vouch_does_not_stop_the_search(first: Any) -> None:
+    # Every trusted authority is tried in turn: one listed before the timestamp's own must
+    # not end the search.
+    c = case("rekor2-happy-path")
+    root = _with_authorities(c, lambda authorities: [first(authorities[0]), *authorities])
+    facts = verify_bundle((c.path / "bundle.sigstore.json").read_bytes(), digest=c.digest,
+                          signer=beacon(), trust_root=root)
+    assert [t.source for t in facts.times] == ["timestamp-authority"]
+
+
+def test_a_timestamp_made_at_the_start_of_its_authoritys_validity_verifies() -> None:
+    c = case("rekor2-happy-path")
+    start = _gen_time(_doc(c)).astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def starting_then(authorities: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        authorities[0]["validFor"]["start"] = start
+        return authorities
+
+    facts = verify_bundle((c.path / "bundle.sigstore.json").read_bytes(), digest=c.digest,
+                          signer=beacon(), trust_root=_with_authorities(c, starting_then))
+    assert [t.source for t in facts.times] == ["timestamp-authority"]
+
+
+def test_a_dsse_bundle_logged_under_an_unknown_entry_type_is_refused() -> None:
+    # A Rekor v2 entry's kindVersion is outside what the checkpoint covers: it must name a
+    # kind the body check knows, never select one by its version or kind alone.
+    c = case("rekor2-dsse-happy-path")
+    verify_case(c)
+    for kind, version in [("dsse", "0.0.2"), ("intoto", "0.0.1")]:
+        doc = _doc(c)
+        doc["verificationMaterial"]["tlogEntries"][0]["kindVersion"] = {
+            "kind": kind, "version": version}
+        with pytest.raises(VerificationError, match="unsupported DSSE log entry type"):
+            verify_bundle(json.dumps(doc).encode(), digest=c.digest, signer=beacon(),
+                          trust_root=root_of(c))
