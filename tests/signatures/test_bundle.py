@@ -551,6 +551,23 @@ def test_proto3_defaults_fill_only_the_absent_zero_fields_of_a_first_log_entry()
     assert with_proto3_defaults(b"not json") == b"not json"
 
 
+@pytest.mark.parametrize("doc", [[], {"verificationMaterial": []},
+                                 {"verificationMaterial": {"tlogEntries": {}}}],
+                         ids=["not-an-object", "material-not-an-object", "entries-not-a-list"])
+def test_proto3_defaults_leave_a_bundle_of_another_shape_to_the_parser(doc: Any) -> None:
+    raw = json.dumps(doc).encode()
+    assert with_proto3_defaults(raw) == raw
+    with pytest.raises(VerificationError, match="malformed bundle"):
+        verify_bundle(raw, digest=IMAGE_DIGEST, signer=beacon(), trust_root=public_good())
+
+
+def test_proto3_defaults_skip_an_entry_that_is_not_an_object_and_fill_the_next() -> None:
+    doc = {"verificationMaterial": {"tlogEntries": ["junk", {"inclusionProof": {}}]}}
+    out = json.loads(with_proto3_defaults(json.dumps(doc).encode()))
+    assert out["verificationMaterial"]["tlogEntries"] == [
+        "junk", {"logIndex": "0", "inclusionProof": {"logIndex": "0", "hashes": []}}]
+
+
 # --- log entries re-signed by the test's own log: each consistency check on its own ---------
 
 BUNDLE_V01 = "application/vnd.dev.sigstore.bundle+json;version=0.1"
