@@ -964,3 +964,70 @@ def test_a_dsse_bundle_logged_under_an_unknown_entry_type_is_refused() -> None:
         with pytest.raises(VerificationError, match="unsupported DSSE log entry type"):
             verify_bundle(json.dumps(doc).encode(), digest=c.digest, signer=beacon(),
                           trust_root=root_of(c))
+
+
+# --- a malformed field of a log entry is refused naming the field -----------------------------
+
+NOT_BASE64 = "*not base64*"
+
+
+def test_a_cosign_2_rekor_bundle_with_a_field_not_base64_is_refused_naming_it() -> None:
+    sigstore = LocalSigstore()
+    payload, signature, notes = _legacy(sigstore)
+    rekor = json.loads(notes["dev.sigstore.cosign/bundle"])
+    for field, doc in [
+        ("SET", {**rekor, "SignedEntryTimestamp": NOT_BASE64}),
+        ("body", {**rekor, "Payload": {**rekor["Payload"], "body": NOT_BASE64}}),
+    ]:
+        with pytest.raises(VerificationError, match=f"the log entry's {field} is not base64"):
+            _verify_legacy(sigstore, payload, signature,
+                           {**notes, "dev.sigstore.cosign/bundle": json.dumps(doc)})
+
+
+@pytest.mark.parametrize(("path", "field"), [
+    (("spec", "signature", "content"), "signature"),
+    (("spec", "signature", "publicKey", "content"), "certificate"),
+])
+def test_a_cosign_2_sigs_logged_field_not_base64_is_refused_naming_it(
+        path: tuple[str, ...], field: str) -> None:
+    sigstore = LocalSigstore()
+    payload, signature, notes = _legacy(sigstore)
+    with pytest.raises(VerificationError, match=f"the log entry's {field} is not base64"):
+        _verify_legacy(sigstore, payload, signature,
+                       _relogged_legacy(sigstore, notes, {path: NOT_BASE64}))
+
+
+@pytest.mark.parametrize(("changes", "why"), [
+    ({(*INTOTO_SIGNATURES, 0, "sig"): NOT_BASE64}, "the log entry's signature is not base64"),
+    # Rekor's inner encoding of the signature: valid base64 outside, not base64 inside.
+    ({(*INTOTO_SIGNATURES, 0, "sig"): _b64s(NOT_BASE64.encode())},
+     "the log entry's signature is not base64"),
+    ({(*INTOTO_SIGNATURES, 0, "publicKey"): NOT_BASE64},
+     "the log entry's certificate is not base64"),
+    ({("spec", "content"): {"payloadHash": {}}},
+     r"the log entry body has no spec\.content\.envelope\.signatures"),
+], ids=["signature", "signature-inner", "certificate", "missing-signatures"])
+def test_an_intoto_entrys_malformed_field_is_refused_naming_it(
+        changes: dict[tuple[str | int, ...], object], why: str) -> None:
+    sigstore = LocalSigstore()
+    data = _intoto_bundle(sigstore)
+    with pytest.raises(VerificationError, match=why):
+        _verify_keyless(sigstore, _relogged(sigstore.log, data, changes))
+
+
+@pytest.mark.parametrize("field", ["signature", "verifier"])
+def test_a_key_signed_dsse_entrys_field_not_base64_is_refused_naming_it(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey, field: str) -> None:
+    data = key_signed_dsse_bundle(local_log, release_key, _statement())
+    with pytest.raises(VerificationError, match=f"the log entry's {field} is not base64"):
+        verify_bundle(_relogged(local_log, data, {("spec", "signatures", 0, field): NOT_BASE64}),
+                      digest=IMAGE_DIGEST, signer=_pub(release_key, "release"),
+                      trust_root=local_log.trust_root())
+
+
+def test_an_integrated_time_in_an_entry_kind_without_one_is_refused_naming_the_kind() -> None:
+    sigstore = LocalSigstore()
+    data = _relogged(sigstore.log, sigstore.sign_image(IMAGE_DIGEST), {}, kind="intoto",
+                     version="0.0.1")
+    with pytest.raises(VerificationError, match=r"not expected in a intoto/0\.0\.1 entry"):
+        _verify_keyless(sigstore, data)
