@@ -428,7 +428,7 @@ class _Verifier(Verifier):
             digest=f"sha256:{payload_hash}", signer=policy.name, trust_root=self.trust_root.name,
             identity=certificate_identity(cert), statement=None,
             times=(VerifiedTime("transparency-log", at.time),), log_index=inner.log_index,
-            log_entry_kind="hashedrekord/0.0.1")
+            log_entry_kind=f"{inner.kind_version.kind}/{inner.kind_version.version}")
 
     # -- keyed -----------------------------------------------------------------------------
 

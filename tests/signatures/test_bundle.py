@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import datetime
 import hashlib
 import io
 import json
@@ -24,6 +25,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from rfc3161_client import decode_timestamp_response
 
 from controller.cli import main
 from controller.signatures.bundle import (
@@ -547,3 +549,485 @@ def test_proto3_defaults_fill_only_the_absent_zero_fields_of_a_first_log_entry()
     assert entries[1] == later  # present values are never rewritten
     assert out["other"] == 1
     assert with_proto3_defaults(b"not json") == b"not json"
+
+
+@pytest.mark.parametrize("doc", [[], {"verificationMaterial": []},
+                                 {"verificationMaterial": {"tlogEntries": {}}}],
+                         ids=["not-an-object", "material-not-an-object", "entries-not-a-list"])
+def test_proto3_defaults_leave_a_bundle_of_another_shape_to_the_parser(doc: Any) -> None:
+    raw = json.dumps(doc).encode()
+    assert with_proto3_defaults(raw) == raw
+    with pytest.raises(VerificationError, match="malformed bundle"):
+        verify_bundle(raw, digest=IMAGE_DIGEST, signer=beacon(), trust_root=public_good())
+
+
+def test_proto3_defaults_skip_an_entry_that_is_not_an_object_and_fill_the_next() -> None:
+    doc = {"verificationMaterial": {"tlogEntries": ["junk", {"inclusionProof": {}}]}}
+    out = json.loads(with_proto3_defaults(json.dumps(doc).encode()))
+    assert out["verificationMaterial"]["tlogEntries"] == [
+        "junk", {"logIndex": "0", "inclusionProof": {"logIndex": "0", "hashes": []}}]
+
+
+# --- log entries re-signed by the test's own log: each consistency check on its own ---------
+
+BUNDLE_V01 = "application/vnd.dev.sigstore.bundle+json;version=0.1"
+
+
+def _set(doc: Any, path: tuple[str | int, ...], value: object) -> None:
+    for key in path[:-1]:
+        doc = doc[key]
+    doc[path[-1]] = value
+
+
+def _relogged(log: LocalLog, data: bytes, changes: dict[tuple[str | int, ...], object], *,
+              kind: str | None = None, version: str | None = None) -> bytes:
+    """`data` with its log entry's body changed at `changes` and logged again, honestly.
+
+    Every signature of the log (checkpoint, SET) verifies over the new body, so only the
+    verifier's own comparison of the body with the bundle can refuse it.
+    """
+    doc = json.loads(data)
+    [entry] = doc["verificationMaterial"]["tlogEntries"]
+    body = json.loads(base64.b64decode(entry["canonicalizedBody"]))
+    for path, value in changes.items():
+        _set(body, path, value)
+    doc["verificationMaterial"]["tlogEntries"] = [log.entry(
+        body, kind=kind or entry["kindVersion"]["kind"],
+        version=version or entry["kindVersion"]["version"],
+        integrated_time=int(entry["integratedTime"]))]
+    return json.dumps(doc).encode()
+
+
+def _b64s(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+BLOB = b"blob"
+BLOB_DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
+
+
+def test_the_facts_of_a_key_signed_blob_name_its_digest_root_and_log_entry(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey) -> None:
+    facts = verify_bundle(key_signed_blob_bundle(local_log, release_key, BLOB),
+                          digest=BLOB_DIGEST, signer=_pub(release_key, "release"),
+                          trust_root=local_log.trust_root())
+    assert facts.digest == BLOB_DIGEST and facts.signer == "release"
+    assert facts.trust_root == "test-log" and facts.log_index == 0
+    assert facts.statement is None and facts.identity is None
+
+
+def test_a_key_signed_blob_whose_stated_digest_is_another_is_refused(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey) -> None:
+    # The signature and the log entry are over the admitted digest; the bundle's own
+    # messageDigest names another one, and a bundle must not contradict itself.
+    doc = json.loads(key_signed_blob_bundle(local_log, release_key, BLOB))
+    doc["messageSignature"]["messageDigest"]["digest"] = _b64s(hashlib.sha256(b"other").digest())
+    with pytest.raises(VerificationError, match="message digest is not the admitted digest"):
+        verify_bundle(json.dumps(doc).encode(), digest=BLOB_DIGEST,
+                      signer=_pub(release_key, "release"), trust_root=local_log.trust_root())
+
+
+def test_a_bundle_of_exactly_the_size_limit_is_read(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey) -> None:
+    data = key_signed_blob_bundle(local_log, release_key, BLOB)
+    padded = data + b" " * (MAX_BUNDLE_BYTES - len(data))
+    assert len(padded) == MAX_BUNDLE_BYTES
+    verify_bundle(padded, digest=BLOB_DIGEST, signer=_pub(release_key, "release"),
+                  trust_root=local_log.trust_root())
+
+
+def _retired(root_json: str, *lists: str) -> str:
+    """The root with the keys in `lists` (tlogs, ctlogs) retired: validity ended in 2024."""
+    doc = json.loads(root_json)
+    for name in lists:
+        for log in doc[name]:
+            log["publicKey"]["validFor"]["end"] = "2024-01-01T00:00:00Z"
+    return json.dumps(doc)
+
+
+def test_a_retired_log_key_still_verifies_the_entries_it_signed(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey) -> None:
+    # A log key's end of validity stops new signing, not verification of what it logged.
+    root = parse_trust_root(_retired(local_log.trust_root().root._inner.to_json(), "tlogs"),
+                            name="retired")
+    verify_bundle(key_signed_blob_bundle(local_log, release_key, BLOB), digest=BLOB_DIGEST,
+                  signer=_pub(release_key, "release"), trust_root=root)
+
+
+@pytest.mark.parametrize(("changes", "why"), [
+    ({("spec", "signature", "content"): "*"}, "signature is not base64"),
+    ({("spec", "signature", "publicKey", "content"): _b64s(b"not a key")}, "another key"),
+    ({("apiVersion",): "0.0.2"}, "not a hashedrekord 0.0.1"),
+    ({("spec", "data", "hash", "algorithm"): "sha512"}, "another digest"),
+], ids=["signature-not-base64", "key-unparseable", "api-version", "hash-algorithm"])
+def test_a_key_signed_blobs_logged_body_must_be_its_own(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey,
+        changes: dict[tuple[str | int, ...], object], why: str) -> None:
+    data = key_signed_blob_bundle(local_log, release_key, BLOB)
+    doc = json.loads(data)
+    signature = doc["messageSignature"]["signature"]
+    # "*" stands for the signature with a character outside the base64 alphabet in it, which
+    # a lenient decoder would skip and so read as the very signature.
+    changes = {path: signature[:8] + "*" + signature[8:] if value == "*" else value
+               for path, value in changes.items()}
+    with pytest.raises(VerificationError, match=why):
+        verify_bundle(_relogged(local_log, data, changes), digest=BLOB_DIGEST,
+                      signer=_pub(release_key, "release"), trust_root=local_log.trust_root())
+
+
+def test_a_key_signed_dsse_bundles_logged_body_must_be_its_own(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey) -> None:
+    data = key_signed_dsse_bundle(local_log, release_key, _statement())
+    logged = json.loads(base64.b64decode(
+        json.loads(data)["verificationMaterial"]["tlogEntries"][0]["canonicalizedBody"]))
+    [signature] = logged["spec"]["signatures"]
+    cases: list[tuple[dict[tuple[str | int, ...], object], str]] = [
+        ({("apiVersion",): "0.0.2"}, "not a dsse 0.0.1"),
+        ({("spec", "signatures"): [signature, signature]}, "other signatures"),
+        ({("spec", "payloadHash", "algorithm"): "sha512"}, "another payload"),
+    ]
+    for changes, why in cases:
+        with pytest.raises(VerificationError, match=why):
+            verify_bundle(_relogged(local_log, data, changes), digest=IMAGE_DIGEST,
+                          signer=_pub(release_key, "release"), trust_root=local_log.trust_root())
+
+
+def _without_promise(data: bytes, *, media_type: str | None = None) -> bytes:
+    doc = json.loads(data)
+    del doc["verificationMaterial"]["tlogEntries"][0]["inclusionPromise"]
+    if media_type is not None:
+        doc["mediaType"] = media_type
+    return json.dumps(doc).encode()
+
+
+def test_the_evidence_of_time_a_key_signed_bundle_needs_depends_on_its_version(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey) -> None:
+    data = key_signed_blob_bundle(local_log, release_key, BLOB)
+    key, root = _pub(release_key, "release"), local_log.trust_root()
+    v01 = json.loads(data)
+    v01["mediaType"] = BUNDLE_V01
+    facts = verify_bundle(json.dumps(v01).encode(), digest=BLOB_DIGEST, signer=key,
+                          trust_root=root)
+    assert [t.source for t in facts.times] == ["transparency-log"]
+    # v0.1 needs the SET; v0.3 needs the SET or a signed timestamp: with neither there is no
+    # verified time at all.
+    with pytest.raises(VerificationError,
+                       match=r"a v0\.1 bundle must contain an inclusion promise"):
+        verify_bundle(_without_promise(data, media_type=BUNDLE_V01), digest=BLOB_DIGEST,
+                      signer=key, trust_root=root)
+    with pytest.raises(VerificationError, match="inclusion promise or signed timestamps"):
+        verify_bundle(_without_promise(data), digest=BLOB_DIGEST, signer=key, trust_root=root)
+
+
+def test_the_facts_of_a_cosign_2_sig_name_its_signer_root_log_entry_and_logged_time() -> None:
+    sigstore = LocalSigstore()
+    payload, signature, notes = _legacy(sigstore)
+    verified = _verify_legacy(sigstore, payload, signature, notes)
+    assert verified.signer == "rel" and verified.trust_root == "test"
+    assert verified.log_index == 0
+    assert [t.at for t in verified.times] == [datetime.datetime.fromtimestamp(sigstore.now,
+                                                                              datetime.UTC)]
+
+
+def test_a_cosign_2_sig_logged_by_a_retired_log_and_ct_key_verifies() -> None:
+    sigstore = LocalSigstore()
+    payload, signature, notes = _legacy(sigstore)
+    root = parse_trust_root(_retired(sigstore.trusted_root_json(), "tlogs", "ctlogs"),
+                            name="test")
+    _verify_legacy(sigstore, payload, signature, notes, root=root)
+
+
+def test_the_legacy_material_size_limit_counts_every_part_and_is_inclusive() -> None:
+    sigstore = LocalSigstore()
+    payload, signature, notes = _legacy(sigstore)
+    cert, rekor = notes["dev.sigstore.cosign/certificate"], notes["dev.sigstore.cosign/bundle"]
+    room = MAX_BUNDLE_BYTES - len(payload) - len(cert) - len(rekor)
+    # Trailing whitespace is still valid JSON and PEM: only the size differs.
+    _verify_legacy(sigstore, payload, signature,
+                   {**notes, "dev.sigstore.cosign/bundle": rekor + " " * room})
+    for padded in ({"dev.sigstore.cosign/bundle": rekor + " " * (room + 1)},
+                   {"dev.sigstore.cosign/certificate": cert + "\n" * (room + 1)}):
+        with pytest.raises(VerificationError, match="larger than"):
+            _verify_legacy(sigstore, payload, signature, {**notes, **padded})
+
+
+def _relogged_legacy(sigstore: LocalSigstore, notes: dict[str, str],
+                     changes: dict[tuple[str, ...], str]) -> dict[str, str]:
+    """The `.sig` annotations with the Rekor bundle's body changed and logged again."""
+    rekor = json.loads(notes["dev.sigstore.cosign/bundle"])
+    body = json.loads(base64.b64decode(rekor["Payload"]["body"]))
+    for path, value in changes.items():
+        _set(body, path, value)
+    entry = sigstore.log.entry(body, kind="hashedrekord", version="0.0.1",
+                               integrated_time=sigstore.now)
+    rekor["SignedEntryTimestamp"] = entry["inclusionPromise"]["signedEntryTimestamp"]
+    rekor["Payload"]["body"] = entry["canonicalizedBody"]
+    return {**notes, "dev.sigstore.cosign/bundle": json.dumps(rekor)}
+
+
+@pytest.mark.parametrize(("changes", "why"), [
+    ({}, None),
+    ({("apiVersion",): "0.0.2"}, "not a hashedrekord 0.0.1"),
+    ({("kind",): "rekord"}, "not a hashedrekord 0.0.1"),
+    ({("spec", "data", "hash", "algorithm"): "sha512"}, "another payload"),
+    ({("spec", "signature", "content"): _b64s(b"x" * 70)}, "another signature"),
+    ({("spec", "signature", "publicKey", "content"): _b64s(b"not a certificate")},
+     "another signing certificate"),
+], ids=["as-logged", "api-version", "kind", "hash-algorithm", "signature", "certificate"])
+def test_a_cosign_2_sigs_logged_body_must_be_its_own(
+        changes: dict[tuple[str, ...], str], why: str | None) -> None:
+    sigstore = LocalSigstore()
+    payload, signature, notes = _legacy(sigstore)
+    relogged = _relogged_legacy(sigstore, notes, changes)
+    if why is None:
+        _verify_legacy(sigstore, payload, signature, relogged)
+        return
+    with pytest.raises(VerificationError, match=why):
+        _verify_legacy(sigstore, payload, signature, relogged)
+
+
+@pytest.mark.parametrize("edge", ["not-before", "not-after"])
+def test_a_cosign_2_sig_logged_at_either_end_of_its_certificates_validity_verifies(
+        edge: str) -> None:
+    # Validity is inclusive at both ends (RFC 5280 4.1.2.5).
+    sigstore = LocalSigstore()
+    signer = (sigstore.issue(valid_from=sigstore.now) if edge == "not-before"
+              else sigstore.issue(valid_from=sigstore.now - 600, minutes=10))
+    payload, notes = sigstore.legacy_sig("sha256:" + "cd" * 32, "registry.test/app", signer)
+    signature = base64.b64decode(notes["dev.cosignproject.cosign/signature"])
+    _verify_legacy(sigstore, payload, signature, notes)
+
+
+# --- keyless DSSE bundles from the test's own Sigstore ----------------------------------------
+
+def _verify_keyless(sigstore: LocalSigstore, data: bytes,
+                    digest: str = IMAGE_DIGEST) -> VerifiedBundle:
+    policy = KeylessSigner(name="rel", issuer=GITHUB_ISSUER, subject=INSTANCE_SUBJECT,
+                           trust_root="test").policy()
+    return verify_bundle(data, digest=digest, signer=policy,
+                         trust_root=parse_trust_root(sigstore.trusted_root_json(), name="test"))
+
+
+def test_a_keyless_bundles_facts_name_the_admitted_digest() -> None:
+    sigstore = LocalSigstore()
+    facts = _verify_keyless(sigstore, sigstore.sign_image(IMAGE_DIGEST))
+    assert facts.digest == IMAGE_DIGEST and facts.log_entry_kind == "dsse/0.0.1"
+
+
+def test_a_statement_for_other_digests_is_refused_naming_them() -> None:
+    sigstore = LocalSigstore()
+    statement = _statement("sha256:" + "aa" * 32)
+    statement["subject"].append({"name": "other", "digest": {"sha256": "bb" * 32}})
+    with pytest.raises(VerificationError, match=f"it names sha256:{'aa' * 32}, "
+                                                f"sha256:{'bb' * 32}"):
+        _verify_keyless(sigstore, sigstore.dsse_bundle(statement))
+
+
+def test_a_dsse_bundle_logged_as_a_hashedrekord_is_refused() -> None:
+    sigstore = LocalSigstore()
+    data = _relogged(sigstore.log, sigstore.sign_image(IMAGE_DIGEST), {}, kind="hashedrekord")
+    with pytest.raises(VerificationError, match=r"unsupported DSSE log entry type "
+                                                r"hashedrekord/0\.0\.1"):
+        _verify_keyless(sigstore, data)
+
+
+def _intoto_bundle(sigstore: LocalSigstore) -> bytes:
+    """A keyless DSSE bundle logged as Rekor v1's legacy intoto 0.0.2 kind."""
+    signer = sigstore.issue()
+    doc = json.loads(sigstore.sign_image(IMAGE_DIGEST, signer))
+    envelope = doc["dsseEnvelope"]
+    body = {"apiVersion": "0.0.2", "kind": "intoto", "spec": {"content": {
+        "envelope": {"payloadType": envelope["payloadType"], "signatures": [{
+            # Rekor stores the signature base64-encoded twice.
+            "sig": _b64s(envelope["signatures"][0]["sig"].encode()),
+            "publicKey": _b64s(signer.cert.public_bytes(serialization.Encoding.PEM))}]},
+        "hash": {"algorithm": "sha256", "value": "00" * 32},
+        "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(
+            base64.b64decode(envelope["payload"])).hexdigest()}}}}
+    doc["verificationMaterial"]["tlogEntries"] = [
+        sigstore.log.entry(body, kind="intoto", version="0.0.2", integrated_time=sigstore.now)]
+    return json.dumps(doc).encode()
+
+
+def test_an_intoto_entry_verifies_with_its_logged_time() -> None:
+    sigstore = LocalSigstore()
+    facts = _verify_keyless(sigstore, _intoto_bundle(sigstore))
+    assert facts.log_entry_kind == "intoto/0.0.2"
+    assert [t.source for t in facts.times] == ["transparency-log"]
+
+
+INTOTO_SIGNATURES = ("spec", "content", "envelope", "signatures")
+
+
+@pytest.mark.parametrize(("changes", "why"), [
+    ({("apiVersion",): "0.0.3"}, "not an intoto 0.0.2"),
+    ({("kind",): "dsse"}, "not an intoto 0.0.2"),
+    ({INTOTO_SIGNATURES: "twice"}, "exactly one signature"),
+    ({INTOTO_SIGNATURES: {"sig": "x"}}, "exactly one signature"),
+    ({(*INTOTO_SIGNATURES, 0, "sig"): _b64s(_b64s(b"x" * 70).encode())}, "another signature"),
+    ({(*INTOTO_SIGNATURES, 0, "publicKey"): _b64s(b"not PEM")}, "certificate is not PEM"),
+    ({("spec", "content", "payloadHash", "algorithm"): "sha512"}, "another payload"),
+    ({("spec", "content", "payloadHash", "value"): "00" * 32}, "another payload"),
+], ids=["api-version", "kind", "two-signatures", "signatures-not-a-list", "signature",
+        "certificate", "payload-hash-algorithm", "payload-hash"])
+def test_an_intoto_entrys_body_must_be_the_bundles_own(
+        changes: dict[tuple[str | int, ...], object], why: str) -> None:
+    sigstore = LocalSigstore()
+    data = _intoto_bundle(sigstore)
+    body = json.loads(base64.b64decode(
+        json.loads(data)["verificationMaterial"]["tlogEntries"][0]["canonicalizedBody"]))
+    [logged] = body["spec"]["content"]["envelope"]["signatures"]
+    changes = {path: [logged, logged] if value == "twice" else value
+               for path, value in changes.items()}
+    with pytest.raises(VerificationError, match=why):
+        _verify_keyless(sigstore, _relogged(sigstore.log, data, changes))
+
+
+# --- RFC 3161 timestamps of the conformance corpus, under changed trust roots ---------------
+
+def _doc(c: Case) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((c.path / "bundle.sigstore.json").read_bytes())
+    return loaded
+
+
+def test_a_key_signed_bundle_without_the_logs_promise_is_timed_by_its_timestamp_alone() -> None:
+    # v0.3 accepts a signed timestamp in place of the SET; the integrated time the SET would
+    # have bound is then no verified time.
+    c = case("managed-key-happy-path")
+    key = load_public_key((c.path / "key.pub").read_bytes(), name="k")
+    assert sorted(t.source for t in verify_case(c, key).times) == [
+        "timestamp-authority", "transparency-log"]
+    doc = _doc(c)
+    del doc["verificationMaterial"]["tlogEntries"][0]["inclusionPromise"]
+    facts = verify_bundle(json.dumps(doc).encode(), digest=c.digest, signer=key,
+                          trust_root=public_good())
+    assert [t.source for t in facts.times] == ["timestamp-authority"]
+
+
+def _gen_time(doc: dict[str, Any]) -> datetime.datetime:
+    [stamp] = doc["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
+    return decode_timestamp_response(base64.b64decode(stamp["signedTimestamp"])).tst_info.gen_time
+
+
+def _with_authorities(c: Case, change: Any) -> TrustRoot:
+    doc = json.loads((c.path / "trusted_root.json").read_text())
+    doc["timestampAuthorities"] = change(doc["timestampAuthorities"])
+    return parse_trust_root(json.dumps(doc), name="case")
+
+
+def _reversed_chain(authority: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(authority)
+    out["certChain"]["certificates"].reverse()
+    return out
+
+
+def _single_cert(authority: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(authority)
+    del out["certChain"]["certificates"][1:]
+    return out
+
+
+@pytest.mark.parametrize("first", [_single_cert, _reversed_chain],
+                         ids=["without-a-root", "that-does-not-verify"])
+def test_a_timestamp_authority_that_cannot_vouch_does_not_stop_the_search(first: Any) -> None:
+    # Every trusted authority is tried in turn: one listed before the timestamp's own must
+    # not end the search.
+    c = case("rekor2-happy-path")
+    root = _with_authorities(c, lambda authorities: [first(authorities[0]), *authorities])
+    facts = verify_bundle((c.path / "bundle.sigstore.json").read_bytes(), digest=c.digest,
+                          signer=beacon(), trust_root=root)
+    assert [t.source for t in facts.times] == ["timestamp-authority"]
+
+
+def test_a_timestamp_made_at_the_start_of_its_authoritys_validity_verifies() -> None:
+    c = case("rekor2-happy-path")
+    start = _gen_time(_doc(c)).astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def starting_then(authorities: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        authorities[0]["validFor"]["start"] = start
+        return authorities
+
+    facts = verify_bundle((c.path / "bundle.sigstore.json").read_bytes(), digest=c.digest,
+                          signer=beacon(), trust_root=_with_authorities(c, starting_then))
+    assert [t.source for t in facts.times] == ["timestamp-authority"]
+
+
+def test_a_dsse_bundle_logged_under_an_unknown_entry_type_is_refused() -> None:
+    # A Rekor v2 entry's kindVersion is outside what the checkpoint covers: it must name a
+    # kind the body check knows, never select one by its version or kind alone.
+    c = case("rekor2-dsse-happy-path")
+    verify_case(c)
+    for kind, version in [("dsse", "0.0.2"), ("intoto", "0.0.1")]:
+        doc = _doc(c)
+        doc["verificationMaterial"]["tlogEntries"][0]["kindVersion"] = {
+            "kind": kind, "version": version}
+        with pytest.raises(VerificationError, match="unsupported DSSE log entry type"):
+            verify_bundle(json.dumps(doc).encode(), digest=c.digest, signer=beacon(),
+                          trust_root=root_of(c))
+
+
+# --- a malformed field of a log entry is refused naming the field -----------------------------
+
+NOT_BASE64 = "*not base64*"
+
+
+def test_a_cosign_2_rekor_bundle_with_a_field_not_base64_is_refused_naming_it() -> None:
+    sigstore = LocalSigstore()
+    payload, signature, notes = _legacy(sigstore)
+    rekor = json.loads(notes["dev.sigstore.cosign/bundle"])
+    for field, doc in [
+        ("SET", {**rekor, "SignedEntryTimestamp": NOT_BASE64}),
+        ("body", {**rekor, "Payload": {**rekor["Payload"], "body": NOT_BASE64}}),
+    ]:
+        with pytest.raises(VerificationError, match=f"the log entry's {field} is not base64"):
+            _verify_legacy(sigstore, payload, signature,
+                           {**notes, "dev.sigstore.cosign/bundle": json.dumps(doc)})
+
+
+@pytest.mark.parametrize(("path", "field"), [
+    (("spec", "signature", "content"), "signature"),
+    (("spec", "signature", "publicKey", "content"), "certificate"),
+])
+def test_a_cosign_2_sigs_logged_field_not_base64_is_refused_naming_it(
+        path: tuple[str, ...], field: str) -> None:
+    sigstore = LocalSigstore()
+    payload, signature, notes = _legacy(sigstore)
+    with pytest.raises(VerificationError, match=f"the log entry's {field} is not base64"):
+        _verify_legacy(sigstore, payload, signature,
+                       _relogged_legacy(sigstore, notes, {path: NOT_BASE64}))
+
+
+@pytest.mark.parametrize(("changes", "why"), [
+    ({(*INTOTO_SIGNATURES, 0, "sig"): NOT_BASE64}, "the log entry's signature is not base64"),
+    # Rekor's inner encoding of the signature: valid base64 outside, not base64 inside.
+    ({(*INTOTO_SIGNATURES, 0, "sig"): _b64s(NOT_BASE64.encode())},
+     "the log entry's signature is not base64"),
+    ({(*INTOTO_SIGNATURES, 0, "publicKey"): NOT_BASE64},
+     "the log entry's certificate is not base64"),
+    ({("spec", "content"): {"payloadHash": {}}},
+     r"the log entry body has no spec\.content\.envelope\.signatures"),
+], ids=["signature", "signature-inner", "certificate", "missing-signatures"])
+def test_an_intoto_entrys_malformed_field_is_refused_naming_it(
+        changes: dict[tuple[str | int, ...], object], why: str) -> None:
+    sigstore = LocalSigstore()
+    data = _intoto_bundle(sigstore)
+    with pytest.raises(VerificationError, match=why):
+        _verify_keyless(sigstore, _relogged(sigstore.log, data, changes))
+
+
+@pytest.mark.parametrize("field", ["signature", "verifier"])
+def test_a_key_signed_dsse_entrys_field_not_base64_is_refused_naming_it(
+        local_log: LocalLog, release_key: ec.EllipticCurvePrivateKey, field: str) -> None:
+    data = key_signed_dsse_bundle(local_log, release_key, _statement())
+    with pytest.raises(VerificationError, match=f"the log entry's {field} is not base64"):
+        verify_bundle(_relogged(local_log, data, {("spec", "signatures", 0, field): NOT_BASE64}),
+                      digest=IMAGE_DIGEST, signer=_pub(release_key, "release"),
+                      trust_root=local_log.trust_root())
+
+
+def test_an_integrated_time_in_an_entry_kind_without_one_is_refused_naming_the_kind() -> None:
+    sigstore = LocalSigstore()
+    data = _relogged(sigstore.log, sigstore.sign_image(IMAGE_DIGEST), {}, kind="intoto",
+                     version="0.0.1")
+    with pytest.raises(VerificationError, match=r"not expected in a intoto/0\.0\.1 entry"):
+        _verify_keyless(sigstore, data)
