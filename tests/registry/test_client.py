@@ -699,3 +699,51 @@ async def test_a_spent_deadline_sends_no_request(scripted: tuple[str, ScriptedRe
                                       deadline=Deadline(time.monotonic()))
     assert caught.value.registry == host
     assert server.seen == []
+
+
+@pytest.mark.parametrize(("url", "operation"), [
+    ("https://r.example/v2/org/app/manifests/latest", "manifests"),
+    ("https://r.example/v2/org/app/manifests/sha256:abc?ns=docker.io", "manifests"),
+    ("https://r.example/v2/org/app/blobs/sha256:abc", "blobs"),
+    ("https://r.example/v2/org/app/blobs/", "blobs"),
+    ("https://r.example/v2/org/app/referrers/sha256:abc?artifactType=x/y", "referrers"),
+    ("https://r.example/v2/org/app/tags/list", "tags"),
+    ("https://r.example/v2/org/app/tags/list?n=100", "tags"),
+    ("https://auth.example/token?service=r&scope=repository:org/app:pull", "token"),
+    # A repository named like an operation is still its operation's path part, not a label.
+    ("https://r.example/v2/tags/app/manifests/latest", "manifests"),
+    ("https://r.example/v2/token/blobs/sha256:abc", "blobs"),
+    ("https://auth.example/token?scope=repository:blobs/app:pull", "token"),
+])
+def test_each_request_is_labelled_by_its_operation(url: str, operation: str) -> None:
+    from controller.registry.client import _operation
+
+    assert _operation(url) == operation
+
+
+async def test_every_request_is_measured_and_a_failed_one_counted_by_its_error(
+    scripted: tuple[str, ScriptedRegistry], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from controller import metrics
+
+    host, server = scripted
+    seen: list[tuple[str, str | None, float]] = []
+
+    def record(operation: str, *, seconds: float, error: str | None = None) -> None:
+        seen.append((operation, error, seconds))
+
+    monkeypatch.setattr(metrics, "record_registry_request", record)
+    doc = json.dumps(_image_doc(mediaType=OCI_MANIFEST)).encode()
+    server.answers["/v2/ok/app/manifests/latest"] = Answer(body=doc)
+    server.answers["/v2/big/app/manifests/latest"] = Answer(body=b" " * 4096 + doc)
+    started = time.perf_counter()
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,),
+                                               max_manifest_bytes=4096)) as client:
+        await client.get_manifest(host, "ok/app", "latest", deadline=Deadline.after(5))
+        # An error answer is a response like any other; one cut off is the request's error.
+        with pytest.raises(RegistryLimitExceeded):
+            await client.get_manifest(host, "big/app", "latest", deadline=Deadline.after(5))
+    elapsed = time.perf_counter() - started
+    assert [(op, error) for op, error, _s in seen] == [
+        ("manifests", None), ("manifests", "RegistryLimitExceeded")]
+    assert all(0 < s <= elapsed for _op, _e, s in seen)
