@@ -8,7 +8,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -23,9 +23,14 @@ from controller.registry.auth import StaticSecretSource
 from controller.registry.deadline import Deadline
 from controller.registry.errors import RegistryError
 from controller.review import WorkloadRequest, request_from_manifest
+from controller.signatures import verifier as verifier_module
 from controller.signatures.certificate import CertificateIdentity, Mismatch
+from controller.signatures.discovery import Collected, RawArtifact
 from controller.signatures.formats import Finding
+from controller.signatures.signers import check_artifacts
 from controller.signatures.verifier import (
+    THREAD_BYTES,
+    THREAD_THRESHOLD,
     ImageEvidence,
     ImageVerdict,
     ImageVerifier,
@@ -526,3 +531,105 @@ async def test_signature_denials_name_what_was_wrong(
     place(verifier, request, *findings)
     reason, message, hint = expected
     assert full(await answer(verifier, request)) == [(reason, "container c0", message, hint)]
+
+
+# --- where verification runs: inline, or on the verification thread ------------------------------
+
+class Claiming:
+    """A signer that claims every artifact, as the keyless signer claims certificates."""
+
+    names = frozenset({"ci"})
+
+    def fingerprint(self) -> str:
+        return "claiming"
+
+    def handles(self, artifact: RawArtifact) -> bool:
+        return True
+
+    def check(self, artifact: RawArtifact, digest: str) -> Finding:
+        return Finding(artifact.format, "signature", artifact.source)
+
+
+@pytest.fixture
+def threads(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Awaitable[str]]:
+    """Verify artifacts of the given sizes; returns the name of the thread that checked them."""
+    ran: list[str] = []
+    real = check_artifacts
+
+    def recording(*args: Any) -> tuple[Finding, ...]:
+        ran.append(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(verifier_module, "check_artifacts", recording)
+
+    async def verify(verifier: ImageVerifier, *sizes: int) -> str:
+        artifacts = tuple(RawArtifact("bundle", f"sha256:{i}", b"x" * n)
+                          for i, n in enumerate(sizes))
+
+        async def collect(*args: Any, **kwargs: Any) -> Collected:
+            return Collected("application/vnd.oci.image.manifest.v1+json", artifacts)
+
+        monkeypatch.setattr(verifier_module, "collect", collect)
+        (target,) = verifier._targets(deployment(IMAGE), None)
+        verdict = await verifier._fetch_and_verify(target, None, Deadline.after(5))
+        assert (verdict.name, verdict.digest) == (NAME, DIGEST)
+        assert [f.source for f in verdict.findings] == [a.source for a in artifacts]
+        return ran.pop()
+
+    return verify
+
+
+async def test_a_few_small_artifacts_are_verified_inline_and_more_on_the_thread(
+    verifier_factory: VerifierFactory, threads: Callable[..., Awaitable[str]],
+) -> None:
+    verifier = verifier_factory(HOST)
+    loop_thread = threading.current_thread().name
+    assert await threads(verifier, *[10] * THREAD_THRESHOLD) == loop_thread
+    assert (await threads(verifier, *[10] * (THREAD_THRESHOLD + 1))).startswith("verify")
+
+
+async def test_artifacts_hashed_once_per_key_go_to_the_thread_past_the_byte_limit(
+    verifier_factory: VerifierFactory, threads: Callable[..., Awaitable[str]],
+) -> None:
+    loop_thread = threading.current_thread().name
+    one_key = verifier_factory(HOST)
+    assert await threads(one_key, THREAD_BYTES) == loop_thread
+    assert (await threads(one_key, THREAD_BYTES + 1)).startswith("verify")
+    assert await threads(one_key, THREAD_BYTES // 2 + 1) == loop_thread
+    # Each payload is hashed once per key: two keys double the work.
+    two = verifier_factory(HOST, keys=TWO_KEYS)
+    assert (await threads(two, THREAD_BYTES // 2 + 1)).startswith("verify")
+
+
+async def test_an_artifact_another_signer_claims_goes_to_the_thread(
+    verifier_factory: VerifierFactory, threads: Callable[..., Awaitable[str]],
+) -> None:
+    verifier = verifier_factory(HOST)
+    # Only the signers before the keys (keyless ones) make a small artifact worth a thread.
+    verifier.signers = (Claiming(), *verifier.signers)
+    assert (await threads(verifier, 10)).startswith("verify")
+
+
+async def test_verification_on_the_thread_is_bounded_by_the_deadline(
+    verifier_factory: VerifierFactory, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    verifier = verifier_factory(HOST)
+    gate = threading.Event()
+
+    def stuck(*args: Any) -> tuple[Finding, ...]:
+        gate.wait(2)
+        return ()
+
+    async def collect(*args: Any, **kwargs: Any) -> Collected:
+        return Collected("", tuple(RawArtifact("bundle", f"sha256:{i}") for i in range(9)))
+
+    monkeypatch.setattr(verifier_module, "check_artifacts", stuck)
+    monkeypatch.setattr(verifier_module, "collect", collect)
+    (target,) = verifier._targets(deployment(IMAGE), None)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError):
+            await verifier._fetch_and_verify(target, None, Deadline.after(0.1))
+        assert time.monotonic() - started < 1
+    finally:
+        gate.set()
