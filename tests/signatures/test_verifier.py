@@ -9,6 +9,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -55,6 +56,7 @@ from tests.signatures.test_judgement import (
     IMAGE,
     NAME,
     OTHER_DIGEST,
+    att,
     full,
     reasons,
     sig,
@@ -633,3 +635,73 @@ async def test_verification_on_the_thread_is_bounded_by_the_deadline(
         assert time.monotonic() - started < 1
     finally:
         gate.set()
+
+
+async def test_without_a_secret_source_the_registry_is_asked_anonymously(
+    verifier_factory: VerifierFactory,
+) -> None:
+    # A configured pull secret with nowhere to read it from (`check`, offline) is not a crash.
+    verifier = verifier_factory(HOST, registry={
+        "pull_secret": {"namespace": "provenance", "name": "pull"}})
+    assert reasons(await answer(verifier, deployment(IMAGE))) == [Reason.REGISTRY_ERROR]
+
+
+class StuckSecrets:
+    async def dockerconfigjson(self, namespace: str, name: str) -> bytes | None:
+        await asyncio.Event().wait()
+        return None
+
+
+async def test_a_pull_secret_that_never_comes_is_given_up_within_the_deadline() -> None:
+    verifier = ImageVerifier(make_config(HOST, registry={
+        "pull_secret": {"namespace": "provenance", "name": "pull"}}), secrets=StuckSecrets())
+    try:
+        outcome = await asyncio.wait_for(verifier.verify(
+            deployment(IMAGE), git_sha=COMMIT, build_id=None, pipeline_url=None,
+            environment=None, deadline=time.monotonic() + 0.5), timeout=5)
+        assert reasons(outcome) == [Reason.REGISTRY_ERROR]
+    finally:
+        await verifier.close()
+
+
+async def test_both_certificate_claims_are_judged_and_each_wrong_value_named_once(
+    verifier_factory: VerifierFactory,
+) -> None:
+    verifier = verifier_factory(HOST, **two_keys())
+    request = deployment(IMAGE)
+    wrong = keyless("release", commit="f" * 40, ref="refs/heads/x")
+    place(verifier, request, wrong, replace(wrong, source="blob-again"),
+          keyless("other", commit="e" * 40, ref="refs/heads/x"))
+    outcome = await answer(verifier, request, branch="main")
+    assert [v.reason for v in outcome.violations] == [
+        Reason.CERTIFICATE_COMMIT_MISMATCH, Reason.CERTIFICATE_REF_MISMATCH,
+        Reason.CERTIFICATE_COMMIT_MISMATCH]
+    assert [v.message.split(" for ")[1].split(",")[0] for v in outcome.violations] == [
+        f"commit {'f' * 40}", "ref refs/heads/x", f"commit {'e' * 40}"]
+
+
+async def test_the_evidence_names_only_the_formats_of_the_rules_signers(
+    verifier_factory: VerifierFactory,
+) -> None:
+    verifier = verifier_factory(HOST, **two_keys(keys=["release"]))
+    request = deployment(IMAGE)
+    place(verifier, request, sig("release"), sig("other", fmt="legacy-sig"))
+    outcome = await answer(verifier, request)
+    assert outcome.violations == ()
+    assert outcome.evidence[0].signature_formats == ("bundle",)
+
+
+async def test_without_the_commit_check_the_build_id_is_still_bound(
+    verifier_factory: VerifierFactory,
+) -> None:
+    verifier = verifier_factory(HOST, rules=[{
+        "prefix": NAME, "require": "attestation", "check_commit": False,
+        "check_build_id": True}])
+    request = deployment(IMAGE)
+    place(verifier, request, att("release"))
+    right = await verifier.verify(request, git_sha=None, build_id="777", pipeline_url=None,
+                                  environment=None, deadline=time.monotonic() + 5)
+    assert right.violations == ()
+    wrong = await verifier.verify(request, git_sha=None, build_id="778", pipeline_url=None,
+                                  environment=None, deadline=time.monotonic() + 5)
+    assert reasons(wrong) == [Reason.ATTESTATION_BUILD_MISMATCH]
