@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from controller import metrics
 from controller.signatures.cache import VerdictCache
 
 
@@ -103,3 +104,46 @@ def test_every_clear_is_a_new_generation() -> None:
         assert cache.get("k") is None and len(cache) == 0
         assert cache.generation not in seen
         seen.append(cache.generation)
+
+
+def test_an_entry_is_stale_from_the_instant_it_expires() -> None:
+    clock = Clock()
+    cache = make(clock)
+    cache.put("k", "allow")
+    # The verifier bounds memoised answers by this instant, so it must be exact.
+    assert cache.expires("k") == 1060.0
+    assert cache.expires("absent") == 0.0
+    clock.now = 1059.5
+    assert cache.get("k") == "allow"
+    clock.now = 1060.0
+    assert cache.get("k") is None and len(cache) == 0
+
+
+def test_a_verdict_that_may_not_be_kept_drops_the_one_it_replaces() -> None:
+    cache: VerdictCache[str] = VerdictCache(max_entries=2, ttl=60, denial_ttl=0,
+                                            is_denial=lambda v: v.startswith("deny"),
+                                            clock=Clock())
+    cache.put("k", "allow")
+    cache.put("other", "allow")
+    # The image lost its signature: the old passing verdict must not outlive the denial.
+    cache.put("k", "deny")
+    assert cache.get("k") is None and cache.get("other") == "allow"
+
+
+async def test_hits_and_misses_are_counted_and_exported() -> None:
+    cache = make(Clock())
+    hits = metrics.REGISTRY.get_sample_value("provenance_verification_cache_hits_total") or 0
+    misses = metrics.REGISTRY.get_sample_value("provenance_verification_cache_misses_total") or 0
+
+    async def compute() -> str:
+        return "allow"
+
+    assert cache.lookup("k") is None
+    assert await cache.get_or_compute("k", compute) == "allow"
+    assert cache.lookup("k") == "allow"
+    assert await cache.get_or_compute("k", compute) == "allow"
+    assert (cache.hits, cache.misses) == (2, 1)
+    assert metrics.REGISTRY.get_sample_value("provenance_verification_cache_hits_total") == (
+        hits + 2)
+    assert metrics.REGISTRY.get_sample_value("provenance_verification_cache_misses_total") == (
+        misses + 1)
