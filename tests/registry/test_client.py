@@ -714,6 +714,9 @@ async def test_a_spent_deadline_sends_no_request(scripted: tuple[str, ScriptedRe
     ("https://r.example/v2/tags/app/manifests/latest", "manifests"),
     ("https://r.example/v2/token/blobs/sha256:abc", "blobs"),
     ("https://auth.example/token?scope=repository:blobs/app:pull", "token"),
+    # The query is not the path, however many `?` it holds.
+    ("https://auth.example/token?scope=repository:org/blobs/app:pull", "token"),
+    ("https://auth.example/token?scope=repository:org/blobs/app:pull?x=1", "token"),
 ])
 def test_each_request_is_labelled_by_its_operation(url: str, operation: str) -> None:
     from controller.registry.client import _operation
@@ -747,3 +750,42 @@ async def test_every_request_is_measured_and_a_failed_one_counted_by_its_error(
     assert [(op, error) for op, error, _s in seen] == [
         ("manifests", None), ("manifests", "RegistryLimitExceeded")]
     assert all(0 < s <= elapsed for _op, _e, s in seen)
+
+
+@pytest.mark.parametrize(("hops", "allowed"), [(1, True), (2, False)])
+async def test_the_redirect_limit_is_exact(
+    scripted: tuple[str, ScriptedRegistry], hops: int, allowed: bool,
+) -> None:
+    host, server = scripted
+    doc = json.dumps(_image_doc(mediaType=OCI_MANIFEST)).encode()
+    server.answers["/v2/hop/app/manifests/latest"] = Answer(
+        status=307, headers={"Location": f"http://{host}/v2/hop/app/manifests/hop1"})
+    server.answers["/v2/hop/app/manifests/hop1"] = Answer(body=doc) if hops == 1 else Answer(
+        status=307, headers={"Location": f"http://{host}/v2/hop/app/manifests/hop2"})
+    server.answers["/v2/hop/app/manifests/hop2"] = Answer(body=doc)
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,),
+                                               max_redirects=1)) as client:
+        if allowed:
+            await client.get_manifest(host, "hop/app", "latest", deadline=Deadline.after(5))
+            return
+        with pytest.raises(RegistryLimitExceeded, match="more than 1 redirects"):
+            await client.get_manifest(host, "hop/app", "latest", deadline=Deadline.after(5))
+
+
+async def test_a_redirect_answer_that_is_not_followed_is_refused_as_one(
+    scripted: tuple[str, ScriptedRegistry],
+) -> None:
+    # 300 Multiple Choices is a redirection that aiohttp does not follow.
+    host, server = scripted
+    server.answers["/v2/many/app/manifests/latest"] = Answer(status=300)
+    async with RegistryClient(RegistrySettings(insecure_registries=(host,))) as client:
+        with pytest.raises(RegistryLimitExceeded, match="redirects are not allowed"):
+            await client.get_manifest(host, "many/app", "latest", deadline=Deadline.after(5))
+
+
+async def test_dns_answers_are_cached_for_a_minute() -> None:
+    async with RegistryClient(RegistrySettings()) as client:
+        connector = client._session_().connector
+        assert isinstance(connector, aiohttp.TCPConnector) and connector.use_dns_cache
+        # A registry that moves is found again within a minute; aiohttp has no public reader.
+        assert connector._cached_hosts._ttl == 60
