@@ -1032,3 +1032,24 @@ def test_segment_is_signed_refuses_what_it_cannot_read() -> None:
     bad_record = build().segment(1)
     bad_record.data[entry_key(4)] = "{}"
     assert not segment_is_signed(bad_record, chain=CHAIN, verifier=SIGNER.verifier)
+
+
+def test_a_segment_whose_signed_head_does_not_parse_or_is_another_key_s_is_named() -> None:
+    built = build()
+    built.segment(1).data[HEAD_KEY] = "{}"
+    built.segment(2).data[HEAD_KEY] = OTHER_SIGNER.sign(
+        chain=CHAIN, size=12, head=built.heads[11], time=TIME).model_dump_json()
+    assert problems(verify(built)) == [
+        (K.UNSIGNED_SEGMENT, None, 1,
+         "segment 1's signed head: not a ledger checkpoint: 6 problems"),
+        (K.UNSIGNED_SEGMENT, None, 2, "segment 2 is not signed by the ledger key <key>"),
+    ]
+
+
+def test_every_lane_is_read_with_the_entry_size_limit() -> None:
+    main, other = build(), build(chain=LANE)
+    report = verify_ledger(lanes(a=main, b=other), chain=CHAIN, verifier=SIGNER.verifier,
+                           max_entry_bytes=64)
+    assert {p.kind for p in report.problems} >= {TamperKind.MALFORMED}
+    assert any(p.message.startswith(f"chain {LANE}: entry 0 is larger than 64")
+               for p in report.problems)
