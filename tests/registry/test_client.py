@@ -789,3 +789,29 @@ async def test_dns_answers_are_cached_for_a_minute() -> None:
         assert isinstance(connector, aiohttp.TCPConnector) and connector.use_dns_cache
         # A registry that moves is found again within a minute; aiohttp has no public reader.
         assert connector._cached_hosts._ttl == 60
+
+
+async def test_an_error_body_is_read_no_further_than_its_excerpt_needs(
+    scripted: tuple[str, ScriptedRegistry], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from controller.registry import client as module
+
+    caps: list[tuple[int, bool]] = []
+    read = module._read_limited
+
+    async def recording(registry: str, resp: aiohttp.ClientResponse, limit: int, *,
+                        truncate: bool) -> bytes:
+        caps.append((limit, truncate))
+        return await read(registry, resp, limit, truncate=truncate)
+
+    monkeypatch.setattr(module, "_read_limited", recording)
+    host, server = scripted
+    doc = json.dumps(_image_doc(mediaType=OCI_MANIFEST)).encode()
+    server.answers["/v2/ok/app/manifests/latest"] = Answer(body=doc)
+    server.answers["/v2/gone/app/manifests/latest"] = Answer(status=404, body=b"x" * 100_000)
+    settings = RegistrySettings(insecure_registries=(host,), max_manifest_bytes=1024 * 1024)
+    async with RegistryClient(settings) as client:
+        await client.get_manifest(host, "ok/app", "latest", deadline=Deadline.after(5))
+        with pytest.raises(NotFoundError):
+            await client.get_manifest(host, "gone/app", "latest", deadline=Deadline.after(5))
+    assert caps == [(1024 * 1024, False), (module._ERROR_BODY_LIMIT, True)]
