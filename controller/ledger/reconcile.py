@@ -53,6 +53,10 @@ MAX_DEFERRED = 1024
 MISS_RESYNC_SECONDS = 0.1
 """Least time between syncs forced by a stored object with no known entry: bounds the reads
 that Deployments never admitted by us (exempt namespaces) can cause to ten a second."""
+LOOK_AGAIN_SECONDS = 1.0
+"""How soon an object seen before its entry could be read is looked at again (not at once:
+one read then serves every object deferred meanwhile), and so at most one forced read a
+second from them."""
 
 
 MAX_WATCHES = 20_000
@@ -78,6 +82,19 @@ class _Admitted:
         return cls(entry.kind, entry.namespace, entry.name, entry.template_hash,
                    entry.annotations_hash, entry.object_uid, entry.generation,
                    entry.deploy_timestamp)
+
+
+@dataclass(frozen=True, slots=True)
+class _Deferred:
+    """A stored object that matched no entry we had read (`Reconciler._defer`)."""
+
+    first_seen: float
+    """Monotonic time it was first deferred: it is let go `2 × never_persisted_after_seconds`
+    later, however often it is seen again (objects in exempt namespaces never get an entry)."""
+    seen_at: float
+    """Monotonic time `body` was observed. Its entry, if we are to read one, was durable by
+    then, so any sync that started later has read it."""
+    body: dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -106,9 +123,11 @@ class Reconciler:
         """The writer lane whose admissions this reconciler follows (its writer's)."""
         self._next_seq = 0
         self._synced_at = 0.0
-        self._deferred: OrderedDict[tuple[str, str, str], tuple[float, dict[str, Any]]] = \
-            OrderedDict()
-        """Stored objects seen before their entry was read (the forced re-read is rate
+        self._read_from = 0.0
+        """When the newest completed sync started: an object seen before then needs no quick
+        look again (its entry, if in our lane, has been read)."""
+        self._deferred: OrderedDict[tuple[str, str, str], _Deferred] = OrderedDict()
+        """Stored objects that matched no entry we had read (the forced re-read is rate
         limited), looked at again shortly and by every sweep; an object may get no later
         event."""
         self._retry: asyncio.Task[None] | None = None
@@ -119,6 +138,7 @@ class Reconciler:
         """Read entries written since the last sync (by any replica)."""
         if not force and time.monotonic() - self._synced_at < self.sync_interval:
             return
+        started = time.monotonic()
         cfg = self.ledger.config
         if self.ledger.chain != self._chain:
             # The writer now holds another lane: follow that lane's admissions from its tail.
@@ -137,6 +157,7 @@ class Reconciler:
             number += 1
             self._segment = number
         self._synced_at = time.monotonic()
+        self._read_from = max(self._read_from, started)
 
     def _take_segment(self, seg: Segment) -> None:
         if not segment_is_signed(seg, chain=self.ledger.chain,
@@ -202,7 +223,10 @@ class Reconciler:
         `body` may be any Mapping (kopf hands out views); it is copied into plain dicts first,
         because the template hash must see exactly what the admission saw.
         """
-        body = plain(body)
+        return await self._observe(plain(body), now, seen_at=time.monotonic())
+
+    async def _observe(self, body: dict[str, Any], now: datetime | None, *, seen_at: float,
+                       first_seen: float | None = None) -> list[str]:
         kind = kind_of(body)
         if kind is None:
             return []
@@ -212,8 +236,8 @@ class Reconciler:
         stored_template = template_hash(kind, body)
         stored_annotations = annotations_hash(meta.get("annotations") or {}, self.prefix)
         generation = meta.get("generation")
-        if not self._known(key, stored_template, stored_annotations, generation) and \
-                not controlled(meta) and \
+        known = self._known(key, stored_template, stored_annotations, generation)
+        if not known and not controlled(meta) and \
                 time.monotonic() - self._synced_at >= MISS_RESYNC_SECONDS:
             # An admission is durable before the object is stored, so a stored object whose
             # entry we do not know yet was admitted after our last (rate-limited) sync: read on.
@@ -221,12 +245,18 @@ class Reconciler:
             # read for each of their status updates would re-read the newest segments ten times a
             # second. If one is recorded after all, the next regular sync finds its entry.
             await self.sync(force=True)
+            known = self._known(key, stored_template, stored_annotations, generation)
+        if known:
+            held = self._deferred.get(key)
+            if held is not None and held.seen_at <= seen_at:
+                del self._deferred[key]
+        elif not controlled(meta):
+            # Also when older entries of the object are known: an UPDATE (or `rollout undo`)
+            # seen before its entry was read would otherwise wait for the never-persisted check.
+            self._defer(key, body, seen_at, first_seen)
         seqs = self._by_name.get(key)
         if not seqs:
-            if not controlled(meta):
-                self._defer(key, body)
             return []
-        self._deferred.pop(key, None)
         appended: list[str] = []
         matching: list[_Watch] = []
         for seq in seqs:
@@ -289,7 +319,7 @@ class Reconciler:
         body.setdefault("kind", entry.kind)
         row = kind_named(entry.kind)
         body.setdefault("apiVersion", row.api_version if row else "")
-        await self.observe(body, now=now)
+        await self._observe(body, now, seen_at=time.monotonic())
         return watch.persisted
 
     def _known(self, key: tuple[str, str, str], template: str, annotations: str,
@@ -308,31 +338,52 @@ class Reconciler:
                 return True
         return False
 
-    def _defer(self, key: tuple[str, str, str], body: Mapping[str, Any]) -> None:
-        self._deferred[key] = (time.monotonic(), dict(body))
+    def _defer(self, key: tuple[str, str, str], body: dict[str, Any], seen_at: float,
+               first_seen: float | None) -> None:
+        held = self._deferred.get(key)
+        if held is not None and held.seen_at > seen_at:
+            return  # a newer state of the object is already waiting
+        first = seen_at if first_seen is None else first_seen
+        if held is not None:
+            first = min(first, held.first_seen)
+        self._deferred[key] = _Deferred(first, seen_at, body)
         self._deferred.move_to_end(key)
         while len(self._deferred) > MAX_DEFERRED:
             self._deferred.popitem(last=False)
-        if self._retry is None or self._retry.done():
+        if seen_at >= self._read_from and (self._retry is None or self._retry.done()):
             # A burst of CREATEs can be the last events those objects ever get (Pods that stay
             # Pending): look again shortly rather than at the next sweep.
             self._retry = asyncio.get_running_loop().create_task(self._look_again())
 
-    async def _look_again(self) -> None:
-        await asyncio.sleep(max(self.sync_interval, MISS_RESYNC_SECONDS))
-        try:
-            await self.sync(force=True)
-            await self._observe_deferred(None)
-        except ProvenanceError as exc:
-            log.warning("looking again at objects seen before their entries failed: %s", exc)
+    def _unread(self) -> bool:
+        """True if some deferred object was seen after the newest completed sync started."""
+        return any(held.seen_at >= self._read_from for held in self._deferred.values())
 
-    async def _observe_deferred(self, now: datetime | None) -> None:
+    async def _look_again(self) -> None:
+        # Loops, because objects deferred while a look is under way (its sync and its observe
+        # calls wait on the API server) need a look after it; this task is the only one.
+        while self._unread():
+            await asyncio.sleep(LOOK_AGAIN_SECONDS)
+            since = self._read_from
+            try:
+                await self.sync(force=True)
+                await self._observe_deferred(None, since=since)
+            except ProvenanceError as exc:
+                # They stay deferred, and every sweep looks at them again.
+                log.warning("looking again at objects seen before their entries failed: %s", exc)
+                return
+
+    async def _observe_deferred(self, now: datetime | None, *, since: float | None = None) -> None:
+        """Observe the deferred objects again: all of them, or those seen at or after `since`."""
         window = self.ledger.config.never_persisted_after_seconds
-        deferred, self._deferred = self._deferred, OrderedDict()
-        for seen_at, body in deferred.values():
-            # Objects in exempt namespaces never get an entry; let them go after a while.
-            if time.monotonic() - seen_at < 2 * window:
-                await self.observe(body, now=now)
+        batch = [(key, held) for key, held in self._deferred.items()
+                 if since is None or held.seen_at >= since]
+        for key, _held in batch:
+            del self._deferred[key]
+        for _key, held in batch:
+            if time.monotonic() - held.first_seen < 2 * window:
+                await self._observe(held.body, now, seen_at=held.seen_at,
+                                    first_seen=held.first_seen)
 
     async def close(self) -> None:
         """Stop looking again at deferred objects."""

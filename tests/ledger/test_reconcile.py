@@ -222,3 +222,119 @@ async def test_an_event_seen_before_its_entry_is_looked_at_again(
         "-n", ns, "-o", "json")
     assert code == 0, err
     assert json.loads(out)[0]["status"].startswith("persisted")
+
+
+async def _history_status(cp: LocalControlPlane, config: LedgerConfig, namespace: str,
+                          name: str) -> list[str]:
+    code, out, err = await asyncio.to_thread(
+        run_cli, str(cp.kubeconfig), config, "history", f"deploy/{name}", "-n", namespace,
+        "-o", "json")
+    assert code == 0, err
+    return [view["status"] for view in json.loads(out)]
+
+
+async def _until_persisted(cp: LocalControlPlane, config: LedgerConfig, namespace: str,
+                           name: str, count: int) -> list[str]:
+    """The statuses once the first `count` admissions show persisted (no sweep runs here: only
+    the reconciler's own look again can get them there); fails after 15 s."""
+    deadline = asyncio.get_running_loop().time() + 15
+    while True:
+        statuses = await _history_status(cp, config, namespace, name)
+        if len(statuses) >= count and all(s.startswith("persisted") for s in statuses[:count]):
+            return statuses
+        assert asyncio.get_running_loop().time() < deadline, statuses
+        await asyncio.sleep(0.2)
+
+
+async def _rate_limited(kube_api: KubeApi, ledger: Ledger,
+                        monkeypatch: pytest.MonkeyPatch) -> tuple[str, Reconciler]:
+    """A new namespace, and a reconciler whose own reads never catch up by themselves (as if
+    every event came right after a read): only its look again can find a new entry."""
+    from controller.ledger import reconcile
+
+    ns = f"np-{uuid.uuid4().hex[:6]}"
+    await ensure_namespace(kube_api, ns)
+    monkeypatch.setattr(reconcile, "MISS_RESYNC_SECONDS", 3600.0)
+    monkeypatch.setattr(reconcile, "LOOK_AGAIN_SECONDS", 0.05)
+    return ns, Reconciler(ledger, sync_interval=3600)
+
+
+async def test_an_update_seen_before_its_entry_is_looked_at_again_without_a_sweep(
+        control_plane: LocalControlPlane, kube_api: KubeApi, ledger: Ledger,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The object's earlier admission is known, so "no entry at all" does not apply: the stored
+    # state matches no entry read yet, and that is what must be looked at again.
+    ns, reconciler = await _rate_limited(kube_api, ledger, monkeypatch)
+    try:
+        await apply(control_plane, ledger, deployment("web", namespace=ns, env="v1"), "CREATE")
+        await reconciler.sync(force=True)
+        assert "persisted" in await reconciler.observe(
+            await kube_api.request("GET", deploy_path(ns, "web")))
+        await apply(control_plane, ledger, deployment("web", namespace=ns, env="v2",
+                                                      build="b-2"), "UPDATE")
+        v2 = await kube_api.request("GET", deploy_path(ns, "web"))
+        assert await reconciler.observe(v2) == []  # the rate limit keeps its entry unread
+        await _until_persisted(control_plane, ledger.config, ns, "web", 2)
+    finally:
+        await reconciler.close()
+
+
+async def test_an_object_deferred_while_a_look_is_under_way_gets_a_look_of_its_own(
+        control_plane: LocalControlPlane, kube_api: KubeApi, ledger: Ledger,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ns, reconciler = await _rate_limited(kube_api, ledger, monkeypatch)
+    # The look for the first object is held where it records that object's outcome, after its
+    # sync: the second object is stored and seen meanwhile, its entry written after that sync.
+    in_look, release = asyncio.Event(), asyncio.Event()
+    append = ledger.append
+
+    async def held_append(entry: Any, *, deadline: float | None = None,
+                          lazy: bool = False) -> AppendReceipt:
+        if lazy and not release.is_set():
+            in_look.set()
+            await release.wait()
+        return await append(entry, deadline=deadline, lazy=lazy)
+
+    monkeypatch.setattr(ledger, "append", held_append)
+    try:
+        await reconciler.sync(force=True)
+        await apply(control_plane, ledger, deployment("first", namespace=ns), "CREATE")
+        assert await reconciler.observe(
+            await kube_api.request("GET", deploy_path(ns, "first"))) == []
+        await asyncio.wait_for(in_look.wait(), 15)
+        await apply(control_plane, ledger, deployment("second", namespace=ns), "CREATE")
+        assert await reconciler.observe(
+            await kube_api.request("GET", deploy_path(ns, "second"))) == []
+        release.set()
+        await _until_persisted(control_plane, ledger.config, ns, "first", 1)
+        await _until_persisted(control_plane, ledger.config, ns, "second", 1)
+    finally:
+        release.set()
+        await reconciler.close()
+
+
+async def test_an_object_that_never_gets_an_entry_keeps_its_first_seen_time(
+        control_plane: LocalControlPlane, kube_api: KubeApi, ledger: Ledger,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Looked at again by every sweep, it is let go 2 × never_persisted_after_seconds after it was
+    # first seen; being seen again must not restart that time, or it is never let go.
+    from controller.ledger import reconcile
+
+    ns = f"np-{uuid.uuid4().hex[:6]}"
+    await ensure_namespace(kube_api, ns)
+    monkeypatch.setattr(reconcile, "LOOK_AGAIN_SECONDS", 3600.0)
+    reconciler = Reconciler(ledger, sync_interval=0)
+    try:
+        await run_kubectl(control_plane, "apply", "-f", "-",
+                          stdin=json.dumps(deployment("stray", namespace=ns)))
+        body = await kube_api.request("GET", deploy_path(ns, "stray"))
+        key = ("Deployment", ns, "stray")
+        assert await reconciler.observe(body) == []
+        first = reconciler._deferred[key].first_seen
+        await reconciler.sweep(datetime.now(UTC))
+        assert await reconciler.observe(body) == []
+        await reconciler.sweep(datetime.now(UTC))
+        held = reconciler._deferred[key]
+        assert held.first_seen == first < held.seen_at
+    finally:
+        await reconciler.close()
