@@ -95,6 +95,10 @@ class _Deferred:
     """Monotonic time `body` was observed. Its entry, if we are to read one, was durable by
     then, so any sync that started later has read it."""
     body: dict[str, Any]
+    unread: bool
+    """True if no sync that started after `seen_at` had completed when it was found to match no
+    entry: its entry may be in the ledger yet, and it wants a look again after the next sync.
+    False means it is not ours (yet); only the sweeps look at it again."""
 
 
 @dataclass(slots=True)
@@ -124,8 +128,7 @@ class Reconciler:
         self._next_seq = 0
         self._synced_at = 0.0
         self._read_from = 0.0
-        """When the newest completed sync started: an object seen before then needs no quick
-        look again (its entry, if in our lane, has been read)."""
+        """When the newest completed sync started: every entry durable by then has been read."""
         self._deferred: OrderedDict[tuple[str, str, str], _Deferred] = OrderedDict()
         """Stored objects that matched no entry we had read (the forced re-read is rate
         limited), looked at again shortly and by every sweep; an object may get no later
@@ -346,38 +349,38 @@ class Reconciler:
         first = seen_at if first_seen is None else first_seen
         if held is not None:
             first = min(first, held.first_seen)
-        self._deferred[key] = _Deferred(first, seen_at, body)
+        unread = seen_at >= self._read_from
+        self._deferred[key] = _Deferred(first, seen_at, body, unread)
         self._deferred.move_to_end(key)
         while len(self._deferred) > MAX_DEFERRED:
             self._deferred.popitem(last=False)
-        if seen_at >= self._read_from and (self._retry is None or self._retry.done()):
+        if unread and (self._retry is None or self._retry.done()):
             # A burst of CREATEs can be the last events those objects ever get (Pods that stay
             # Pending): look again shortly rather than at the next sweep.
             self._retry = asyncio.get_running_loop().create_task(self._look_again())
 
     def _unread(self) -> bool:
-        """True if some deferred object was seen after the newest completed sync started."""
-        return any(held.seen_at >= self._read_from for held in self._deferred.values())
+        return any(held.unread for held in self._deferred.values())
 
     async def _look_again(self) -> None:
         # Loops, because objects deferred while a look is under way (its sync and its observe
         # calls wait on the API server) need a look after it; this task is the only one.
         while self._unread():
             await asyncio.sleep(LOOK_AGAIN_SECONDS)
-            since = self._read_from
             try:
                 await self.sync(force=True)
-                await self._observe_deferred(None, since=since)
+                await self._observe_deferred(None, unread_only=True)
             except ProvenanceError as exc:
                 # They stay deferred, and every sweep looks at them again.
                 log.warning("looking again at objects seen before their entries failed: %s", exc)
                 return
 
-    async def _observe_deferred(self, now: datetime | None, *, since: float | None = None) -> None:
-        """Observe the deferred objects again: all of them, or those seen at or after `since`."""
+    async def _observe_deferred(self, now: datetime | None, *, unread_only: bool = False) -> None:
+        """Observe the deferred objects again: all of them, or only the `unread` ones. Each is
+        seen after a sync that started after it was seen, so one deferred again is not unread."""
         window = self.ledger.config.never_persisted_after_seconds
         batch = [(key, held) for key, held in self._deferred.items()
-                 if since is None or held.seen_at >= since]
+                 if held.unread or not unread_only]
         for key, _held in batch:
             del self._deferred[key]
         for _key, held in batch:

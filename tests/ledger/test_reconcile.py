@@ -313,6 +313,26 @@ async def test_an_object_deferred_while_a_look_is_under_way_gets_a_look_of_its_o
         await reconciler.close()
 
 
+async def test_a_deferred_object_is_looked_at_even_when_a_later_sync_read_its_entry(
+        control_plane: LocalControlPlane, kube_api: KubeApi, ledger: Ledger,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Reading the entry is not enough: the object must be observed again to be marked. Here
+    # another event's sync reads it before the look comes round.
+    from controller.ledger import reconcile
+
+    ns, reconciler = await _rate_limited(kube_api, ledger, monkeypatch)
+    monkeypatch.setattr(reconcile, "LOOK_AGAIN_SECONDS", 0.5)
+    try:
+        await reconciler.sync(force=True)
+        await apply(control_plane, ledger, deployment("web", namespace=ns), "CREATE")
+        assert await reconciler.observe(
+            await kube_api.request("GET", deploy_path(ns, "web"))) == []
+        await reconciler.sync(force=True)
+        await _until_persisted(control_plane, ledger.config, ns, "web", 1)
+    finally:
+        await reconciler.close()
+
+
 async def test_an_object_that_never_gets_an_entry_keeps_its_first_seen_time(
         control_plane: LocalControlPlane, kube_api: KubeApi, ledger: Ledger,
         monkeypatch: pytest.MonkeyPatch) -> None:
